@@ -1,0 +1,49 @@
+"""UploadFunction: S3 ObjectCreated notifications of the input bucket -> Picsart -> output bucket.
+
+Thin: parse the event, hand each upload to the domain, shape the answer. A malformed event raises after
+the readable records are done, so Lambda retries it and then puts it in the dead-letter queue with the
+error message (nothing is dropped silently).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from picsart_adapter.dependencies import get_processor
+from picsart_adapter.observability import logger, metrics, tracer
+from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
+
+# Built at cold start: an invalid configuration fails here, naming the variable, before any event.
+processor = get_processor()
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    notification = parse_s3_event(event)
+    if notification.is_test_event:
+        logger.info("s3:TestEvent received; nothing to process")
+        return {"results": [], "test_event": True}
+    results = []
+    for upload in notification.uploads:
+        logger.set_correlation_id(upload.s3_request_id)
+        logger.remove_keys(["picsart_correlation_id"])
+        logger.append_keys(bucket=upload.bucket, key=upload.key)
+        result = processor.process(upload)
+        results.append({"bucket": upload.bucket, "key": upload.key, **_shape(result)})
+    if notification.malformed:
+        raise MalformedEventError("unreadable S3 records: " + "; ".join(notification.malformed))
+    return {"results": results}
+
+
+def _shape(result: Any) -> dict[str, Any]:
+    return {
+        "status": result.status.value,
+        "reason": result.reason,
+        "output_key": result.output_key,
+        "picsart_correlation_id": result.picsart_correlation_id,
+        "duplicate": result.duplicate,
+    }

@@ -1,0 +1,95 @@
+"""The adapter's configuration: one model, parsed from the environment once, at cold start.
+
+A wrong value stops the function before it handles any event, with a message that names the variable,
+so a bad deployment fails loudly instead of sending Picsart requests that are bound to be refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import cache, cached_property
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from picsart_adapter.tools import TOOLS, Tool, ToolName, ToolParameters
+
+DEFAULT_PICSART_BASE_URL = "https://api.picsart.io/tools/1.0"
+
+
+class ConfigurationError(ValueError):
+    """The environment does not describe a working adapter; the message names each variable at fault."""
+
+
+class AdapterSettings(BaseModel):
+    """Everything the functions read from their environment (set by template.yaml)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    output_bucket: str = Field(alias="OUTPUT_BUCKET", min_length=3, max_length=63)
+    jobs_table: str = Field(alias="JOBS_TABLE", min_length=3, max_length=255)
+    delay_queue_url: str = Field(alias="DELAY_QUEUE_URL", pattern=r"^https?://\S+$")
+    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", pattern=r"^https?://\S+$")
+    api_key_secret: str = Field(alias="PICSART_API_KEY_SECRET", min_length=1)
+    picsart_base_url: str = Field(
+        DEFAULT_PICSART_BASE_URL,
+        alias="PICSART_BASE_URL",
+        # No trailing slash and no empty path segment: `/tools/1.0//removebg` is a 404 (troubleshooting guide).
+        pattern=r"^https?://[^/\s]+(/[^/\s]+)*$",
+    )
+    tool_name: ToolName = Field("removebg", alias="PICSART_TOOL")
+    tool_parameters_json: str = Field("{}", alias="PICSART_TOOL_PARAMETERS")
+    presigned_url_ttl_seconds: int = Field(300, alias="PRESIGNED_URL_TTL_SECONDS", ge=60, le=3600)
+    request_timeout_seconds: float = Field(30.0, alias="PICSART_TIMEOUT_SECONDS", gt=0, le=840)
+    max_attempts: int = Field(6, alias="MAX_ATTEMPTS", ge=1, le=50)
+    # The guide: with no usable reset time, wait at least a minute, then back off exponentially.
+    rate_limit_floor_seconds: float = Field(60.0, alias="RATE_LIMIT_FLOOR_SECONDS", ge=0, le=3600)
+    retry_base_seconds: float = Field(2.0, alias="RETRY_BASE_SECONDS", ge=0, le=3600)
+
+    @property
+    def tool(self) -> Tool:
+        return TOOLS[self.tool_name]
+
+    @cached_property
+    def tool_parameters(self) -> ToolParameters:
+        return _parse_tool_parameters(self.tool, self.tool_parameters_json)
+
+
+def _parse_tool_parameters(tool: Tool, raw_json: str) -> ToolParameters:
+    try:
+        raw: Any = json.loads(raw_json)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"PICSART_TOOL_PARAMETERS is not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigurationError('PICSART_TOOL_PARAMETERS must be a JSON object, e.g. {"upscale_factor": 4}')
+    try:
+        return tool.parse_parameters(raw)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ConfigurationError(f"PICSART_TOOL_PARAMETERS is not valid for the {tool.name} tool: {problems}") from None
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(object)"
+    given = f" (got {error['input']!r})" if "input" in error and not isinstance(error["input"], dict) else ""
+    return f"{where}: {error['msg']}{given}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> AdapterSettings:
+    """Parse and check the whole configuration, tool parameters included; raise ConfigurationError."""
+    source = dict(os.environ if environ is None else environ)
+    try:
+        settings = AdapterSettings.model_validate(source)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise ConfigurationError(f"invalid adapter configuration: {problems}") from None
+    settings.tool_parameters  # noqa: B018 - parse now so a bad value fails at cold start, not per event
+    return settings
+
+
+@cache
+def get_settings() -> AdapterSettings:
+    """The settings of this execution environment, parsed once."""
+    return load_settings()

@@ -1,0 +1,97 @@
+"""The SQS delay queue: work that must wait (throttled, or retrying) and the dead-letter queue.
+
+SQS delays a message at most 900 s. Work due later is sent with the longest delay and carries its due time,
+so the retry function sends it on again ("hops") until it is due. No Lambda ever sleeps through a wait.
+A message carries what resuming and reporting need, and nothing secret: no API key, no presigned URL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from picsart_adapter.s3_events import UploadedObject
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
+
+MAX_DELAY_SECONDS = 900
+
+
+class RetryMessage(BaseModel):
+    """One upload waiting for its next attempt."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    bucket: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+    version_id: str | None = None
+    etag: str | None = None
+    s3_request_id: str | None = None
+    #: Attempts already made.
+    attempt: int = Field(ge=0)
+    #: Epoch seconds at which the next attempt may start.
+    due_at: float
+    reason: str
+    picsart_correlation_ids: list[str] = Field(default_factory=list)
+
+    def upload(self) -> UploadedObject:
+        return UploadedObject(
+            bucket=self.bucket,
+            key=self.key,
+            etag=self.etag,
+            version_id=self.version_id,
+            s3_request_id=self.s3_request_id,
+        )
+
+
+def delay_for(due_at: float, now: float) -> int:
+    """DelaySeconds for a message due at `due_at`: rounded up, within SQS's 0..900."""
+    return max(0, min(MAX_DELAY_SECONDS, math.ceil(due_at - now)))
+
+
+class DelayQueue:
+    def __init__(self, sqs: SQSClient, queue_url: str, dead_letter_queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._dead_letter_queue_url = dead_letter_queue_url
+
+    def schedule(self, message: RetryMessage, now: float) -> int:
+        """Park the work until its due time (or the longest SQS delay, for a hop). Returns the delay."""
+        delay = delay_for(message.due_at, now)
+        self._sqs.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=message.model_dump_json(),
+            DelaySeconds=delay,
+            MessageAttributes=_attributes(message, message.reason),
+        )
+        return delay
+
+    def dead_letter(self, message: RetryMessage | str, reason: str) -> None:
+        """Give the work up with its reason, where operators look for it. A message that could not be
+        read is dead-lettered as the raw body it came as."""
+        if isinstance(message, RetryMessage):
+            body = message.model_copy(update={"reason": reason}).model_dump_json()
+        else:
+            body = message
+        self._sqs.send_message(
+            QueueUrl=self._dead_letter_queue_url,
+            MessageBody=body,
+            MessageAttributes=_attributes(message if isinstance(message, RetryMessage) else None, reason),
+        )
+
+
+def _attributes(message: RetryMessage | None, reason: str) -> dict[str, MessageAttributeValueTypeDef]:
+    attributes: dict[str, MessageAttributeValueTypeDef] = {
+        "reason": {"DataType": "String", "StringValue": reason[:1000]},
+    }
+    if message is None:
+        return attributes
+    attributes["attempt"] = {"DataType": "Number", "StringValue": str(message.attempt)}
+    if message.s3_request_id:
+        # The S3 request id travels as an attribute, so the retry function logs it as its correlation id.
+        attributes["s3_request_id"] = {"DataType": "String", "StringValue": message.s3_request_id}
+    return attributes

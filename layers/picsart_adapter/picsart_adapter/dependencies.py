@@ -1,0 +1,70 @@
+"""Builds the processor from the settings, once per execution environment (at cold start).
+
+AWS clients honour AWS_ENDPOINT_URL, which is how the local stack points them at its moto server.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import boto3
+from aws_lambda_powertools.utilities import parameters
+from botocore.config import Config
+
+from picsart_adapter.config import AdapterSettings, ConfigurationError, get_settings
+from picsart_adapter.delay_queue import DelayQueue
+from picsart_adapter.jobs import JobStore
+from picsart_adapter.picsart_client import PicsartClient
+from picsart_adapter.processing import ProcessorSettings, UploadProcessor
+from picsart_adapter.retry_policy import RetryPolicy
+from picsart_adapter.storage import ObjectStore
+
+#: How long a fetched API key is reused before Secrets Manager is asked again (rotation takes effect then).
+SECRET_MAX_AGE_SECONDS = 300
+
+
+class SecretApiKey:
+    """Reads the API key from Secrets Manager through Powertools Parameters (cached), never logging it."""
+
+    def __init__(self, secret_id: str) -> None:
+        self._secret_id = secret_id
+
+    def __call__(self) -> str:
+        value = parameters.get_secret(self._secret_id, max_age=SECRET_MAX_AGE_SECONDS)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigurationError(f"secret {self._secret_id!r} must hold the Picsart API key as a plain string")
+        return value.strip()
+
+    def __repr__(self) -> str:
+        return f"SecretApiKey(secret_id={self._secret_id!r})"
+
+
+def build_processor(settings: AdapterSettings) -> UploadProcessor:
+    session = boto3.session.Session()
+    # SigV4 presigned URLs: their lifetime is bounded by ExpiresIn (and the role's session).
+    s3 = session.client("s3", config=Config(signature_version="s3v4"))
+    return UploadProcessor(
+        settings=ProcessorSettings(
+            tool=settings.tool,
+            parameters=settings.tool_parameters,
+            output_bucket=settings.output_bucket,
+            presigned_url_ttl_seconds=settings.presigned_url_ttl_seconds,
+            max_attempts=settings.max_attempts,
+        ),
+        store=ObjectStore(s3),
+        jobs=JobStore(session.resource("dynamodb").Table(settings.jobs_table)),
+        queue=DelayQueue(session.client("sqs"), settings.delay_queue_url, settings.dead_letter_queue_url),
+        client=PicsartClient(
+            settings.picsart_base_url,
+            SecretApiKey(settings.api_key_secret),
+            timeout_seconds=settings.request_timeout_seconds,
+        ),
+        retry_policy=RetryPolicy(
+            floor_seconds=settings.rate_limit_floor_seconds, base_seconds=settings.retry_base_seconds
+        ),
+    )
+
+
+@cache
+def get_processor() -> UploadProcessor:
+    return build_processor(get_settings())

@@ -1,0 +1,137 @@
+"""Job records in DynamoDB: one item per object version, with every attempt and its correlation ids.
+
+Key: pk = `object#<bucket>/<key>`, sk = `<version ref>` (`version:<id>` or `etag:<etag>`), so every version
+of one key is found with one query. The same table will hold the fleet's rate-limit state under other pks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+#: Job records are kept 90 days (the table's TTL attribute), long enough for any support report.
+RECORD_RETENTION_SECONDS = 90 * 86_400
+
+
+class JobStatus(StrEnum):
+    PROCESSING = "processing"
+    WAITING = "waiting"  # parked in the delay queue until its due time
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # permanent: Picsart refused this input, or attempts ran out (then also dead-lettered)
+    SKIPPED = "skipped"  # never sent: not an image Picsart accepts, empty, too large, or gone
+
+
+@dataclass(frozen=True)
+class JobRef:
+    bucket: str
+    key: str
+    version_ref: str
+
+    @property
+    def item_key(self) -> dict[str, str]:
+        return {"pk": object_pk(self.bucket, self.key), "sk": self.version_ref}
+
+
+def object_pk(bucket: str, key: str) -> str:
+    return f"object#{bucket}/{key}"
+
+
+@dataclass
+class Attempt:
+    """One call to Picsart (or one try that got no answer), as a support report needs it."""
+
+    number: int
+    started_at: str
+    outcome: str
+    http_status: int | None = None
+    picsart_correlation_id: str | None = None
+    duration_ms: int | None = None
+    rate_limit: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    error_body: str | None = None
+
+    def as_item(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None and v != {}}
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JobStore:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def get(self, ref: JobRef) -> dict[str, Any] | None:
+        item = self._table.get_item(Key=ref.item_key, ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def for_object(self, bucket: str, key: str) -> list[dict[str, Any]]:
+        """Every version's record of one key, oldest first."""
+        answer = self._table.query(KeyConditionExpression=Key("pk").eq(object_pk(bucket, key)), ConsistentRead=True)
+        items = [dict(item) for item in answer.get("Items", [])]
+        return sorted(items, key=lambda item: str(item.get("created_at", "")))
+
+    def start(self, ref: JobRef, details: dict[str, Any]) -> None:
+        """Mark the job as being processed now (a crash leaves it visibly `processing`)."""
+        self._update(ref, {"status": JobStatus.PROCESSING.value, **details})
+
+    def finish(
+        self,
+        ref: JobRef,
+        status: JobStatus,
+        attempt: Attempt | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record where the job stands after an attempt (or a check that needed none)."""
+        values: dict[str, Any] = {"status": status.value, **(details or {})}
+        if reason is not None:
+            values["reason"] = reason
+        if status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED}:
+            values["completed_at"] = utc_now_iso()
+        self._update(ref, values, attempt)
+
+    def _update(self, ref: JobRef, values: dict[str, Any], attempt: Attempt | None = None) -> None:
+        now = utc_now_iso()
+        names: dict[str, str] = {"#created_at": "created_at", "#expiration": "expiration"}
+        expr_values: dict[str, Any] = {
+            ":now": now,
+            ":expiration": int(datetime.now(UTC).timestamp()) + RECORD_RETENTION_SECONDS,
+            ":bucket": ref.bucket,
+            ":key": ref.key,
+        }
+        sets = [
+            "#created_at = if_not_exists(#created_at, :now)",
+            "#expiration = :expiration",
+            "#bucket = :bucket",
+            "#key = :key",
+            "#updated_at = :now",
+        ]
+        names.update({"#bucket": "bucket", "#key": "key", "#updated_at": "updated_at"})
+        for index, (name, value) in enumerate(sorted(values.items())):
+            names[f"#f{index}"] = name
+            expr_values[f":f{index}"] = value
+            sets.append(f"#f{index} = :f{index}")
+        if attempt is not None:
+            names["#attempts"] = "attempts"
+            expr_values[":attempt"] = [attempt.as_item()]
+            expr_values[":empty"] = []
+            sets.append("#attempts = list_append(if_not_exists(#attempts, :empty), :attempt)")
+            if attempt.picsart_correlation_id:
+                names["#last_cid"] = "picsart_correlation_id"
+                expr_values[":last_cid"] = attempt.picsart_correlation_id
+                sets.append("#last_cid = :last_cid")
+        self._table.update_item(
+            Key=ref.item_key,
+            UpdateExpression="SET " + ", ".join(sets),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=expr_values,
+        )

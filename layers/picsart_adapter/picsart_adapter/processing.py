@@ -1,0 +1,318 @@
+"""The domain: what happens to one uploaded object, from the checks to the stored result and its record.
+
+Every upload ends in one of: processed (result stored, job `succeeded`), not sent with a recorded reason
+(`skipped`), refused by Picsart with the error body recorded (`failed`), parked in the delay queue for a
+later attempt (`waiting`), or — attempts used up — in the dead-letter queue with its reason (`failed`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from picsart_adapter.delay_queue import DelayQueue, RetryMessage
+from picsart_adapter.input_checks import Rejection, check_key, check_object
+from picsart_adapter.jobs import Attempt, JobRef, JobStatus, JobStore, utc_now_iso
+from picsart_adapter.observability import MetricUnit, logger, metrics, tracer
+from picsart_adapter.outcomes import Outcome, classify
+from picsart_adapter.picsart_client import (
+    PicsartClient,
+    PicsartResponse,
+    PicsartTransportError,
+    ResultDownloadError,
+)
+from picsart_adapter.rate_limit import parse_reset_time
+from picsart_adapter.retry_policy import RetryPolicy
+from picsart_adapter.s3_events import UploadedObject
+from picsart_adapter.storage import ObjectStore, StoredObject, result_key
+from picsart_adapter.tools import FORMAT_MEDIA, Tool, ToolParameters
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How one upload stands after this invocation handled it."""
+
+    status: JobStatus
+    reason: str | None = None
+    output_key: str | None = None
+    picsart_correlation_id: str | None = None
+    http_status: int | None = None
+    #: True when the version was already processed and no call was made.
+    duplicate: bool = False
+    picsart_correlation_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    tool: Tool
+    parameters: ToolParameters
+    output_bucket: str
+    presigned_url_ttl_seconds: int
+    max_attempts: int
+
+
+class UploadProcessor:
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        store: ObjectStore,
+        jobs: JobStore,
+        queue: DelayQueue,
+        client: PicsartClient,
+        retry_policy: RetryPolicy,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._jobs = jobs
+        self._queue = queue
+        self._client = client
+        self._retry_policy = retry_policy
+        self._clock = clock
+
+    def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
+        """Handle one upload: `attempts_made` and `correlation_ids` come from earlier attempts, if any."""
+        stored = self._store.describe(upload.bucket, upload.key, upload.version_id)
+        if stored is None:
+            ref = JobRef(upload.bucket, upload.key, _version_ref_of_event(upload))
+            return self._skip(ref, Rejection("object-gone", "the object no longer exists (deleted first)"))
+        ref = JobRef(stored.bucket, stored.key, stored.version_ref)
+        existing = self._jobs.get(ref)
+        if existing and existing.get("status") == JobStatus.SUCCEEDED.value:
+            # S3 delivers at least once: a version already processed costs no second call.
+            logger.info("already processed; no call made", extra={"version_ref": ref.version_ref})
+            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+            return JobResult(
+                JobStatus.SUCCEEDED,
+                reason="already processed",
+                output_key=str(existing.get("output_key") or ""),
+                duplicate=True,
+            )
+        rejection = check_key(stored.key) or check_object(stored.size, stored.head)
+        if rejection:
+            return self._skip(ref, rejection, stored)
+        return self._call_picsart(upload, stored, ref, attempts_made + 1, list(correlation_ids))
+
+    def resume(self, message: RetryMessage) -> JobResult | None:
+        """Take up parked work from the delay queue. Work not yet due (a wait longer than SQS's 900 s
+        delay) is sent on for another hop and None is returned."""
+        now = self._clock()
+        if message.due_at > now + 1:
+            delay = self._queue.schedule(message, now)
+            logger.info("not due yet; re-delayed", extra={"delay_seconds": delay})
+            return None
+        return self.process(message.upload(), message.attempt, message.picsart_correlation_ids)
+
+    def dead_letter_unreadable(self, body: str, reason: str) -> None:
+        """A delay-queue message no attempt can read goes straight to the dead-letter queue."""
+        self._queue.dead_letter(body, reason)
+        metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.error("unreadable delay-queue message dead-lettered", extra={"reason": reason})
+
+    def _call_picsart(
+        self,
+        upload: UploadedObject,
+        stored: StoredObject,
+        ref: JobRef,
+        attempt_number: int,
+        correlation_ids: list[str],
+    ) -> JobResult:
+        tool = self._settings.tool
+        self._jobs.start(
+            ref,
+            {
+                "tool": tool.name,
+                "size": stored.size,
+                "etag": stored.etag,
+                "attempt_count": attempt_number,
+                **({"version_id": stored.version_id} if stored.version_id else {}),
+                **({"s3_request_id": upload.s3_request_id} if upload.s3_request_id else {}),
+            },
+        )
+        image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
+        attempt = Attempt(number=attempt_number, started_at=utc_now_iso(), outcome="")
+        with tracer.provider.in_subsegment(f"## picsart.{tool.name}") as subsegment:
+            try:
+                response = self._client.call_tool(tool, image_url, self._settings.parameters)
+            except PicsartTransportError as error:
+                subsegment.put_annotation("picsart_outcome", Outcome.TRANSIENT.value)
+                attempt.outcome, attempt.error = Outcome.TRANSIENT.value, f"no answer from Picsart ({error})"
+                metrics.add_metric(name="PicsartNoAnswer", unit=MetricUnit.Count, value=1)
+                logger.warning("Picsart gave no answer", extra={"error": str(error)})
+                return self._retry_later(upload, stored, ref, attempt, Outcome.TRANSIENT, None, correlation_ids)
+            outcome = classify(response.status)
+            subsegment.put_annotation("picsart_status", str(response.status))
+            subsegment.put_annotation("picsart_outcome", outcome.value)
+            if response.correlation_id:
+                subsegment.put_annotation("picsart_correlation_id", response.correlation_id)
+        self._observe(response, outcome, attempt)
+        if response.correlation_id:
+            correlation_ids.append(response.correlation_id)
+        if outcome is Outcome.SUCCESS:
+            return self._store_result(upload, stored, ref, attempt, response, correlation_ids)
+        if outcome.retryable:
+            reset_at = parse_reset_time(response.rate_limit.reset_time, self._clock())
+            return self._retry_later(upload, stored, ref, attempt, outcome, reset_at, correlation_ids)
+        reason = f"Picsart refused the request: HTTP {response.status}: {response.error_detail}"
+        if outcome is Outcome.ACCEPTED:
+            reason = f"Picsart answered 202 (asynchronous) to the synchronous {tool.name} tool"
+        attempt.error_body = response.raw_body
+        self._jobs.finish(ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status})
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        logger.error("job failed permanently", extra={"reason": reason, "error_body": response.raw_body})
+        return JobResult(
+            JobStatus.FAILED,
+            reason=reason,
+            picsart_correlation_id=response.correlation_id,
+            http_status=response.status,
+            picsart_correlation_ids=correlation_ids,
+        )
+
+    def _observe(self, response: PicsartResponse, outcome: Outcome, attempt: Attempt) -> None:
+        """Record one answer everywhere it is needed: attempt, logs, metrics."""
+        attempt.outcome = outcome.value
+        attempt.http_status = response.status
+        attempt.picsart_correlation_id = response.correlation_id
+        attempt.duration_ms = response.duration_ms
+        attempt.rate_limit = response.rate_limit.as_record()
+        if response.correlation_id:
+            logger.append_keys(picsart_correlation_id=response.correlation_id)
+        logger.info(
+            "Picsart answered",
+            extra={
+                "http_status": response.status,
+                "outcome": outcome.value,
+                "duration_ms": response.duration_ms,
+                "rate_limit": attempt.rate_limit,
+            },
+        )
+        metrics.add_metric(name="PicsartCalls", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="PicsartLatency", unit=MetricUnit.Milliseconds, value=response.duration_ms)
+        if outcome is Outcome.THROTTLED:
+            metrics.add_metric(name="PicsartThrottled", unit=MetricUnit.Count, value=1)
+        elif outcome is not Outcome.SUCCESS:
+            metrics.add_metric(name="PicsartErrors", unit=MetricUnit.Count, value=1)
+
+    def _store_result(
+        self,
+        upload: UploadedObject,
+        stored: StoredObject,
+        ref: JobRef,
+        attempt: Attempt,
+        response: PicsartResponse,
+        correlation_ids: list[str],
+    ) -> JobResult:
+        url = response.result_url
+        if url is None:
+            reason = "Picsart answered 200 without data.url"
+            attempt.error_body = response.raw_body
+            self._jobs.finish(ref, JobStatus.FAILED, attempt, reason, {"http_status": 200})
+            metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+            return JobResult(JobStatus.FAILED, reason=reason, http_status=200)
+        try:
+            body, content_type = self._client.download_result(url)
+        except ResultDownloadError as error:
+            attempt.error = str(error)
+            return self._retry_later(upload, stored, ref, attempt, Outcome.TRANSIENT, None, correlation_ids)
+        tool = self._settings.tool
+        output_format = tool.output_format(self._settings.parameters)
+        media_type, extension = FORMAT_MEDIA[output_format]
+        output_key = result_key(stored.key, tool.name, extension)
+        self._store.put_result(
+            self._settings.output_bucket,
+            output_key,
+            body,
+            content_type if content_type.startswith("image/") else media_type,
+            {
+                "source-bucket": stored.bucket,
+                "source-key": stored.key,
+                "source-version": stored.version_ref,
+                "tool": tool.name,
+                "picsart-correlation-id": response.correlation_id or "",
+            },
+        )
+        self._jobs.finish(
+            ref,
+            JobStatus.SUCCEEDED,
+            attempt,
+            details={
+                "output_bucket": self._settings.output_bucket,
+                "output_key": output_key,
+                "http_status": response.status,
+            },
+        )
+        metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
+        logger.info("result stored", extra={"output_key": output_key})
+        return JobResult(
+            JobStatus.SUCCEEDED,
+            output_key=output_key,
+            picsart_correlation_id=response.correlation_id,
+            http_status=response.status,
+            picsart_correlation_ids=correlation_ids,
+        )
+
+    def _retry_later(
+        self,
+        upload: UploadedObject,
+        stored: StoredObject,
+        ref: JobRef,
+        attempt: Attempt,
+        outcome: Outcome,
+        reset_at: float | None,
+        correlation_ids: list[str],
+    ) -> JobResult:
+        """Park the job in the delay queue, or dead-letter it when its attempts are used up."""
+        now = self._clock()
+        status_text = f"HTTP {attempt.http_status}" if attempt.http_status else (attempt.error or "no answer")
+        message = RetryMessage(
+            bucket=stored.bucket,
+            key=stored.key,
+            version_id=stored.version_id,
+            etag=stored.etag,
+            s3_request_id=upload.s3_request_id,
+            attempt=attempt.number,
+            due_at=self._retry_policy.due_at(outcome, attempt.number, now, reset_at),
+            reason=f"{outcome.value}: {status_text}",
+            picsart_correlation_ids=correlation_ids,
+        )
+        details = {"http_status": attempt.http_status} if attempt.http_status else {}
+        if attempt.number >= self._settings.max_attempts:
+            reason = f"gave up after {attempt.number} attempts; last: {message.reason}"
+            self._queue.dead_letter(message, reason)
+            self._jobs.finish(ref, JobStatus.FAILED, attempt, reason, {**details, "dead_lettered": True})
+            metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
+            logger.error("job dead-lettered", extra={"reason": reason})
+            return JobResult(
+                JobStatus.FAILED,
+                reason=reason,
+                picsart_correlation_id=attempt.picsart_correlation_id,
+                http_status=attempt.http_status,
+                picsart_correlation_ids=correlation_ids,
+            )
+        delay = self._queue.schedule(message, now)
+        due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
+        self._jobs.finish(ref, JobStatus.WAITING, attempt, message.reason, {**details, "due_at": due})
+        metrics.add_metric(name="JobsDelayed", unit=MetricUnit.Count, value=1)
+        logger.info("job parked in the delay queue", extra={"reason": message.reason, "delay_seconds": delay})
+        return JobResult(
+            JobStatus.WAITING,
+            reason=message.reason,
+            picsart_correlation_id=attempt.picsart_correlation_id,
+            http_status=attempt.http_status,
+            picsart_correlation_ids=correlation_ids,
+        )
+
+    def _skip(self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None) -> JobResult:
+        details = {"skip_code": rejection.code, **({"size": stored.size} if stored else {})}
+        self._jobs.finish(ref, JobStatus.SKIPPED, reason=rejection.reason, details=details)
+        metrics.add_metric(name="JobsSkipped", unit=MetricUnit.Count, value=1)
+        logger.warning("upload not sent to Picsart", extra={"skip_code": rejection.code, "reason": rejection.reason})
+        return JobResult(JobStatus.SKIPPED, reason=rejection.reason)
+
+
+def _version_ref_of_event(upload: UploadedObject) -> str:
+    if upload.version_id:
+        return f"version:{upload.version_id}"
+    return f"etag:{upload.etag}" if upload.etag else "unknown"
