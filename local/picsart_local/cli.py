@@ -1,0 +1,178 @@
+"""`picsart-local`: the local stack from the command line (no AWS account, no Docker).
+
+  picsart-local stack                          run the whole stack in the foreground
+  picsart-local invoke FUNCTION -e EVENT.json  one invocation, like `sam local invoke`
+  picsart-local process FILE...                upload files, wait for each, print a table
+  picsart-local demo                           process the sample images into out/
+
+With PICSART_BASE_URL and PICSART_API_KEY set, the stack calls that server instead of the embedded
+emulator. The emulator's knobs are PICSART_EMULATOR_* variables (quota, window, spike, faults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from picsart_adapter.input_checks import SUPPORTED_EXTENSIONS
+
+from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
+from picsart_local.samples import write_samples
+
+#: Outcomes that mean the adapter did its job; anything else makes `process` exit non-zero.
+EXPECTED = frozenset({"succeeded", "skipped"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"picsart-local: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="picsart-local", description=__doc__.splitlines()[0])
+    parser.add_argument("--template", type=Path, help="SAM template (default: ./template.yaml)")
+    parser.add_argument("--log-dir", type=Path, default=Path("out/logs"), help="where function logs go")
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="*",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameters, e.g. PicsartTool=upscale 'PicsartToolParameters={\"upscale_factor\":2}'",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="run moto, the emulator and the event sources in the foreground")
+    stack.add_argument("--no-event-sources", action="store_true", help="uploads trigger nothing")
+    stack.set_defaults(run=_run_stack)
+
+    invoke = commands.add_parser("invoke", help="invoke a function once with an event, like sam local invoke")
+    invoke.add_argument("function", help="logical id in template.yaml, e.g. UploadFunction")
+    invoke.add_argument("-e", "--event", type=Path, required=True, help="event JSON file (see events/)")
+    invoke.add_argument(
+        "--put", type=Path, help="first upload this file to the bucket and key the event names"
+    )
+    invoke.set_defaults(run=_run_invoke)
+
+    process = commands.add_parser("process", help="upload files, wait for each to finish, print a table")
+    process.add_argument("files", nargs="+", type=Path)
+    process.add_argument("--out", type=Path, help="download the results into this folder")
+    process.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all uploads")
+    process.set_defaults(run=_run_process)
+
+    demo = commands.add_parser("demo", help="process the sample images and write the results to --out")
+    demo.add_argument("--out", type=Path, default=Path("out"))
+    demo.add_argument("--timeout", type=float, default=120.0)
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _options(args: argparse.Namespace, **overrides: Any) -> LocalOptions:
+    parameters = {}
+    for item in args.parameter_overrides:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--parameter-overrides takes NAME=VALUE, got {item!r}")
+        parameters[name] = value
+    if args.template:
+        overrides["template_path"] = args.template
+    return LocalOptions.from_environment(parameters=parameters, log_dir=args.log_dir, **overrides)
+
+
+def _run_stack(args: argparse.Namespace) -> int:
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    with LocalEnvironment(_options(args, event_sources=not args.no_event_sources)) as env:
+        assert env.stack is not None
+        print("Local stack is up. Point the AWS CLI or boto3 at it with:\n")
+        for name, value in sorted(env.stack.aws_environment().items()):
+            print(f"  export {name}={value}")
+        print("\nResources (from template.yaml):")
+        for name, value in sorted(env.outputs.items()):
+            print(f"  {name:22} {value}")
+        if env.emulator is not None:
+            print(f"\nPicsart emulator: {env.emulator.base_url}")
+        print(f"Function logs: {args.log_dir}/")
+        print(f"\nTry: aws s3 cp samples/red-mug.png s3://{env.input_bucket}/uploads/red-mug.png")
+        print("Ctrl-C stops everything.", flush=True)
+        stopping.wait()
+    return 0
+
+
+def _run_invoke(args: argparse.Namespace) -> int:
+    event = json.loads(args.event.read_text())
+    with LocalEnvironment(_options(args, event_sources=False)) as env:
+        assert env.runner is not None
+        if args.put:
+            record = event["Records"][0]["s3"]
+            from urllib.parse import unquote_plus
+
+            key = unquote_plus(record["object"]["key"])
+            # The event names a bucket; locally the input bucket stands in for it.
+            record["bucket"]["name"] = env.input_bucket
+            env.upload(key, args.put.read_bytes())
+        result = env.runner.invoke(args.function, event)
+    print(json.dumps(result.payload if result.ok else {"errorType": result.error_type,
+                                                       "errorMessage": result.error_message}, indent=2))
+    print(f"\nlogs: {args.log_dir}/", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _run_process(args: argparse.Namespace) -> int:
+    for path in args.files:
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+    with LocalEnvironment(_options(args)) as env:
+        keys = {env.upload_file(path): path for path in args.files}
+        outcomes = env.wait_for(keys, timeout=args.timeout)
+        if args.out:
+            _download(env, outcomes.values(), args.out)
+    _print_table([outcomes[key] for key in keys])
+    return 0 if all(o.status in EXPECTED for o in outcomes.values()) else 1
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    folder = REPOSITORY_ROOT / "samples"
+    samples = sorted(p for p in folder.glob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+    if not samples:
+        samples = write_samples(args.out / "samples")
+    print(f"Processing {len(samples)} sample images: {', '.join(p.name for p in samples)}", flush=True)
+    return _run_process(
+        argparse.Namespace(**{**vars(args), "files": samples, "out": args.out / "results"})
+    )
+
+
+def _download(env: LocalEnvironment, outcomes: Any, folder: Path) -> None:
+    for outcome in outcomes:
+        if outcome.output_key:
+            target = folder / outcome.output_key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(env.download_output(outcome.output_key))
+            print(f"wrote {target}")
+
+
+def _print_table(outcomes: Sequence[UploadOutcome]) -> None:
+    rows = [("file", "status", "output key", "Picsart correlation id")]
+    for o in outcomes:
+        detail = o.output_key or (o.reason or "")
+        rows.append((o.key, o.status, detail, o.picsart_correlation_id or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    print()
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
