@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from picsart_adapter.input_checks import SUPPORTED_EXTENSIONS
-
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
 from picsart_local.samples import write_samples
 
@@ -58,9 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     invoke = commands.add_parser("invoke", help="invoke a function once with an event, like sam local invoke")
     invoke.add_argument("function", help="logical id in template.yaml, e.g. UploadFunction")
     invoke.add_argument("-e", "--event", type=Path, required=True, help="event JSON file (see events/)")
-    invoke.add_argument(
-        "--put", type=Path, help="first upload this file to the bucket and key the event names"
-    )
+    invoke.add_argument("--put", type=Path, help="first upload this file to the bucket and key the event names")
     invoke.set_defaults(run=_run_invoke)
 
     process = commands.add_parser("process", help="upload files, wait for each to finish, print a table")
@@ -122,8 +119,12 @@ def _run_invoke(args: argparse.Namespace) -> int:
             record["bucket"]["name"] = env.input_bucket
             env.upload(key, args.put.read_bytes())
         result = env.runner.invoke(args.function, event)
-    print(json.dumps(result.payload if result.ok else {"errorType": result.error_type,
-                                                       "errorMessage": result.error_message}, indent=2))
+    print(
+        json.dumps(
+            result.payload if result.ok else {"errorType": result.error_type, "errorMessage": result.error_message},
+            indent=2,
+        )
+    )
     print(f"\nlogs: {args.log_dir}/", file=sys.stderr)
     return 0 if result.ok else 1
 
@@ -147,9 +148,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     if not samples:
         samples = write_samples(args.out / "samples")
     print(f"Processing {len(samples)} sample images: {', '.join(p.name for p in samples)}", flush=True)
-    return _run_process(
-        argparse.Namespace(**{**vars(args), "files": samples, "out": args.out / "results"})
-    )
+    return _run_process(argparse.Namespace(**{**vars(args), "files": samples, "out": args.out / "results"}))
 
 
 def _download(env: LocalEnvironment, outcomes: Any, folder: Path) -> None:

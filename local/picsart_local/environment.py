@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any
 
 from picsart_adapter.jobs import JobStatus, JobStore
-
 from picsart_local.emulator import EmulatorSettings, PicsartEmulator
 from picsart_local.runner import LocalRunner
 from picsart_local.stack import LocalStack
@@ -126,9 +125,7 @@ class LocalEnvironment:
     def __enter__(self) -> LocalEnvironment:
         return self if self.stack is not None else self.start()
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
     # -- resources -------------------------------------------------------------------------------------
@@ -193,14 +190,16 @@ class LocalEnvironment:
                     ended[key] = found
                     pending.remove(key)
                 elif key in dead:
-                    ended[key] = UploadOutcome(key, "dead-lettered", reason=dead[key], record=found and found.record)
+                    ended[key] = UploadOutcome(
+                        key, "dead-lettered", reason=dead[key], record=found.record if found else None
+                    )
                     pending.remove(key)
             if pending:
                 time.sleep(0.2)
         for key in pending:
             last = self.outcome(key)
             ended[key] = UploadOutcome(
-                key, "lost", reason=f"not finished after {timeout:.0f} s", record=last and last.record
+                key, "lost", reason=f"not finished after {timeout:.0f} s", record=last.record if last else None
             )
         return ended
 

@@ -23,8 +23,10 @@ def test_empty_object_is_skipped_without_a_call(env: LocalEnvironment) -> None:
     env.upload("uploads/empty.png", b"")
     outcome = env.wait_for(["uploads/empty.png"], timeout=60)["uploads/empty.png"]
     assert outcome.status == "skipped"
-    assert outcome.reason is not None and "empty" in outcome.reason
-    assert outcome.record is not None and outcome.record["skip_code"] == "empty-object"
+    assert outcome.reason is not None
+    assert "empty" in outcome.reason
+    assert outcome.record is not None
+    assert outcome.record["skip_code"] == "empty-object"
     assert calls_for(env, "/empty.png") == []
 
 
@@ -32,7 +34,8 @@ def test_text_named_like_an_image_is_skipped_without_a_call(env: LocalEnvironmen
     env.upload("uploads/notes.jpg", b"these are meeting notes, not a photo\n" * 10)
     outcome = env.wait_for(["uploads/notes.jpg"], timeout=60)["uploads/notes.jpg"]
     assert outcome.status == "skipped"
-    assert outcome.record is not None and outcome.record["skip_code"] == "not-an-image"
+    assert outcome.record is not None
+    assert outcome.record["skip_code"] == "not-an-image"
     assert calls_for(env, "/notes.jpg") == []
 
 
@@ -84,8 +87,10 @@ def test_object_deleted_before_processing_is_recorded(
         assert answer["status"] == "skipped"
         assert "no longer exists" in answer["reason"]
         outcome = quiet.outcome("uploads/gone.png")
-        assert outcome is not None and outcome.status == "skipped"
-        assert quiet.emulator is not None and quiet.emulator.calls() == []
+        assert outcome is not None
+        assert outcome.status == "skipped"
+        assert quiet.emulator is not None
+        assert quiet.emulator.calls() == []
 
 
 def test_malformed_event_fails_loudly_naming_the_field(env: LocalEnvironment) -> None:
@@ -93,4 +98,5 @@ def test_malformed_event_fails_loudly_naming_the_field(env: LocalEnvironment) ->
     result = env.runner.invoke("UploadFunction", {"Records": [{"eventSource": "aws:s3", "s3": {}}]})
     assert not result.ok
     assert result.error_type == "MalformedEventError"
-    assert result.error_message is not None and "s3.bucket.name" in result.error_message
+    assert result.error_message is not None
+    assert "s3.bucket.name" in result.error_message

@@ -17,7 +17,7 @@ def test_upscale_tool_from_template_parameters(tmp_path_factory: pytest.TempPath
         env.upload("uploads/small.jpg", jpeg_bytes())
         outcome = env.wait_for(["uploads/small.jpg"], timeout=60)["uploads/small.jpg"]
         assert outcome.status == "succeeded", outcome
-        assert outcome.output_key == "upscale/uploads/small.png"
+        assert outcome.output_key == "upscale/uploads/small.jpg.png"
         assert open_image(env.download_output(outcome.output_key)).size == (640, 480)
 
 
@@ -34,7 +34,8 @@ def test_invalid_tool_parameters_fail_at_cold_start_naming_the_variable(
         assert result.error_message is not None
         assert "PICSART_TOOL_PARAMETERS" in result.error_message
         assert "upscale_factor" in result.error_message
-        assert env.emulator is not None and env.emulator.calls() == []
+        assert env.emulator is not None
+        assert env.emulator.calls() == []
 
 
 def test_throttled_uploads_wait_in_the_delay_queue_and_all_finish(

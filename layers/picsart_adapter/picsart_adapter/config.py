@@ -33,6 +33,8 @@ class AdapterSettings(BaseModel):
     delay_queue_url: str = Field(alias="DELAY_QUEUE_URL", pattern=r"^https?://\S+$")
     dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL", pattern=r"^https?://\S+$")
     api_key_secret: str = Field(alias="PICSART_API_KEY_SECRET", min_length=1)
+    # Powertools Metrics fails mid-job without a namespace: require it at cold start instead.
+    metrics_namespace: str = Field(alias="POWERTOOLS_METRICS_NAMESPACE", min_length=1)
     picsart_base_url: str = Field(
         DEFAULT_PICSART_BASE_URL,
         alias="PICSART_BASE_URL",

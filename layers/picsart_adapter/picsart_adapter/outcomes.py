@@ -5,7 +5,7 @@
 | 200                            | SUCCESS        | store the result, record success                        |
 | 202                            | ACCEPTED       | async answer: not expected from the sync tools; failed  |
 | 400, 413, 415, 422, 431        | PERMANENT      | record status, error body, correlation id; no retry     |
-| 401, 403, 404, 405, 406        | CONFIGURATION  | the deployment is wrong: back off through the queue     |
+| 401, 403, 404, 405, 406, 3xx   | CONFIGURATION  | the deployment is wrong: back off through the queue     |
 | 402                            | CREDITS        | credits exhausted: back off through the queue           |
 | 429                            | THROTTLED      | wait for the reset time (or the 60 s floor), then retry |
 | 5xx, 408, timeout, no answer   | TRANSIENT      | exponential backoff with jitter through the queue       |
@@ -57,4 +57,6 @@ def classify(status: int) -> Outcome:
         return _BY_STATUS[status]
     if 400 <= status < 500:
         return Outcome.PERMANENT
+    if 300 <= status < 400:
+        return Outcome.CONFIGURATION  # a redirect means a wrong base URL (e.g. http for https)
     return Outcome.TRANSIENT

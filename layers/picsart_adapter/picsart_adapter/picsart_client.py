@@ -25,6 +25,7 @@ API_KEY_HEADER = "X-Picsart-API-Key"
 CORRELATION_ID_HEADER = "X-Picsart-Correlation-Id"
 #: Error bodies are kept for support reports (guide: "Record the response body"), within a record's size.
 MAX_ERROR_BODY_CHARS = 4000
+_FOLLOW_REDIRECTS_ONLY = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=3)
 
 
 class PicsartTransportError(Exception):
@@ -56,7 +57,7 @@ class RateLimitHeaders:
             value = lowered.get(name)
             try:
                 return int(float(value)) if value is not None else None
-            except ValueError:
+            except (ValueError, OverflowError):
                 return None
 
         return cls(
@@ -165,6 +166,9 @@ class PicsartClient:
                 retries=False,
                 redirect=False,
             )
+        except urllib3.exceptions.NewConnectionError as error:
+            # Checked first: in urllib3 2 a refused connection is a subclass of ConnectTimeoutError.
+            raise PicsartTransportError("connection", type(error).__name__) from None
         except (urllib3.exceptions.TimeoutError, urllib3.exceptions.ReadTimeoutError) as error:
             raise PicsartTransportError("timeout", type(error).__name__) from None
         except urllib3.exceptions.HTTPError as error:
@@ -180,7 +184,8 @@ class PicsartClient:
     def download_result(self, url: str) -> tuple[bytes, str]:
         """Fetch a result from the URL Picsart gave, as given and without the API key (it is a CDN URL)."""
         try:
-            answer = self._http.request("GET", url, timeout=self._timeout, retries=False)
+            # Redirects are followed here (a CDN may redirect; no key is sent), nothing else is retried.
+            answer = self._http.request("GET", url, timeout=self._timeout, retries=_FOLLOW_REDIRECTS_ONLY)
         except urllib3.exceptions.HTTPError as error:
             raise ResultDownloadError(f"result download failed: {type(error).__name__}") from None
         if answer.status != 200:

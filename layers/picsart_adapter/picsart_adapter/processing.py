@@ -265,7 +265,7 @@ class UploadProcessor:
     ) -> JobResult:
         """Park the job in the delay queue, or dead-letter it when its attempts are used up."""
         now = self._clock()
-        status_text = f"HTTP {attempt.http_status}" if attempt.http_status else (attempt.error or "no answer")
+        status_text = attempt.error or (f"HTTP {attempt.http_status}" if attempt.http_status else "no answer")
         message = RetryMessage(
             bucket=stored.bucket,
             key=stored.key,

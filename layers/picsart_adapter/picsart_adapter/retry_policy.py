@@ -49,4 +49,5 @@ class RetryPolicy:
         # Configuration and credit faults are not fixed by the next second: wait at least the floor.
         if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS}:
             step = max(step, self.floor_seconds)
+            return now + step + draw() * step * 0.25
         return now + step / 2 + draw() * step / 2

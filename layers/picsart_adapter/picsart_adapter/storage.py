@@ -34,10 +34,15 @@ class StoredObject:
         return f"version:{self.version_id}" if self.version_id else f"etag:{self.etag}"
 
 
+_SAME_FORMAT = {"jpg": {".jpg", ".jpeg"}, "png": {".png"}, "webp": {".webp"}}
+
+
 def result_key(source_key: str, tool_name: str, extension: str) -> str:
-    """Output key: the tool, then the source key with the output format's extension."""
-    stem = PurePosixPath(source_key).with_suffix("")
-    return f"{tool_name}/{stem}.{extension}"
+    """Output key: the tool, then the source key, with the output format's extension added when the source
+    has another (`a.jpg` -> `removebg/a.jpg.png`), so `a.jpg` and `a.png` never overwrite each other."""
+    if PurePosixPath(source_key).suffix.lower() in _SAME_FORMAT.get(extension, set()):
+        return f"{tool_name}/{source_key}"
+    return f"{tool_name}/{source_key}.{extension}"
 
 
 class ObjectStore:

@@ -1,0 +1,152 @@
+"""What Picsart accepts as input, checked before any call.
+
+Guide rules: 413 "for when the input file is too big"; FACTS: "Input: JPG, PNG, WEBP, TIFF, MPO, MJPEG, HEIC;
+at most 100 MB" (415 otherwise). Checking first means these errors are never provoked ("Repeatedly
+encountering 4xx ... errors should not be disregarded").
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import pytest
+from PIL import Image
+
+from picsart_adapter.input_checks import (
+    MAX_INPUT_BYTES,
+    SNIFF_BYTES,
+    check_key,
+    check_object,
+    sniff_image_format,
+)
+
+
+def image_head(pillow_format: str, **save_options: object) -> bytes:
+    """The first SNIFF_BYTES of a real 8x8 image written by Pillow (what the adapter reads by a Range GET)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 40, 40)).save(buffer, format=pillow_format, **save_options)
+    return buffer.getvalue()[:SNIFF_BYTES]
+
+
+def heif_head(brand: bytes) -> bytes:
+    """An ISO-BMFF `ftyp` box as HEIC files start: size, `ftyp`, major brand, minor version, compatible brands."""
+    box = b"ftyp" + brand + b"\x00\x00\x00\x00" + b"mif1" + brand
+    return (struct.pack(">I", len(box) + 4) + box)[:SNIFF_BYTES]
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (image_head("JPEG"), "JPEG"),
+        (image_head("PNG"), "PNG"),
+        (image_head("WEBP"), "WEBP"),
+        (image_head("TIFF"), "TIFF"),
+        (b"MM\x00*" + b"\x00" * 12, "TIFF"),
+        (heif_head(b"heic"), "HEIC"),
+        (heif_head(b"heix"), "HEIC"),
+        (heif_head(b"mif1"), "HEIC"),
+    ],
+)
+def test_real_headers_are_recognised(head: bytes, expected: str) -> None:
+    """FACTS: Picsart takes JPG, PNG, WEBP, TIFF, MPO/MJPEG (JPEG streams) and HEIC."""
+    assert sniff_image_format(head) == expected
+    assert check_object(1024, head) is None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GIF89a\x08\x00\x08\x00",
+        b"BM6\x00\x00\x00\x00\x00",
+        b"%PDF-1.7\n",
+        b"PK\x03\x04\x14\x00",
+        b"RIFF\x24\x00\x00\x00WAVEfmt ",
+        b"\x00\x00\x00\x20ftypavif\x00\x00\x00\x00",
+        b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00",
+        b"",
+    ],
+)
+def test_other_formats_are_not_images_picsart_accepts(head: bytes) -> None:
+    """FACTS: GIF, BMP, AVIF, video, documents are not inputs (415)."""
+    assert sniff_image_format(head) is None
+
+
+def test_gif_written_by_pillow_is_not_accepted() -> None:
+    assert sniff_image_format(image_head("GIF")) is None
+
+
+def test_text_content_with_a_jpg_name_is_not_an_image() -> None:
+    """The extension says what the uploader meant; the bytes say what it is (415 otherwise)."""
+    key = "uploads/notes.jpg"
+    head = b"Meeting notes: send the photos by Friday."[:SNIFF_BYTES]
+    assert check_key(key) is None
+    rejection = check_object(len(head), head)
+    assert rejection is not None
+    assert rejection.code == "not-an-image"
+
+
+def test_empty_object_is_refused_before_sniffing() -> None:
+    rejection = check_object(0, b"")
+    assert rejection is not None
+    assert rejection.code == "empty-object"
+
+
+def test_object_over_100_mb_is_too_large() -> None:
+    """Guide, 413: "for when the input file is too big" (FACTS: at most 100 MB)."""
+    assert MAX_INPUT_BYTES == 100 * 1024 * 1024
+    rejection = check_object(MAX_INPUT_BYTES + 1, image_head("JPEG"))
+    assert rejection is not None
+    assert rejection.code == "too-large"
+    assert str(MAX_INPUT_BYTES + 1) in rejection.reason
+
+
+def test_object_of_exactly_100_mb_is_accepted() -> None:
+    assert check_object(MAX_INPUT_BYTES, image_head("PNG")) is None
+
+
+def test_size_limit_can_be_lowered() -> None:
+    rejection = check_object(2048, image_head("PNG"), max_bytes=1024)
+    assert rejection is not None
+    assert rejection.code == "too-large"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a.jpg",
+        "a.jpeg",
+        "a.png",
+        "a.webp",
+        "a.tif",
+        "a.tiff",
+        "a.heic",
+        "a.mpo",
+        "dir.d/photo.JPG",
+        "IMG_0001.JPEG",
+        "x.HeIc",
+        "my photo!.Png",
+    ],
+)
+def test_accepted_extensions_in_any_case(key: str) -> None:
+    """Upper-case `.JPG` (cameras, phones) is the same type as `.jpg`."""
+    assert check_key(key) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("anim.gif", ".gif"),
+        ("scan.bmp", ".bmp"),
+        ("photo.avif", ".avif"),
+        ("notes.txt", ".txt"),
+        ("README", "no extension"),
+        ("photos.jpg/README", "no extension"),
+        ("photo.jpg.zip", ".zip"),
+    ],
+)
+def test_unsupported_or_missing_extension_is_refused(key: str, shown: str) -> None:
+    rejection = check_key(key)
+    assert rejection is not None
+    assert rejection.code == "unsupported-type"
+    assert shown in rejection.reason

@@ -1,0 +1,349 @@
+"""The domain with its collaborators faked: what one upload leads to, answer by answer.
+
+Guide rules per test: "Capture the value of the X-Picsart-Correlation-Id"; "Record the response body if it is
+an error response"; "Avoid manually dissecting URLs"; rate limits: wait until the reset time, else at least a
+minute; "Choosing to disregard ongoing validation errors could lead to your application being suspended".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+
+from picsart_adapter.delay_queue import DelayQueue, RetryMessage
+from picsart_adapter.jobs import Attempt, JobRef, JobStatus
+from picsart_adapter.observability import metrics
+from picsart_adapter.picsart_client import PicsartResponse, PicsartTransportError, ResultDownloadError, parse_response
+from picsart_adapter.processing import ProcessorSettings, UploadProcessor
+from picsart_adapter.retry_policy import RESET_SPREAD_SECONDS, RetryPolicy
+from picsart_adapter.s3_events import UploadedObject
+from picsart_adapter.storage import StoredObject
+from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, Tool, ToolParameters
+
+NOW = 1_700_000_000.0
+PRESIGNED_URL = "https://input.s3.amazonaws.com/uploads/photo.jpg?X-Amz-Signature=deadbeef&X-Amz-Expires=300"
+RESULT_URL = "https://cdn.picsart.io/9a2c6b1e.png?token=a%2Fb%3D&expires=1717000000"
+JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 21
+UPLOAD = UploadedObject(
+    bucket="input", key="uploads/photo.jpg", size=2048, etag="e1", version_id="v1", s3_request_id="s3-req-1"
+)
+
+
+@pytest.fixture(autouse=True)
+def _clear_metrics() -> Iterator[None]:
+    """The shared Metrics object would flush (and want a namespace) after 100 values; tests flush nothing."""
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+class FakeStore:
+    def __init__(self, stored: StoredObject | None) -> None:
+        self.stored = stored
+        self.presigned: list[tuple[StoredObject, int]] = []
+        self.results: list[dict[str, Any]] = []
+
+    def describe(self, bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        return self.stored
+
+    def presigned_get_url(self, obj: StoredObject, ttl_seconds: int) -> str:
+        self.presigned.append((obj, ttl_seconds))
+        return PRESIGNED_URL
+
+    def put_result(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        self.results.append(
+            {"bucket": bucket, "key": key, "body": body, "content_type": content_type, "metadata": metadata}
+        )
+
+
+@dataclass
+class FakeJobs:
+    existing: dict[str, Any] | None = None
+    started: list[dict[str, Any]] = field(default_factory=list)
+    finished: list[dict[str, Any]] = field(default_factory=list)
+
+    def get(self, ref: JobRef) -> dict[str, Any] | None:
+        return self.existing
+
+    def start(self, ref: JobRef, details: dict[str, Any]) -> None:
+        self.started.append({"ref": ref, **details})
+
+    def finish(
+        self,
+        ref: JobRef,
+        status: JobStatus,
+        attempt: Attempt | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.finished.append({"ref": ref, "status": status, "attempt": attempt, "reason": reason, **(details or {})})
+
+
+class FakeClient:
+    def __init__(self, answer: PicsartResponse | Exception, result: bytes | Exception = b"\x89PNGresult") -> None:
+        self.answer = answer
+        self.result = result
+        self.calls: list[tuple[Tool, str, ToolParameters]] = []
+        self.downloads: list[str] = []
+
+    def call_tool(self, tool: Tool, image_url: str, parameters: ToolParameters) -> PicsartResponse:
+        self.calls.append((tool, image_url, parameters))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def download_result(self, url: str) -> tuple[bytes, str]:
+        self.downloads.append(url)
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result, "image/png"
+
+
+class RecordingSqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **kwargs: Any) -> dict[str, str]:
+        self.sent.append(kwargs)
+        return {"MessageId": "m"}
+
+
+@dataclass
+class World:
+    processor: UploadProcessor
+    store: FakeStore
+    jobs: FakeJobs
+    client: FakeClient
+    sqs: RecordingSqs
+
+    def parked(self) -> list[dict[str, Any]]:
+        return [m for m in self.sqs.sent if m["QueueUrl"] == "https://sqs/delay"]
+
+    def dead_lettered(self) -> list[dict[str, Any]]:
+        return [m for m in self.sqs.sent if m["QueueUrl"] == "https://sqs/dlq"]
+
+
+def stored_object(key: str = "uploads/photo.jpg", size: int = 2048, head: bytes = JPEG_HEAD) -> StoredObject:
+    return StoredObject(bucket="input", key=key, size=size, etag="e1", version_id="v1", head=head)
+
+
+def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> PicsartResponse:
+    raw = json.dumps(body).encode() if body is not None else b""
+    return parse_response(status, {"X-Picsart-Correlation-Id": f"corr-{status}", **(headers or {})}, raw)
+
+
+def world(
+    picsart: PicsartResponse | Exception,
+    stored: StoredObject | None = None,
+    existing: dict[str, Any] | None = None,
+    max_attempts: int = 6,
+    result: bytes | Exception = b"\x89PNGresult",
+) -> World:
+    store = FakeStore(stored if stored is not None else stored_object())
+    jobs = FakeJobs(existing=existing)
+    client = FakeClient(picsart, result)
+    sqs = RecordingSqs()
+    processor = UploadProcessor(
+        settings=ProcessorSettings(
+            tool=TOOLS["removebg"],
+            parameters=RemoveBackgroundParameters.model_validate({"output_type": "cutout"}),
+            output_bucket="output",
+            presigned_url_ttl_seconds=300,
+            max_attempts=max_attempts,
+        ),
+        store=cast(Any, store),
+        jobs=cast(Any, jobs),
+        queue=DelayQueue(cast(Any, sqs), "https://sqs/delay", "https://sqs/dlq"),
+        client=cast(Any, client),
+        retry_policy=RetryPolicy(),
+        clock=lambda: NOW,
+    )
+    return World(processor, store, jobs, client, sqs)
+
+
+SUCCESS_BODY = {"status": "success", "data": {"id": "9a2c6b1e", "url": RESULT_URL}}
+
+
+def test_success_stores_the_result_downloaded_from_data_url_as_given() -> None:
+    """Guide: "reference the URL value directly instead of stripping off the parameters"; correlation id
+    captured in the record."""
+    w = world(answer(200, SUCCESS_BODY))
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.SUCCEEDED
+    assert w.client.downloads == [RESULT_URL]
+    ((tool, image_url, parameters),) = w.client.calls
+    assert (tool.name, image_url) == ("removebg", PRESIGNED_URL)
+    assert parameters == RemoveBackgroundParameters(output_type="cutout")
+    (stored,) = w.store.results
+    assert (stored["bucket"], stored["key"], stored["body"]) == (
+        "output",
+        "removebg/uploads/photo.jpg.png",
+        b"\x89PNGresult",
+    )
+    assert stored["metadata"]["picsart-correlation-id"] == "corr-200"
+    final = w.jobs.finished[-1]
+    assert final["status"] is JobStatus.SUCCEEDED
+    assert final["attempt"].picsart_correlation_id == "corr-200"
+    assert result.picsart_correlation_ids == ["corr-200"]
+    assert w.sqs.sent == []
+
+
+def test_validation_error_fails_once_with_body_and_correlation_id_recorded() -> None:
+    """Guide: "Record the response body if it is an error response", "Capture the value of the
+    X-Picsart-Correlation-Id"; 422 is not retried ("disregard ongoing validation errors" gets suspended)."""
+    body = {"code": 422, "message": "Unprocessable Entity", "detail": "bg_blur must be <= 100"}
+    w = world(answer(422, body))
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.FAILED
+    assert (result.http_status, result.picsart_correlation_id) == (422, "corr-422")
+    assert "bg_blur must be <= 100" in (result.reason or "")
+    final = w.jobs.finished[-1]
+    assert final["status"] is JobStatus.FAILED
+    assert json.loads(final["attempt"].error_body) == body
+    assert final["attempt"].picsart_correlation_id == "corr-422"
+    assert w.sqs.sent == []
+    assert len(w.client.calls) == 1
+
+
+def test_throttled_with_reset_time_is_parked_until_the_reset() -> None:
+    """Guide: "wait to make another request until the time specified by this header has been reached" (UTC
+    epoch milliseconds); never a Lambda sleeping through it."""
+    reset_ms = int((NOW + 42) * 1000)
+    w = world(
+        answer(429, {"code": 429, "message": "Too Many Requests"}, {"X-Picsart-RateLimit-Reset-Time": str(reset_ms)})
+    )
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.WAITING
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    assert NOW + 42 <= message.due_at <= NOW + 42 + RESET_SPREAD_SECONDS
+    assert parked["DelaySeconds"] == math.ceil(message.due_at - NOW)
+    assert message.attempt == 1
+    assert message.picsart_correlation_ids == ["corr-429"]
+    assert "X-Amz-Signature" not in parked["MessageBody"]
+    assert w.jobs.finished[-1]["status"] is JobStatus.WAITING
+
+
+def test_throttled_without_reset_time_waits_at_least_a_minute() -> None:
+    """Guide: "If neither condition applies, it's advisable to wait at least one minute"."""
+    w = world(answer(429, {"fault": {"faultstring": "Rate limit quota violation"}}))
+    w.processor.process(UPLOAD)
+    (parked,) = w.parked()
+    assert RetryMessage.model_validate_json(parked["MessageBody"]).due_at >= NOW + 60
+    assert parked["DelaySeconds"] >= 60
+
+
+def test_no_answer_is_parked_as_transient() -> None:
+    w = world(PicsartTransportError("timeout", "ReadTimeoutError"))
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.WAITING
+    assert (result.reason or "").startswith("transient")
+    assert "ReadTimeoutError" in (w.jobs.finished[-1]["attempt"].error or "")
+    assert len(w.parked()) == 1
+
+
+def test_attempts_used_up_go_to_the_dead_letter_queue_with_the_reason() -> None:
+    """Guide: "consider throwing an error after several failed attempts"."""
+    w = world(answer(503, {"code": 503, "message": "Service Unavailable"}), max_attempts=3)
+    result = w.processor.process(UPLOAD, attempts_made=2, correlation_ids=["corr-a", "corr-b"])
+    assert result.status is JobStatus.FAILED
+    assert w.parked() == []
+    (dead,) = w.dead_lettered()
+    body = json.loads(dead["MessageBody"])
+    assert body["reason"].startswith("gave up after 3 attempts")
+    assert body["picsart_correlation_ids"] == ["corr-a", "corr-b", "corr-503"]
+    assert w.jobs.finished[-1]["dead_lettered"] is True
+
+
+def test_already_processed_version_costs_no_second_call() -> None:
+    """S3 delivers at least once; a duplicate must not spend credits again."""
+    w = world(answer(200, SUCCESS_BODY), existing={"status": "succeeded", "output_key": "removebg/uploads/photo.png"})
+    result = w.processor.process(UPLOAD)
+    assert result.duplicate is True
+    assert result.output_key == "removebg/uploads/photo.png"
+    assert w.client.calls == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "code"),
+    [
+        (stored_object(head=b"hello, this is plain text only.!"), "not-an-image"),
+        (stored_object(size=0, head=b""), "empty-object"),
+        (stored_object(size=100 * 1024 * 1024 + 1), "too-large"),
+        (stored_object(key="uploads/anim.gif"), "unsupported-type"),
+    ],
+)
+def test_inputs_picsart_would_refuse_are_skipped_without_a_call(stored: StoredObject, code: str) -> None:
+    """Guide, 413 "input file is too big" / 415: checked first, so never provoked."""
+    w = world(answer(200, SUCCESS_BODY), stored=stored)
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.SKIPPED
+    assert w.jobs.finished[-1]["skip_code"] == code
+    assert w.client.calls == []
+
+
+def test_deleted_object_is_skipped() -> None:
+    w = world(answer(200, SUCCESS_BODY))
+    w.store.stored = None
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.SKIPPED
+    assert w.jobs.finished[-1]["skip_code"] == "object-gone"
+    assert w.jobs.finished[-1]["ref"].version_ref == "version:v1"
+    assert w.client.calls == []
+
+
+def test_success_without_data_url_fails_rather_than_guessing_a_url() -> None:
+    """Guide: do not "anticipate the configuration of future URLs"."""
+    w = world(answer(200, {"status": "success", "data": {"id": "9a2c6b1e"}}))
+    assert w.processor.process(UPLOAD).status is JobStatus.FAILED
+    assert w.client.downloads == []
+
+
+def test_async_202_from_a_sync_tool_fails() -> None:
+    w = world(answer(202, {"status": "queued", "transaction_id": "t1"}))
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.FAILED
+    assert "202" in (result.reason or "")
+    assert w.sqs.sent == []
+
+
+def test_failed_result_download_is_retried_later() -> None:
+    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.WAITING
+    assert w.store.results == []
+    assert len(w.parked()) == 1
+
+
+def test_resume_of_work_not_yet_due_hops_without_a_call() -> None:
+    """Waits longer than SQS's 900 s are carried in hops; nothing is sent to Picsart early."""
+    w = world(answer(200, SUCCESS_BODY))
+    message = RetryMessage(bucket="input", key="uploads/photo.jpg", attempt=2, due_at=NOW + 5000, reason="throttled")
+    assert w.processor.resume(message) is None
+    assert w.client.calls == []
+    (parked,) = w.parked()
+    assert parked["DelaySeconds"] == 900
+    assert RetryMessage.model_validate_json(parked["MessageBody"]).attempt == 2
+
+
+def test_resume_of_due_work_counts_the_attempt_and_keeps_correlation_ids() -> None:
+    w = world(answer(503, {"code": 503, "message": "Service Unavailable"}))
+    message = RetryMessage(
+        bucket="input",
+        key="uploads/photo.jpg",
+        attempt=2,
+        due_at=NOW,
+        reason="transient",
+        picsart_correlation_ids=["c1"],
+    )
+    result = w.processor.resume(message)
+    assert result is not None
+    assert result.status is JobStatus.WAITING
+    assert w.jobs.started[-1]["attempt_count"] == 3
+    parked = RetryMessage.model_validate_json(w.parked()[0]["MessageBody"])
+    assert (parked.attempt, parked.picsart_correlation_ids) == (3, ["c1", "corr-503"])
