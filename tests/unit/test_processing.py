@@ -18,8 +18,15 @@ import pytest
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.jobs import Attempt, JobRef, JobStatus
 from picsart_adapter.observability import metrics
-from picsart_adapter.picsart_client import PicsartResponse, PicsartTransportError, ResultDownloadError, parse_response
+from picsart_adapter.picsart_client import (
+    PicsartResponse,
+    PicsartTransportError,
+    RateLimitHeaders,
+    ResultDownloadError,
+    parse_response,
+)
 from picsart_adapter.processing import ProcessorSettings, UploadProcessor
+from picsart_adapter.rate_limit import Denial, Grant, LimiterState
 from picsart_adapter.retry_policy import RESET_SPREAD_SECONDS, RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import StoredObject
@@ -104,6 +111,22 @@ class FakeClient:
         return self.result, "image/png"
 
 
+@dataclass
+class FakeLimiter:
+    """Grants every call unless told to deny; records what each answer told it."""
+
+    denial: Denial | None = None
+    acquired: int = 0
+    observed: list[tuple[RateLimitHeaders, bool]] = field(default_factory=list)
+
+    def acquire(self) -> Grant | Denial:
+        self.acquired += 1
+        return self.denial or Grant(LimiterState())
+
+    def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
+        self.observed.append((headers, throttled))
+
+
 class RecordingSqs:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -120,6 +143,7 @@ class World:
     jobs: FakeJobs
     client: FakeClient
     sqs: RecordingSqs
+    limiter: FakeLimiter
 
     def parked(self) -> list[dict[str, Any]]:
         return [m for m in self.sqs.sent if m["QueueUrl"] == "https://sqs/delay"]
@@ -143,11 +167,13 @@ def world(
     existing: dict[str, Any] | None = None,
     max_attempts: int = 6,
     result: bytes | Exception = b"\x89PNGresult",
+    denial: Denial | None = None,
 ) -> World:
     store = FakeStore(stored if stored is not None else stored_object())
     jobs = FakeJobs(existing=existing)
     client = FakeClient(picsart, result)
     sqs = RecordingSqs()
+    limiter = FakeLimiter(denial)
     processor = UploadProcessor(
         settings=ProcessorSettings(
             tool=TOOLS["removebg"],
@@ -161,9 +187,10 @@ def world(
         queue=DelayQueue(cast(Any, sqs), "https://sqs/delay", "https://sqs/dlq"),
         client=cast(Any, client),
         retry_policy=RetryPolicy(),
+        limiter=cast(Any, limiter),
         clock=lambda: NOW,
     )
-    return World(processor, store, jobs, client, sqs)
+    return World(processor, store, jobs, client, sqs, limiter)
 
 
 SUCCESS_BODY = {"status": "success", "data": {"id": "9a2c6b1e", "url": RESULT_URL}}
@@ -347,3 +374,31 @@ def test_resume_of_due_work_counts_the_attempt_and_keeps_correlation_ids() -> No
     assert w.jobs.started[-1]["attempt_count"] == 3
     parked = RetryMessage.model_validate_json(w.parked()[0]["MessageBody"])
     assert (parked.attempt, parked.picsart_correlation_ids) == (3, ["c1", "corr-503"])
+
+
+def test_every_answer_is_reported_to_the_fleet_limiter() -> None:
+    """Guide: the X-Picsart-RateLimit-* headers of every answer, success or error, steer the fleet."""
+    headers = {"X-Picsart-RateLimit-Limit": "10", "X-Picsart-RateLimit-Available": "0"}
+    w = world(answer(429, {"code": 429, "detail": "quota"}, headers))
+    w.processor.process(UPLOAD)
+    ((seen, throttled),) = w.limiter.observed
+    assert (seen.limit, seen.available, throttled) == (10, 0, True)
+    w = world(answer(200, SUCCESS_BODY, headers))
+    w.processor.process(UPLOAD)
+    assert [t for _, t in w.limiter.observed] == [False]
+
+
+def test_a_refused_budget_parks_the_job_without_a_call_or_an_attempt() -> None:
+    """Guide: sequence requests instead of bursts; hold off until the reset time when nothing is left."""
+    w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 40, reason="quota"))
+    result = w.processor.process(UPLOAD, attempts_made=2)
+    assert result.status is JobStatus.WAITING
+    assert w.client.calls == []
+    assert w.store.presigned == [], "no presigned URL is made for a call that is not made"
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    assert message.attempt == 2, "a deferral is not an attempt"
+    assert NOW + 40 <= message.due_at <= NOW + 40 + RESET_SPREAD_SECONDS
+    assert parked["DelaySeconds"] in (40, 41, 42)
+    assert w.jobs.finished[-1]["attempt"] is None
+    assert "quota" in w.jobs.finished[-1]["reason"]

@@ -49,6 +49,8 @@ class AdapterSettings(BaseModel):
     # The guide: with no usable reset time, wait at least a minute, then back off exponentially.
     rate_limit_floor_seconds: float = Field(60.0, alias="RATE_LIMIT_FLOOR_SECONDS", ge=0, le=3600)
     retry_base_seconds: float = Field(2.0, alias="RETRY_BASE_SECONDS", ge=0, le=3600)
+    # Picsart's spike arrest is 300/s; a fleet sharing the key with other clients can keep lower.
+    spike_per_second: int = Field(300, alias="RATE_LIMIT_SPIKE_PER_SECOND", ge=1, le=300)
 
     @property
     def tool(self) -> Tool:

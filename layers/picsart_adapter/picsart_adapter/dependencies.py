@@ -16,6 +16,7 @@ from picsart_adapter.delay_queue import DelayQueue
 from picsart_adapter.jobs import JobStore
 from picsart_adapter.picsart_client import PicsartClient
 from picsart_adapter.processing import ProcessorSettings, UploadProcessor
+from picsart_adapter.rate_limit import FleetRateLimiter
 from picsart_adapter.retry_policy import RetryPolicy
 from picsart_adapter.storage import ObjectStore
 
@@ -41,6 +42,8 @@ class SecretApiKey:
 
 def build_processor(settings: AdapterSettings) -> UploadProcessor:
     session = boto3.session.Session()
+    table = session.resource("dynamodb").Table(settings.jobs_table)
+    api_key = SecretApiKey(settings.api_key_secret)
     # SigV4 presigned URLs: their lifetime is bounded by ExpiresIn (and the role's session).
     s3 = session.client("s3", config=Config(signature_version="s3v4"))
     return UploadProcessor(
@@ -52,15 +55,21 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             max_attempts=settings.max_attempts,
         ),
         store=ObjectStore(s3),
-        jobs=JobStore(session.resource("dynamodb").Table(settings.jobs_table)),
+        jobs=JobStore(table),
         queue=DelayQueue(session.client("sqs"), settings.delay_queue_url, settings.dead_letter_queue_url),
         client=PicsartClient(
             settings.picsart_base_url,
-            SecretApiKey(settings.api_key_secret),
+            api_key,
             timeout_seconds=settings.request_timeout_seconds,
         ),
         retry_policy=RetryPolicy(
             floor_seconds=settings.rate_limit_floor_seconds, base_seconds=settings.retry_base_seconds
+        ),
+        limiter=FleetRateLimiter(
+            table,
+            api_key,
+            spike_per_second=settings.spike_per_second,
+            no_reset_floor_seconds=settings.rate_limit_floor_seconds,
         ),
     )
 

@@ -23,7 +23,7 @@ from picsart_adapter.picsart_client import (
     PicsartTransportError,
     ResultDownloadError,
 )
-from picsart_adapter.rate_limit import parse_reset_time
+from picsart_adapter.rate_limit import Denial, FleetRateLimiter, parse_reset_time
 from picsart_adapter.retry_policy import RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import ObjectStore, StoredObject, result_key
@@ -62,6 +62,7 @@ class UploadProcessor:
         queue: DelayQueue,
         client: PicsartClient,
         retry_policy: RetryPolicy,
+        limiter: FleetRateLimiter,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -70,6 +71,7 @@ class UploadProcessor:
         self._queue = queue
         self._client = client
         self._retry_policy = retry_policy
+        self._limiter = limiter
         self._clock = clock
 
     def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
@@ -120,6 +122,10 @@ class UploadProcessor:
         correlation_ids: list[str],
     ) -> JobResult:
         tool = self._settings.tool
+        # The fleet's shared budget first: no call is made that the quota or spike arrest would refuse.
+        decision = self._limiter.acquire()
+        if isinstance(decision, Denial):
+            return self._defer(upload, stored, ref, attempt_number - 1, decision, correlation_ids)
         self._jobs.start(
             ref,
             {
@@ -143,6 +149,8 @@ class UploadProcessor:
                 logger.warning("Picsart gave no answer", extra={"error": str(error)})
                 return self._retry_later(upload, stored, ref, attempt, Outcome.TRANSIENT, None, correlation_ids)
             outcome = classify(response.status)
+            # Every answer, success or error, tells the fleet where the rate limit stands.
+            self._limiter.observe(response.rate_limit, throttled=outcome is Outcome.THROTTLED)
             subsegment.put_annotation("picsart_status", str(response.status))
             subsegment.put_annotation("picsart_outcome", outcome.value)
             if response.correlation_id:
@@ -303,6 +311,35 @@ class UploadProcessor:
             http_status=attempt.http_status,
             picsart_correlation_ids=correlation_ids,
         )
+
+    def _defer(
+        self,
+        upload: UploadedObject,
+        stored: StoredObject,
+        ref: JobRef,
+        attempts_made: int,
+        denial: Denial,
+        correlation_ids: list[str],
+    ) -> JobResult:
+        """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt."""
+        now = self._clock()
+        message = RetryMessage(
+            bucket=stored.bucket,
+            key=stored.key,
+            version_id=stored.version_id,
+            etag=stored.etag,
+            s3_request_id=upload.s3_request_id,
+            attempt=attempts_made,
+            due_at=self._retry_policy.after_budget_returns(denial.retry_at, now),
+            reason=f"rate limit: the fleet's {denial.reason} budget is spent",
+            picsart_correlation_ids=correlation_ids,
+        )
+        delay = self._queue.schedule(message, now)
+        due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
+        self._jobs.finish(ref, JobStatus.WAITING, reason=message.reason, details={"due_at": due})
+        metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
+        logger.info("call deferred by the fleet's rate limit", extra={"reason": denial.reason, "delay_seconds": delay})
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=correlation_ids)
 
     def _skip(self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None) -> JobResult:
         details = {"skip_code": rejection.code, **({"size": stored.size} if stored else {})}

@@ -1,4 +1,20 @@
-"""Reading Picsart's rate-limit headers.
+"""One rate limit for the whole fleet: Picsart's quota and spike arrest, shared in DynamoDB.
+
+Many invocations run at once. Before each call an invocation takes one unit of budget with a single
+conditional write on one item per API key; every answer's `X-Picsart-RateLimit-*` headers correct that item
+when they tell something new (a new window, or calls the fleet did not make). So the fleet stays under the
+quota and the spike arrest together, and nobody sleeps: a refused call goes to the delay queue, due when
+the budget returns.
+
+The item (pk `ratelimit#<sha256 of the key>`, sk `state`; the key itself is never stored):
+  window_reset_ms  end of the current window, epoch ms, with the header's precision added (conservative)
+  provisional      True while that end is the fleet's guess (a window began, no answer has confirmed it)
+  window_start_ms  when the fleet opened the current window
+  window_ms        the window length last learned (for the next guess)
+  limit            calls per window (a probe budget of 1 until an answer tells the real limit)
+  granted          calls granted in the current window
+  spike            {second: calls granted in that wall-clock second} for the last few seconds
+  blocked_until_ms no calls before this (a 429 without a usable reset time: the guide's one-minute floor)
 
 `X-Picsart-RateLimit-Reset-Time` comes in three forms depending on the source (FACTS.md): the guide says
 UTC epoch milliseconds, the TypeScript SDK treats it as seconds to wait, others as epoch seconds. They are
@@ -7,12 +23,39 @@ told apart by magnitude: no wait is decades long, and no epoch in milliseconds i
 
 from __future__ import annotations
 
+import hashlib
 import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+    from picsart_adapter.picsart_client import RateLimitHeaders
 
 #: Above this a value is epoch milliseconds (10^12 ms is September 2001).
 _EPOCH_MS_THRESHOLD = 1e12
 #: Above this a value is epoch seconds (10^9 s is September 2001); below it, seconds from now.
 _EPOCH_S_THRESHOLD = 1e9
+#: Picsart's spike arrest (troubleshooting guide): requests per second, separate from the quota.
+SPIKE_ARREST_PER_SECOND = 300
+#: Calls allowed while the limit is unknown: one probe, whose answer tells the fleet the limit.
+PROBE_BUDGET = 1
+#: How long a probe's window is assumed to last when nothing is known yet.
+PROBE_WINDOW_MS = 2_000
+
+
+@dataclass(frozen=True)
+class ResetTime:
+    """When a window resets, as epoch seconds, and how precisely the header said so."""
+
+    at: float
+    precision: float
 
 
 def parse_reset_time(raw: str | None, now: float) -> float | None:
@@ -20,16 +63,333 @@ def parse_reset_time(raw: str | None, now: float) -> float | None:
 
     `now` is the epoch time at which the answer was received (for the "seconds from now" form).
     """
+    reset = read_reset_time(raw, now)
+    return reset.at if reset else None
+
+
+def read_reset_time(raw: str | None, now: float) -> ResetTime | None:
+    """Like `parse_reset_time`, with the precision of the form used (1 ms, or 1 s for the second forms)."""
     if raw is None:
         return None
     try:
         value = float(raw.strip())
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     if not math.isfinite(value) or value < 0:
         return None
     if value >= _EPOCH_MS_THRESHOLD:
-        return value / 1000.0
+        return ResetTime(value / 1000.0, precision=0.001)
     if value >= _EPOCH_S_THRESHOLD:
-        return value
-    return now + value
+        return ResetTime(value, precision=1.0)
+    return ResetTime(now + value, precision=1.0)
+
+
+def key_fingerprint(api_key: str) -> str:
+    """What identifies an API key's rate limit in the table: a hash, never the key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class LimiterState:
+    """The shared item as one write returned it."""
+
+    window_reset_ms: int = 0
+    provisional: bool = True
+    window_start_ms: int = 0
+    window_ms: int | None = None
+    limit: int = PROBE_BUDGET
+    granted: int = 0
+    spike: Mapping[str, int] = field(default_factory=dict)
+    blocked_until_ms: int = 0
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> LimiterState:
+        def number(name: str, default: int = 0) -> int:
+            value = item.get(name)
+            return int(value) if value is not None else default
+
+        spike = item.get("spike") or {}
+        return cls(
+            window_reset_ms=number("window_reset_ms"),
+            provisional=bool(item.get("provisional", True)),
+            window_start_ms=number("window_start_ms"),
+            window_ms=int(item["window_ms"]) if item.get("window_ms") is not None else None,
+            limit=number("limit", PROBE_BUDGET),
+            granted=number("granted"),
+            spike={str(k): int(v) for k, v in spike.items()},
+            blocked_until_ms=number("blocked_until_ms"),
+        )
+
+    def window_open(self, now_ms: int) -> bool:
+        return self.window_reset_ms > now_ms
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Go ahead: one call is the fleet's."""
+
+    state: LimiterState
+
+
+@dataclass(frozen=True)
+class Denial:
+    """Not now: the budget returns at `retry_at` (epoch seconds). `reason`: quota, spike or blocked."""
+
+    retry_at: float
+    reason: str
+
+
+class FleetRateLimiter:
+    """The fleet's shared budget for one API key. One instance per execution environment."""
+
+    def __init__(
+        self,
+        table: Table,
+        api_key: Callable[[], str],
+        spike_per_second: int = SPIKE_ARREST_PER_SECOND,
+        no_reset_floor_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._table = table
+        self._api_key = api_key
+        self._spike = spike_per_second
+        self._floor_ms = int(no_reset_floor_seconds * 1000)
+        self._clock = clock
+        self._view: LimiterState | None = None
+        self._fingerprint: tuple[str, str] | None = None
+        #: DynamoDB write units this instance consumed (failed conditional writes are charged too).
+        self.write_units = 0.0
+        self.writes = 0
+
+    @property
+    def _item_key(self) -> dict[str, str]:
+        key = self._api_key()
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            self._fingerprint = (key, key_fingerprint(key))
+        return {"pk": f"ratelimit#{self._fingerprint[1]}", "sk": "state"}
+
+    # -- before a call ---------------------------------------------------------------------------------
+    def acquire(self) -> Grant | Denial:
+        """Take one call from the fleet's budget, or learn when to come back. At most a few writes; none
+        when this environment already knows the budget is spent (it stops calling for the batch)."""
+        now_ms = self._now_ms()
+        if self._view is not None:
+            denial = self._denial(self._view, now_ms)
+            if denial is not None:
+                return denial
+        for _ in range(4):
+            try:
+                item = self._write(**self._grant_update(self._view, now_ms))
+            except _ConditionFailed as failed:
+                # Another invocation moved the state on: decide again from what it is now.
+                self._view = LimiterState.from_item(failed.item) if failed.item else None
+                if self._view is not None:
+                    denial = self._denial(self._view, now_ms)
+                    if denial is not None:
+                        return denial
+                continue
+            self._view = LimiterState.from_item(item)
+            return Grant(self._view)
+        # Contention so high that four tries lost: come back in a moment rather than spin.
+        return Denial(retry_at=(now_ms + 1000) / 1000.0, reason="contention")
+
+    def _denial(self, view: LimiterState, now_ms: int) -> Denial | None:
+        if view.blocked_until_ms > now_ms:
+            return Denial(view.blocked_until_ms / 1000.0, "blocked")
+        if view.window_open(now_ms) and view.granted >= view.limit:
+            return Denial(view.window_reset_ms / 1000.0, "quota")
+        second = now_ms // 1000
+        if view.spike.get(str(second), 0) >= self._spike:
+            return Denial(float(second + 1), "spike")
+        return None
+
+    def _grant_update(self, view: LimiterState | None, now_ms: int) -> dict[str, Any]:
+        second = now_ms // 1000
+        not_blocked = "(attribute_not_exists(blocked_until_ms) OR blocked_until_ms <= :now)"
+        values: dict[str, Any] = {":now": now_ms, ":one": 1}
+        if view is not None and view.window_open(now_ms):
+            names = {"#spike": "spike", "#now_s": str(second), "#limit": "limit"}
+            values.update({":zero": 0, ":spike_max": self._spike})
+            removals = []
+            for index, old_second in enumerate(s for s in view.spike if int(s) < second - 1):
+                names[f"#old{index}"] = old_second
+                removals.append(f"#spike.#old{index}")
+            remove = (" REMOVE " + ", ".join(removals[:8])) if removals else ""
+            return {
+                "update": (
+                    "SET granted = granted + :one, #spike.#now_s = if_not_exists(#spike.#now_s, :zero) + :one" + remove
+                ),
+                "condition": (
+                    "window_reset_ms > :now AND granted < #limit AND "
+                    f"(attribute_not_exists(#spike.#now_s) OR #spike.#now_s < :spike_max) AND {not_blocked}"
+                ),
+                "names": names,
+                "values": values,
+            }
+        # No window open (or none known to this environment yet): open one. Its end is a guess from the
+        # last window's length (a short probe window at first) until an answer confirms it.
+        in_this_second = view.spike.get(str(second), 0) if view is not None else 0
+        values.update(
+            {
+                ":probe": PROBE_BUDGET,
+                ":probe_ms": PROBE_WINDOW_MS,
+                ":true": True,
+                ":spike": {str(second): in_this_second + 1},
+            }
+        )
+        return {
+            "update": (
+                "SET window_reset_ms = :now + if_not_exists(window_ms, :probe_ms), provisional = :true, "
+                "window_start_ms = :now, granted = :one, #spike = :spike, #limit = if_not_exists(#limit, :probe)"
+            ),
+            "condition": f"(attribute_not_exists(window_reset_ms) OR window_reset_ms <= :now) AND {not_blocked}",
+            "names": {"#spike": "spike", "#limit": "limit"},
+            "values": values,
+        }
+
+    # -- after an answer -------------------------------------------------------------------------------
+    def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
+        """Correct the shared state with what an answer said, writing only when it tells something new.
+
+        A late answer from an older window never overwrites newer state: each write is conditional on the
+        window it describes.
+        """
+        now = self._clock() if received_at is None else received_at
+        now_ms = int(now * 1000)
+        reset = read_reset_time(headers.reset_time, now)
+        if reset is None:
+            if throttled:
+                self._block_until(now_ms + self._floor_ms)
+            return
+        # Store the reset with the header's precision added: the fleet never opens a window early.
+        reset_ms = math.ceil((reset.at + reset.precision) * 1000)
+        limit = headers.limit
+        used = limit - headers.available if limit is not None and headers.available is not None else None
+        if throttled and limit is not None:
+            used = limit  # a 429 means this window is spent, whatever the headers say
+        view = self._view
+        for _ in range(3):
+            try:
+                update = self._observe_update(view, reset_ms, limit, used)
+                if update is None:
+                    return
+                self._view = LimiterState.from_item(self._write(**update))
+                return
+            except _ConditionFailed as failed:
+                view = LimiterState.from_item(failed.item) if failed.item else None
+                self._view = view
+
+    def _observe_update(
+        self, view: LimiterState | None, reset_ms: int, limit: int | None, used: int | None
+    ) -> dict[str, Any] | None:
+        if view is None:
+            return None  # no state yet: the next acquire creates it
+        values: dict[str, Any] = {":reset": reset_ms, ":false": False}
+        names = {"#provisional": "provisional"}
+        sets = ["window_reset_ms = :reset", "#provisional = :false"]
+        if limit is not None:
+            names["#limit"] = "limit"
+            values[":limit"] = limit
+            sets.append("#limit = :limit")
+        newer_window = view.provisional or reset_ms > view.window_reset_ms + 1000
+        if newer_window:
+            if view.provisional:
+                # Confirm the window the fleet opened; an answer from the window before cannot (its reset
+                # is before this window's start).
+                values[":start"] = view.window_start_ms
+                condition = "provisional = :true AND window_start_ms = :start AND window_start_ms < :reset"
+                values[":true"] = True
+                sets.append("window_ms = :reset - window_start_ms")
+                if used is not None and used > view.granted:
+                    values[":used"] = used
+                    sets.append("granted = :used")
+            else:
+                # An answer from a window the fleet has not opened yet (the call crossed the reset).
+                values[":known"] = view.window_reset_ms
+                condition = "provisional = :false AND window_reset_ms = :known"
+                values[":used"] = used if used is not None else 1
+                sets.append("granted = :used")
+            return {"update": "SET " + ", ".join(sets), "condition": condition, "names": names, "values": values}
+        if used is not None and used > view.granted and view.window_open(self._now_ms()):
+            # Picsart counted calls the fleet did not grant (another client on the same key): catch up.
+            return {
+                "update": "SET #granted = :used",
+                "condition": "window_reset_ms = :known AND #granted < :used",
+                "names": {"#granted": "granted"},
+                "values": {":used": used, ":known": view.window_reset_ms},
+            }
+        return None
+
+    def _block_until(self, until_ms: int) -> None:
+        try:
+            item = self._write(
+                update="SET #blocked = :until",
+                condition="attribute_not_exists(#blocked) OR #blocked < :until",
+                names={"#blocked": "blocked_until_ms"},
+                values={":until": until_ms},
+            )
+            self._view = LimiterState.from_item(item)
+        except _ConditionFailed as failed:
+            self._view = LimiterState.from_item(failed.item) if failed.item else self._view
+
+    # -- DynamoDB --------------------------------------------------------------------------------------
+    def _write(self, update: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
+        self.writes += 1
+        try:
+            answer = self._table.update_item(
+                Key=self._item_key,
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            raw: dict[str, Any] = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
+            item = {k: _DESERIALIZER.deserialize(v) for k, v in raw.items()} if raw else None
+            # DynamoDB charges a failed conditional write like a write.
+            self.write_units += write_units_of(item or {})
+            raise _ConditionFailed(item) from None
+        item = dict(answer.get("Attributes", {}))
+        self.write_units += write_units_of(item)
+        return item
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+_DESERIALIZER = TypeDeserializer()
+
+
+def write_units_of(item: Mapping[str, Any]) -> float:
+    """Write units DynamoDB bills for writing this item: one per started KB (names and values counted).
+
+    Counted from the item rather than read from ConsumedCapacity, which moto reports as 0.5 for any update.
+    """
+    size = sum(len(name.encode()) + _size_of(value) for name, value in item.items())
+    return float(max(1, math.ceil(size / 1024)))
+
+
+def _size_of(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, bool) or value is None:
+        return 1
+    if isinstance(value, int | float) or hasattr(value, "as_tuple"):
+        return 21  # DynamoDB numbers take up to 21 bytes
+    if isinstance(value, Mapping):
+        return 3 + sum(len(str(k).encode()) + _size_of(v) + 1 for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return 3 + sum(_size_of(v) + 1 for v in value)
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    return len(str(value).encode())
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, item: dict[str, Any] | None) -> None:
+        super().__init__("condition failed")
+        self.item = item

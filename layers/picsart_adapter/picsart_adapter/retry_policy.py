@@ -51,3 +51,8 @@ class RetryPolicy:
             step = max(step, self.floor_seconds)
             return now + step + draw() * step * 0.25
         return now + step / 2 + draw() * step / 2
+
+    def after_budget_returns(self, budget_returns_at: float, now: float, rng: random.Random | None = None) -> float:
+        """When work the limiter refused may try again: when the budget returns, spread a little so the
+        fleet's parked work does not come back as one spike."""
+        return max(budget_returns_at, now) + (rng or _RNG).random() * self.reset_spread_seconds

@@ -1,0 +1,222 @@
+"""The fleet's shared rate limit against DynamoDB (moto server, the table built from template.yaml).
+
+Each test uses its own API key, so its own limiter item. Clocks are injected: "the same second" and "after
+the reset" are set, not waited for.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from picsart_adapter.picsart_client import RateLimitHeaders
+from picsart_adapter.rate_limit import PROBE_WINDOW_MS, Denial, FleetRateLimiter, Grant, key_fingerprint
+from picsart_local.moto_atomic import serialize_dynamodb_writes
+from picsart_local.stack import LocalStack
+
+T0 = 1_800_000_000.25  # a quarter into a wall-clock second
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def table(repository_root: Path) -> Iterator[Any]:
+    serialize_dynamodb_writes()
+    stack = LocalStack(template_path=repository_root / "template.yaml", stack_name="limiter-tests").start()
+    try:
+        yield stack.resource("dynamodb").Table(stack.outputs["JobsTableName"])
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def api_key() -> str:
+    return f"key-{uuid.uuid4()}"
+
+
+def make(table: Any, api_key: str, clock: Clock, spike: int = 300, floor: float = 60.0) -> FleetRateLimiter:
+    return FleetRateLimiter(table, lambda: api_key, spike_per_second=spike, no_reset_floor_seconds=floor, clock=clock)
+
+
+def headers(limit: int, available: int, reset: str) -> RateLimitHeaders:
+    return RateLimitHeaders(limit=limit, available=available, reset_time=reset, credits=1000)
+
+
+def stored(table: Any, api_key: str) -> dict[str, Any]:
+    item = table.get_item(Key={"pk": f"ratelimit#{key_fingerprint(api_key)}", "sk": "state"}, ConsistentRead=True)
+    return dict(item["Item"])
+
+
+def learn_window(table: Any, api_key: str, clock: Clock, limit: int, window_s: float, spike: int = 300) -> float:
+    """A probe call and its answer: the fleet learns the limit. Returns the window's reset (epoch s)."""
+    probe = make(table, api_key, clock, spike)
+    assert isinstance(probe.acquire(), Grant)
+    reset = clock.now + window_s
+    probe.observe(headers(limit, limit - 1, str(int(reset * 1000))), throttled=False)
+    return reset
+
+
+def acquire_concurrently(table: Any, api_key: str, clock: Clock, callers: int, spike: int = 300) -> list[Any]:
+    limiters = [make(table, api_key, clock, spike) for _ in range(callers)]
+    start = threading.Barrier(callers)
+    results: list[Any] = [None] * callers
+
+    def run(index: int) -> None:
+        start.wait()
+        results[index] = limiters[index].acquire()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: Any, api_key: str) -> None:
+    clock = Clock()
+    first, second = make(table, api_key, clock), make(table, api_key, clock)
+    assert isinstance(first.acquire(), Grant)
+    refused = second.acquire()
+    assert isinstance(refused, Denial), "while the limit is unknown, one probe only"
+    assert refused.reason == "quota"
+    assert refused.retry_at == pytest.approx(clock.now + PROBE_WINDOW_MS / 1000, abs=0.01)
+
+    reset = clock.now + 5
+    first.observe(headers(10, 9, str(int(reset * 1000))), throttled=False)
+    state = stored(table, api_key)
+    assert (state["limit"], state["granted"], state["provisional"]) == (10, 1, False)
+    assert int(state["window_reset_ms"]) == pytest.approx(reset * 1000 + 1, abs=2)
+    grants = [make(table, api_key, clock).acquire() for _ in range(12)]
+    assert sum(isinstance(g, Grant) for g in grants) == 9, "the rest of the window's budget, no more"
+    assert api_key not in repr(state), "the key itself is never stored"
+
+
+def test_concurrent_callers_get_exactly_the_budget(table: Any, api_key: str) -> None:
+    clock = Clock()
+    learn_window(table, api_key, clock, limit=20, window_s=60)
+    results = acquire_concurrently(table, api_key, clock, callers=40)
+    granted = [r for r in results if isinstance(r, Grant)]
+    refused = [r for r in results if isinstance(r, Denial)]
+    assert len(granted) == 19, "20 per window, one already taken by the probe"
+    assert len(refused) == 21
+    assert {r.reason for r in refused} == {"quota"}
+    assert stored(table, api_key)["granted"] == 20
+
+
+def test_spike_arrest_caps_the_fleet_per_second(table: Any, api_key: str) -> None:
+    clock = Clock(T0 - 3)
+    learn_window(table, api_key, clock, limit=100, window_s=60, spike=5)
+    clock.now = T0
+    results = acquire_concurrently(table, api_key, clock, callers=20, spike=5)
+    assert sum(isinstance(r, Grant) for r in results) == 5
+    refused = [r for r in results if isinstance(r, Denial)]
+    assert {r.reason for r in refused} == {"spike"}
+    assert {r.retry_at for r in refused} == {float(int(T0) + 1)}
+    clock.now = T0 + 1
+    assert isinstance(make(table, api_key, clock, spike=5).acquire(), Grant), "the next second has budget"
+
+
+def test_after_the_reset_the_next_window_opens_with_the_learned_length(table: Any, api_key: str) -> None:
+    clock = Clock()
+    reset = learn_window(table, api_key, clock, limit=3, window_s=10)
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant)
+    assert isinstance(limiter.acquire(), Grant)
+    refused = limiter.acquire()
+    assert isinstance(refused, Denial)
+    assert refused.retry_at >= reset, "no call before the window resets"
+    writes = limiter.writes
+    assert isinstance(limiter.acquire(), Denial)
+    assert limiter.writes == writes, "an environment that knows the budget is spent stops calling, without writes"
+
+    clock.now = refused.retry_at + 0.01
+    assert isinstance(limiter.acquire(), Grant)
+    state = stored(table, api_key)
+    assert state["provisional"] is True
+    assert state["granted"] == 1
+    window_ms = int(state["window_reset_ms"]) - int(state["window_start_ms"])
+    assert window_ms == pytest.approx(10_000, abs=5), "the guess is the window length learned before"
+
+
+def test_a_late_answer_from_an_older_window_never_overwrites_newer_state(table: Any, api_key: str) -> None:
+    clock = Clock()
+    old_reset = learn_window(table, api_key, clock, limit=5, window_s=5)
+    clock.now = old_reset + 2  # the next window: the fleet opens it
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant)
+    before = stored(table, api_key)
+    assert before["provisional"] is True
+
+    late = make(table, api_key, clock)
+    assert isinstance(late.acquire(), Grant)
+    late.observe(headers(5, 0, str(int(old_reset * 1000))), throttled=False)
+    after = stored(table, api_key)
+    assert after["window_reset_ms"] == before["window_reset_ms"]
+    assert after["provisional"] is True, "an answer about the old window cannot confirm the new one"
+    assert after["granted"] == 2
+
+    new_reset = clock.now + 5
+    limiter.observe(headers(5, 3, str(int(new_reset * 1000))), throttled=False)
+    confirmed = stored(table, api_key)
+    assert confirmed["provisional"] is False
+    assert int(confirmed["window_reset_ms"]) == pytest.approx(new_reset * 1000 + 1, abs=2)
+    late.observe(headers(5, 0, str(int(old_reset * 1000))), throttled=True)
+    assert stored(table, api_key)["window_reset_ms"] == confirmed["window_reset_ms"]
+
+
+@pytest.mark.parametrize(
+    ("form", "value", "precision_ms"),
+    [
+        ("epoch milliseconds", lambda t: str(int((t + 30) * 1000)), 1),
+        ("epoch seconds", lambda t: str(int(t + 30)), 1000),
+        ("seconds from now", lambda t: "30", 1000),
+    ],
+)
+def test_reset_time_in_each_form(table: Any, api_key: str, form: str, value: Any, precision_ms: int) -> None:
+    clock = Clock(1_800_000_000.0)
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant)
+    limiter.observe(headers(10, 9, value(clock.now)), throttled=False)
+    expected = (clock.now + 30) * 1000 + precision_ms
+    assert int(stored(table, api_key)["window_reset_ms"]) == pytest.approx(expected, abs=2), form
+
+
+def test_429_without_headers_holds_the_whole_fleet_for_the_floor(table: Any, api_key: str) -> None:
+    """Guide: no usable rate-limit header -> wait at least one minute before trying again."""
+    clock = Clock()
+    limiter = make(table, api_key, clock, floor=60)
+    assert isinstance(limiter.acquire(), Grant)
+    limiter.observe(RateLimitHeaders(), throttled=True)
+    other = make(table, api_key, clock, floor=60)
+    refused = other.acquire()
+    assert isinstance(refused, Denial)
+    assert refused.reason == "blocked"
+    assert refused.retry_at == pytest.approx(clock.now + 60, abs=0.01)
+
+
+def test_one_write_per_call_at_steady_state(table: Any, api_key: str) -> None:
+    """Budget: at most 2 write units per call; the goal is 1 once the window is known."""
+    clock = Clock()
+    limiter = make(table, api_key, clock)
+    reset_ms = str(int((clock.now + 60) * 1000))
+    assert isinstance(limiter.acquire(), Grant)
+    limiter.observe(headers(100, 99, reset_ms), throttled=False)
+    start_writes, start_units = limiter.writes, limiter.write_units
+    for used in range(2, 32):
+        clock.now += 0.1
+        assert isinstance(limiter.acquire(), Grant)
+        limiter.observe(headers(100, 100 - used, reset_ms), throttled=False)
+    assert limiter.writes - start_writes == 30
+    assert limiter.write_units - start_units == pytest.approx(30.0)
