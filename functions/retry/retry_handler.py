@@ -23,7 +23,8 @@ batch = BatchProcessor(event_type=EventType.SQS)
 
 
 def handle_record(record: SQSRecord) -> dict[str, Any]:
-    s3_request_id = record.message_attributes.get("s3_request_id")
+    # Indexing (not .get) gives Powertools' typed attribute, or None when the attribute is absent.
+    s3_request_id = record.message_attributes["s3_request_id"]
     logger.set_correlation_id(s3_request_id.string_value if s3_request_id else None)
     logger.remove_keys(["picsart_correlation_id"])
     try:

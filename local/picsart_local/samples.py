@@ -24,9 +24,7 @@ def product_photo(
     width, height = size
     image = Image.new("RGB", size, background)
     shadow = Image.new("L", size, 0)
-    ImageDraw.Draw(shadow).ellipse(
-        (width * 0.3, height * 0.78, width * 0.72, height * 0.9), fill=90
-    )
+    ImageDraw.Draw(shadow).ellipse((width * 0.3, height * 0.78, width * 0.72, height * 0.9), fill=90)
     shadow = shadow.filter(ImageFilter.GaussianBlur(6))
     image.paste(Image.new("RGB", size, (150, 152, 156)), mask=shadow)
     draw = ImageDraw.Draw(image)

@@ -16,7 +16,6 @@ import pytest
 
 from picsart_adapter.picsart_client import RateLimitHeaders
 from picsart_adapter.rate_limit import PROBE_WINDOW_MS, Denial, FleetRateLimiter, Grant, key_fingerprint
-from picsart_local.moto_atomic import serialize_dynamodb_writes
 from picsart_local.stack import LocalStack
 
 T0 = 1_800_000_000.25  # a quarter into a wall-clock second
@@ -32,7 +31,6 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def table(repository_root: Path) -> Iterator[Any]:
-    serialize_dynamodb_writes()
     stack = LocalStack(template_path=repository_root / "template.yaml", stack_name="limiter-tests").start()
     try:
         yield stack.resource("dynamodb").Table(stack.outputs["JobsTableName"])

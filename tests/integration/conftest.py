@@ -27,6 +27,7 @@ def start_environment(
     event_sources: bool = True,
 ) -> LocalEnvironment:
     options = LocalOptions(
+        stack_name=f"it-{name}",
         parameters=parameters or {},
         function_environment=dict(FAST_RETRIES),
         emulator=emulator or EmulatorSettings(),

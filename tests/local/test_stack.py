@@ -1,0 +1,181 @@
+"""LocalStack: every resource of the template created in moto with the template's settings; S3 events."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from picsart_local.cfn_template import ParameterValidationError, load_template
+from picsart_local.stack import LocalStack
+
+from .conftest import REAL_TEMPLATE, receive_all, unique_stack_name
+
+EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+@pytest.fixture
+def real_stack(make_stack: Callable[..., LocalStack]) -> LocalStack:
+    return make_stack(
+        REAL_TEMPLATE,
+        parameter_overrides={"PicsartBaseUrl": "http://127.0.0.1:9/tools/1.0"},
+        secrets={"picsart/api-key": "the-key"},
+        function_environment={"PICSART_TOOL_PARAMETERS": '{"upscale_factor": 2}', "AWS_REGION": "eu-west-1"},
+    )
+
+
+def test_every_resource_of_the_real_template_exists_with_its_settings(real_stack: LocalStack) -> None:
+    raw = load_template(REAL_TEMPLATE)["Resources"]
+    template = real_stack.template
+    s3, sqs, dynamodb = real_stack.client("s3"), real_stack.client("sqs"), real_stack.client("dynamodb")
+
+    assert {b["Name"] for b in s3.list_buckets()["Buckets"]} >= {r.ref for r in template.buckets}
+    for bucket in template.buckets:
+        declared = raw[bucket.logical_id]["Properties"]
+        encryption = s3.get_bucket_encryption(Bucket=bucket.ref)["ServerSideEncryptionConfiguration"]["Rules"][0]
+        assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        block = s3.get_public_access_block(Bucket=bucket.ref)["PublicAccessBlockConfiguration"]
+        assert block == declared["PublicAccessBlockConfiguration"]
+        versioning = s3.get_bucket_versioning(Bucket=bucket.ref).get("Status")
+        assert versioning == declared.get("VersioningConfiguration", {}).get("Status")
+    input_bucket = template.resources["InputBucket"]
+    (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=input_bucket.ref)["Rules"]
+    declared_rule = raw["InputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"][0]
+    assert rule["ID"] == declared_rule["Id"]
+    assert rule["NoncurrentVersionExpiration"] == declared_rule["NoncurrentVersionExpiration"]
+    assert rule["AbortIncompleteMultipartUpload"] == declared_rule["AbortIncompleteMultipartUpload"]
+
+    (table,) = template.tables
+    description = dynamodb.describe_table(TableName=table.ref)["Table"]
+    declared_table = raw["JobsTable"]["Properties"]
+    assert description["KeySchema"] == declared_table["KeySchema"]
+    assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = dynamodb.describe_time_to_live(TableName=table.ref)["TimeToLiveDescription"]
+    assert ttl == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": declared_table["TimeToLiveSpecification"]["AttributeName"],
+    }
+    backups = dynamodb.describe_continuous_backups(TableName=table.ref)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+    for queue in template.queues:
+        declared = raw[queue.logical_id]["Properties"]
+        attributes = sqs.get_queue_attributes(QueueUrl=queue.ref, AttributeNames=["All"])["Attributes"]
+        assert attributes["QueueArn"] == queue.attribute("Arn")
+        assert attributes["MessageRetentionPeriod"] == str(declared["MessageRetentionPeriod"])
+        assert attributes["VisibilityTimeout"] == str(declared.get("VisibilityTimeout", 30))
+    delay = sqs.get_queue_attributes(QueueUrl=real_stack.outputs["DelayQueueUrl"], AttributeNames=["All"])
+    redrive = json.loads(delay["Attributes"]["RedrivePolicy"])
+    assert redrive["maxReceiveCount"] == raw["DelayQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    assert redrive["deadLetterTargetArn"] == template.resources["DeadLetterQueue"].attribute("Arn")
+    assert delay["Attributes"]["VisibilityTimeout"] == "360"
+
+    secret = real_stack.client("secretsmanager").get_secret_value(SecretId="picsart/api-key")
+    assert secret["SecretString"] == "the-key"
+
+
+def test_outputs_and_function_environment_point_at_the_local_stack(real_stack: LocalStack) -> None:
+    outputs = real_stack.outputs
+    assert set(outputs) == set(load_template(REAL_TEMPLATE)["Outputs"])
+    assert outputs["DelayQueueUrl"].startswith(real_stack.endpoint_url + "/123456789012/")
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", real_stack.endpoint_url)
+
+    environment = real_stack.function_environment("UploadFunction")
+    assert environment["OUTPUT_BUCKET"] == outputs["OutputBucketName"]
+    assert environment["DELAY_QUEUE_URL"] == outputs["DelayQueueUrl"]
+    assert environment["PICSART_BASE_URL"] == "http://127.0.0.1:9/tools/1.0"
+    assert environment["PICSART_TOOL_PARAMETERS"] == '{"upscale_factor": 2}'  # the caller's extra wins
+    assert environment["AWS_REGION"] == "us-east-1"  # ... but not over Lambda's reserved variables
+    assert environment["AWS_ENDPOINT_URL"] == real_stack.endpoint_url
+    assert environment["AWS_LAMBDA_FUNCTION_NAME"] == outputs["UploadFunctionName"]
+    assert environment["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+    assert environment["LAMBDA_TASK_ROOT"] == str(REAL_TEMPLATE.parent / "functions" / "upload")
+    assert environment["_HANDLER"] == "upload_handler.lambda_handler"
+    assert environment["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.13"
+    assert real_stack.aws_environment().items() <= environment.items()
+
+
+def test_s3_notifications_mirror_the_template_filters(real_stack: LocalStack) -> None:
+    raw_events = load_template(REAL_TEMPLATE)["Resources"]["UploadFunction"]["Properties"]["Events"]
+    bucket = real_stack.outputs["InputBucketName"]
+    configurations = real_stack.client("s3").get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
+
+    assert {c["Id"]: c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configurations} == {
+        name: event["Properties"]["Filter"]["S3Key"]["Rules"][0]["Value"] for name, event in raw_events.items()
+    }
+    queue_arn = real_stack.client("sqs").get_queue_attributes(
+        QueueUrl=real_stack.notification_queues["UploadFunction"], AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    assert {c["QueueArn"] for c in configurations} == {queue_arn}
+
+
+def test_s3_events_are_filtered_by_moto_and_carry_the_fields_real_s3_sends(real_stack: LocalStack) -> None:
+    s3 = real_stack.client("s3")
+    bucket = real_stack.outputs["InputBucketName"]
+    queue_url = real_stack.notification_queues["UploadFunction"]
+    # Setting the notification configuration made moto send one s3:TestEvent; take it out of the way.
+    (test_event,) = [json.loads(m["Body"]) for m in receive_all(real_stack, queue_url)]
+    assert test_event["Event"] == "s3:TestEvent"
+    assert test_event["Bucket"] == bucket
+
+    put = s3.put_object(Bucket=bucket, Key="uploads/my photo (1).png", Body=b"png")
+    second = s3.put_object(Bucket=bucket, Key="uploads/my photo (1).png", Body=b"png again")
+    s3.put_object(Bucket=bucket, Key="uploads/notes.txt", Body=b"text")
+    s3.put_object(Bucket=bucket, Key="uploads/lower.Png", Body=b"case differs")
+
+    messages = receive_all(real_stack, queue_url)
+    records: list[dict[str, Any]] = [json.loads(m["Body"])["Records"][0] for m in messages]
+    assert len(records) == 2  # neither .txt nor .Png matches a suffix filter
+    first, other = records
+    assert first["eventName"] == "ObjectCreated:Put"
+    assert first["s3"]["configurationId"] == "PngUpload"
+    assert first["s3"]["object"]["key"] == "uploads/my+photo+%281%29.png"
+    assert first["s3"]["object"]["versionId"] == put["VersionId"]
+    assert other["s3"]["object"]["versionId"] == second["VersionId"]
+    assert re.fullmatch(r"[0-9A-F]{18}", first["s3"]["object"]["sequencer"])
+    assert other["s3"]["object"]["sequencer"] > first["s3"]["object"]["sequencer"]
+    assert re.fullmatch(r"[0-9A-F]{16}", first["responseElements"]["x-amz-request-id"])
+    assert first["responseElements"]["x-amz-request-id"] != other["responseElements"]["x-amz-request-id"]
+    assert first["responseElements"]["x-amz-id-2"]
+    assert first["requestParameters"]["sourceIPAddress"] == "127.0.0.1"
+    assert first["userIdentity"]["principalId"]
+    assert EVENT_TIME.fullmatch(first["eventTime"])
+    assert first["s3"]["bucket"]["name"] == bucket
+
+
+def test_an_invalid_parameter_fails_before_anything_starts() -> None:
+    with pytest.raises(ParameterValidationError, match="'PicsartTool'"):
+        LocalStack(REAL_TEMPLATE, parameter_overrides={"PicsartTool": "bogus"})
+
+
+def test_stop_deletes_what_start_created(make_stack: Callable[..., LocalStack]) -> None:
+    name = unique_stack_name()
+    options: dict[str, Any] = {"stack_name": name, "secrets": {"picsart/api-key": "k"}}
+    first = make_stack(REAL_TEMPLATE, **options)
+    first.client("s3").put_object(Bucket=first.outputs["InputBucketName"], Key="a.png", Body=b"x")
+    first.stop()
+
+    # Same stack name, same input bucket name and secret: this fails if the first left them behind.
+    second = make_stack(REAL_TEMPLATE, **options)
+    assert second.outputs["InputBucketName"] == f"{name}-input-123456789012-us-east-1"
+    assert second.client("s3").list_objects_v2(Bucket=second.outputs["InputBucketName"]).get("KeyCount") == 0
+
+
+def test_two_stacks_in_one_process_share_a_secret_but_not_a_stack_name(make_stack: Callable[..., LocalStack]) -> None:
+    name = unique_stack_name()
+    first = make_stack(REAL_TEMPLATE, stack_name=name, secrets={"picsart/api-key": "first"})
+    with pytest.raises(RuntimeError, match="distinct stack names"):
+        make_stack(REAL_TEMPLATE, stack_name=name)
+    second = make_stack(REAL_TEMPLATE, secrets={"picsart/api-key": "second"})
+
+    secrets = first.client("secretsmanager")
+    assert secrets.get_secret_value(SecretId="picsart/api-key")["SecretString"] == "second"
+    second.stop()
+    assert secrets.get_secret_value(SecretId="picsart/api-key")["SecretString"] == "second"  # first still uses it
+    first.stop()
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):  # deleted with its last user
+        make_stack(REAL_TEMPLATE).client("secretsmanager").get_secret_value(SecretId="picsart/api-key")
