@@ -50,6 +50,8 @@ class LocalOptions:
     upload_concurrency: int = 16
     #: False: no S3 notification or queue triggers functions (for one-off `invoke`s).
     event_sources: bool = True
+    #: Initialise every execution environment before the first event (see LocalRunner.prewarm).
+    prewarm: bool = False
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> LocalOptions:
@@ -109,6 +111,7 @@ class LocalEnvironment:
                 log_dir=options.log_dir,
                 upload_concurrency=options.upload_concurrency,
                 event_sources=options.event_sources,
+                prewarm=options.prewarm,
             )
             self.runner.start()
         except BaseException:

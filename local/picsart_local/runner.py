@@ -168,6 +168,11 @@ class ExecutionEnvironment:
         process = self._process
         return process is not None and process.is_alive()
 
+    def prewarm(self) -> InvocationResult | None:
+        """Start the worker and run its init now (like provisioned concurrency); the init error, if any."""
+        with self._lock:
+            return self._start("prewarm") if self._process is None else None
+
     def invoke(
         self,
         event: Any,
@@ -346,6 +351,16 @@ class _EnvironmentPool:
         with self._lock:
             self._idle.append(environment)
 
+    def prewarm(self, count: int) -> None:
+        """Have `count` environments initialised and idle, their inits run in parallel."""
+        with self._lock:
+            missing = max(0, count - len(self._idle))
+        created = [self._factory() for _ in range(missing)]
+        with ThreadPoolExecutor(max_workers=max(1, missing)) as starting:
+            list(starting.map(lambda environment: environment.prewarm(), created))
+        with self._lock:
+            self._idle.extend(created)
+
 
 # --------------------------------------------------------------------------------------------- runner
 
@@ -361,6 +376,7 @@ class LocalRunner:
         *,
         event_sources: bool = True,
         async_retry_delay_s: float = 0.0,
+        prewarm: bool = False,
     ) -> None:
         self.stack = stack
         self.log_dir = Path(log_dir)
@@ -368,6 +384,9 @@ class LocalRunner:
         self.event_sources = event_sources
         # Lambda waits about a minute, then two, between async retries; locally, no wait by default.
         self.async_retry_delay_s = async_retry_delay_s
+        # Each Lambda environment has its own CPU; here all share two cores, and a storm of cold starts
+        # would slow the calls of the warm ones. Prewarming runs every init before the first event.
+        self.prewarm = prewarm
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -393,6 +412,8 @@ class LocalRunner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._ensure_xray()
         if self.event_sources:
+            if self.prewarm:
+                self._prewarm_environments()
             template = self.stack.template
             for function_id, queue_url in self.stack.notification_queues.items():
                 self._start_notification_source(template.function(function_id), queue_url)
@@ -401,6 +422,15 @@ class LocalRunner:
                     if source.enabled:
                         self._start_sqs_source(function, source)
         return self
+
+    def _prewarm_environments(self) -> None:
+        template = self.stack.template
+        for function in template.functions.values():
+            if function.logical_id in self.stack.notification_queues:
+                self._pool(function).prewarm(self.upload_concurrency)
+            for source in function.sqs_events:
+                if source.enabled:
+                    self._pool(function).prewarm(source.maximum_concurrency or DEFAULT_UPLOAD_CONCURRENCY)
 
     def stop(self) -> None:
         """Stop polling and end every environment; an invocation in progress is cut short."""

@@ -218,3 +218,18 @@ def test_one_write_per_call_at_steady_state(table: Any, api_key: str) -> None:
         limiter.observe(headers(100, 100 - used, reset_ms), throttled=False)
     assert limiter.writes - start_writes == 30
     assert limiter.write_units - start_units == pytest.approx(30.0)
+
+
+def test_calls_granted_just_before_a_second_turns_count_in_the_next_too(table: Any, api_key: str) -> None:
+    """Picsart's spike arrest counts arrivals: a call granted at .9 s may arrive after the second turns."""
+    clock = Clock(float(int(T0)) - 3)
+    learn_window(table, api_key, clock, limit=100, window_s=60, spike=5)
+    clock.now = float(int(T0)) + 0.9
+    assert sum(isinstance(r, Grant) for r in acquire_concurrently(table, api_key, clock, 8, spike=5)) == 5
+    clock.now = float(int(T0)) + 1.1
+    refused = make(table, api_key, clock, spike=5).acquire()
+    assert isinstance(refused, Denial), "the next second's budget went to the calls granted at .9 s"
+    assert refused.reason == "spike"
+    assert refused.retry_at == float(int(T0) + 2)
+    clock.now = float(int(T0)) + 2.1
+    assert isinstance(make(table, api_key, clock, spike=5).acquire(), Grant)

@@ -25,6 +25,7 @@ def start_environment(
     parameters: dict[str, str] | None = None,
     upload_concurrency: int = 4,
     event_sources: bool = True,
+    prewarm: bool = False,
 ) -> LocalEnvironment:
     options = LocalOptions(
         stack_name=f"it-{name}",
@@ -34,6 +35,7 @@ def start_environment(
         log_dir=tmp_path_factory.mktemp(f"{name}-logs"),
         upload_concurrency=upload_concurrency,
         event_sources=event_sources,
+        prewarm=prewarm,
     )
     return LocalEnvironment(options).start()
 

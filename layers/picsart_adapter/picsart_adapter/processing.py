@@ -23,7 +23,7 @@ from picsart_adapter.picsart_client import (
     PicsartTransportError,
     ResultDownloadError,
 )
-from picsart_adapter.rate_limit import Denial, FleetRateLimiter, parse_reset_time
+from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant, parse_reset_time
 from picsart_adapter.retry_policy import RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import ObjectStore, StoredObject, result_key
@@ -122,10 +122,6 @@ class UploadProcessor:
         correlation_ids: list[str],
     ) -> JobResult:
         tool = self._settings.tool
-        # The fleet's shared budget first: no call is made that the quota or spike arrest would refuse.
-        decision = self._limiter.acquire()
-        if isinstance(decision, Denial):
-            return self._defer(upload, stored, ref, attempt_number - 1, decision, correlation_ids)
         self._jobs.start(
             ref,
             {
@@ -138,6 +134,15 @@ class UploadProcessor:
             },
         )
         image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
+        # The fleet's shared budget, taken right before the call so that it reaches Picsart in the second
+        # it was counted in: no call is made that the quota or the spike arrest would refuse.
+        decision = self._limiter.acquire()
+        if isinstance(decision, Grant) and self._clock() > decision.valid_until:
+            # Taking the grant took so long that the call would reach Picsart outside the second it was
+            # counted in: not worth a 429. The unit is lost; the job tries again in a moment.
+            decision = Denial(retry_at=self._clock() + 1.0, reason="spike (grant expired)")
+        if isinstance(decision, Denial):
+            return self._defer(upload, stored, ref, attempt_number - 1, decision, correlation_ids)
         attempt = Attempt(number=attempt_number, started_at=utc_now_iso(), outcome="")
         with tracer.provider.in_subsegment(f"## picsart.{tool.name}") as subsegment:
             try:

@@ -46,6 +46,11 @@ _EPOCH_S_THRESHOLD = 1e9
 SPIKE_ARREST_PER_SECOND = 300
 #: Calls allowed while the limit is unknown: one probe, whose answer tells the fleet the limit.
 PROBE_BUDGET = 1
+#: How late after its grant a call may reach Picsart. A grant this close to the next second counts in both
+#: seconds, so the spike arrest, which counts arrivals, is kept at second boundaries too.
+ARRIVAL_SKEW_MS = 500
+#: A granted call must start at least this long before its counted second (or its window) ends.
+SEND_MARGIN_MS = 150
 #: How long a probe's window is assumed to last when nothing is known yet.
 PROBE_WINDOW_MS = 2_000
 
@@ -126,9 +131,14 @@ class LimiterState:
 
 @dataclass(frozen=True)
 class Grant:
-    """Go ahead: one call is the fleet's."""
+    """Go ahead: one call is the fleet's, if it starts before `valid_until` (epoch seconds).
+
+    The grant was counted in the second(s) the call should reach Picsart in; a call started later (a slow
+    write, a paused process) could land in a second, or a window, that did not count it.
+    """
 
     state: LimiterState
+    valid_until: float = math.inf
 
 
 @dataclass(frozen=True)
@@ -189,7 +199,9 @@ class FleetRateLimiter:
                         return denial
                 continue
             self._view = LimiterState.from_item(item)
-            return Grant(self._view)
+            counted_until = (self._seconds_counted(now_ms)[-1] + 1) * 1000
+            valid_until_ms = min(counted_until, self._view.window_reset_ms) - SEND_MARGIN_MS
+            return Grant(self._view, valid_until=valid_until_ms / 1000.0)
         # Contention so high that four tries lost: come back in a moment rather than spin.
         return Denial(retry_at=(now_ms + 1000) / 1000.0, reason="contention")
 
@@ -198,45 +210,48 @@ class FleetRateLimiter:
             return Denial(view.blocked_until_ms / 1000.0, "blocked")
         if view.window_open(now_ms) and view.granted >= view.limit:
             return Denial(view.window_reset_ms / 1000.0, "quota")
-        second = now_ms // 1000
-        if view.spike.get(str(second), 0) >= self._spike:
-            return Denial(float(second + 1), "spike")
+        full = [second for second in self._seconds_counted(now_ms) if view.spike.get(str(second), 0) >= self._spike]
+        if full:
+            return Denial(float(max(full) + 1), "spike")
         return None
+
+    def _seconds_counted(self, now_ms: int) -> list[int]:
+        """The wall-clock seconds a call granted now may reach Picsart in (where its spike arrest counts
+        it): this one, and the next too when the grant is within ARRIVAL_SKEW_MS of it."""
+        second = now_ms // 1000
+        return [second, second + 1] if now_ms % 1000 >= 1000 - ARRIVAL_SKEW_MS else [second]
 
     def _grant_update(self, view: LimiterState | None, now_ms: int) -> dict[str, Any]:
         second = now_ms // 1000
         not_blocked = "(attribute_not_exists(blocked_until_ms) OR blocked_until_ms <= :now)"
         values: dict[str, Any] = {":now": now_ms, ":one": 1}
         if view is not None and view.window_open(now_ms):
-            names = {"#spike": "spike", "#now_s": str(second), "#limit": "limit"}
+            names = {"#spike": "spike", "#limit": "limit"}
             values.update({":zero": 0, ":spike_max": self._spike})
+            counts, room = [], []
+            for index, counted in enumerate(self._seconds_counted(now_ms)):
+                names[f"#s{index}"] = str(counted)
+                counts.append(f"#spike.#s{index} = if_not_exists(#spike.#s{index}, :zero) + :one")
+                room.append(f"(attribute_not_exists(#spike.#s{index}) OR #spike.#s{index} < :spike_max)")
             removals = []
             for index, old_second in enumerate(s for s in view.spike if int(s) < second - 1):
                 names[f"#old{index}"] = old_second
                 removals.append(f"#spike.#old{index}")
             remove = (" REMOVE " + ", ".join(removals[:8])) if removals else ""
             return {
-                "update": (
-                    "SET granted = granted + :one, #spike.#now_s = if_not_exists(#spike.#now_s, :zero) + :one" + remove
-                ),
+                "update": "SET granted = granted + :one, " + ", ".join(counts) + remove,
                 "condition": (
-                    "window_reset_ms > :now AND granted < #limit AND "
-                    f"(attribute_not_exists(#spike.#now_s) OR #spike.#now_s < :spike_max) AND {not_blocked}"
+                    "window_reset_ms > :now AND granted < #limit AND " + " AND ".join(room) + f" AND {not_blocked}"
                 ),
                 "names": names,
                 "values": values,
             }
         # No window open (or none known to this environment yet): open one. Its end is a guess from the
         # last window's length (a short probe window at first) until an answer confirms it.
-        in_this_second = view.spike.get(str(second), 0) if view is not None else 0
-        values.update(
-            {
-                ":probe": PROBE_BUDGET,
-                ":probe_ms": PROBE_WINDOW_MS,
-                ":true": True,
-                ":spike": {str(second): in_this_second + 1},
-            }
-        )
+        recent = {k: v for k, v in (view.spike if view is not None else {}).items() if int(k) >= second - 1}
+        for counted in self._seconds_counted(now_ms):
+            recent[str(counted)] = recent.get(str(counted), 0) + 1
+        values.update({":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True, ":spike": recent})
         return {
             "update": (
                 "SET window_reset_ms = :now + if_not_exists(window_ms, :probe_ms), provisional = :true, "

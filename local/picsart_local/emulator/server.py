@@ -398,8 +398,9 @@ class PicsartEmulator:
         if faults.bare_429:
             return self._bare_429(call)
 
-        # 5-7. Spike arrest, quota, credits.
-        admission = self._state.admit(time.time(), charges_credit=tool != "balance")
+        # 5-7. Spike arrest, quota, credits: counted at the request's arrival, as a gateway counts it (not
+        # after this thread read the body, which a busy machine can delay past a second's end).
+        admission = self._state.admit(call.at, charges_credit=tool != "balance")
         call.snapshot = admission.snapshot
         call.throttled = admission.throttled
         if admission.throttled == "spike":

@@ -93,8 +93,7 @@ class GatewayState:
         self._credits = settings.credits
         self._window_start: float | None = None
         self._available = settings.quota
-        self._spike_second: int | None = None
-        self._spike_count = 0
+        self._spike_counts: dict[int, int] = {}
         self._calls: deque[CallRecord] = deque(maxlen=MAX_CALL_RECORDS)
 
     @property
@@ -129,8 +128,7 @@ class GatewayState:
             self._credits = settings.credits
             self._window_start = None
             self._available = settings.quota
-            self._spike_second = None
-            self._spike_count = 0
+            self._spike_counts = {}
             self._calls.clear()
 
     def record(self, call: CallRecord) -> None:
@@ -180,13 +178,14 @@ class GatewayState:
         """
         with self._lock:
             s = self._settings
+            # Requests are admitted at their arrival instant, which may be a little out of order across
+            # threads: each second keeps its own count.
             second = math.floor(now)
-            if second != self._spike_second:
-                self._spike_second = second
-                self._spike_count = 0
-            if self._spike_count >= s.spike_per_second:
+            if self._spike_counts.get(second, 0) >= s.spike_per_second:
                 return Admission(self._snapshot_locked(now), "spike", False, False)
-            self._spike_count += 1
+            self._spike_counts[second] = self._spike_counts.get(second, 0) + 1
+            for old in [k for k in self._spike_counts if k < second - 5]:
+                del self._spike_counts[old]
 
             if self._window_start is None or now >= self._window_start + s.window_seconds:
                 self._window_start = now
