@@ -11,6 +11,7 @@ import itertools
 
 import pytest
 
+from picsart_adapter.retry_policy import RESET_SPREAD_SECONDS
 from picsart_local.emulator import EmulatorSettings
 from picsart_local.environment import LocalEnvironment, UploadOutcome
 
@@ -20,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 QUOTA, WINDOW_S, SPIKE = 10, 5.0, 5
 UPLOADS, AT_A_TIME = 50, 16
-#: The longest a window's released work may wait after the reset: the spread, SQS delay rounding, polling.
-RELEASE_SLACK_S = 4.5
+#: The longest a window's released work may wait after the reset: the reset header's precision (1 s for
+#: the second forms), the spread, SQS's whole-second delays, the event source's 1 s batching window, slack.
+RELEASE_SLACK_S = 1.0 + RESET_SPREAD_SECONDS + 1.0 + 1.0 + 2.0
 
 
 def burst(env: LocalEnvironment, prefix: str) -> dict[str, UploadOutcome]:
