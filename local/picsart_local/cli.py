@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from picsart_adapter.input_checks import SUPPORTED_EXTENSIONS
+from picsart_local.cfn_template import TemplateError
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
 from picsart_local.samples import write_samples
 
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, TemplateError) as error:
         print(f"picsart-local: {error}", file=sys.stderr)
         return 2
 
@@ -43,10 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-dir", type=Path, default=Path("out/logs"), help="where function logs go")
     parser.add_argument(
         "--parameter-overrides",
-        nargs="*",
+        action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="template parameters, e.g. PicsartTool=upscale 'PicsartToolParameters={\"upscale_factor\":2}'",
+        help="a template parameter, repeatable: PicsartTool=upscale, PicsartToolParameters='{...}'",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
