@@ -203,6 +203,8 @@ class UploadProcessor:
         )
         metrics.add_metric(name="PicsartCalls", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="PicsartLatency", unit=MetricUnit.Milliseconds, value=response.duration_ms)
+        if response.rate_limit.credits is not None:
+            metrics.add_metric(name="CreditsAvailable", unit=MetricUnit.Count, value=response.rate_limit.credits)
         if outcome is Outcome.THROTTLED:
             metrics.add_metric(name="PicsartThrottled", unit=MetricUnit.Count, value=1)
         elif outcome is not Outcome.SUCCESS:

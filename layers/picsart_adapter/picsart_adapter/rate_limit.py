@@ -15,6 +15,7 @@ The item (pk `ratelimit#<sha256 of the key>`, sk `state`; the key itself is neve
   granted          calls granted in the current window
   spike            {second: calls granted in that wall-clock second} for the last few seconds
   blocked_until_ms no calls before this (a 429 without a usable reset time: the guide's one-minute floor)
+  credits          X-Picsart-Credit-Available as of the last window change (each answer's value is a metric)
 
 `X-Picsart-RateLimit-Reset-Time` comes in three forms depending on the source (FACTS.md): the guide says
 UTC epoch milliseconds, the TypeScript SDK treats it as seconds to wait, others as epoch seconds. They are
@@ -285,7 +286,7 @@ class FleetRateLimiter:
         view = self._view
         for _ in range(3):
             try:
-                update = self._observe_update(view, reset_ms, limit, used)
+                update = self._observe_update(view, reset_ms, limit, used, headers.credits)
                 if update is None:
                     return
                 self._view = LimiterState.from_item(self._write(**update))
@@ -295,7 +296,7 @@ class FleetRateLimiter:
                 self._view = view
 
     def _observe_update(
-        self, view: LimiterState | None, reset_ms: int, limit: int | None, used: int | None
+        self, view: LimiterState | None, reset_ms: int, limit: int | None, used: int | None, credits: int | None
     ) -> dict[str, Any] | None:
         if view is None:
             return None  # no state yet: the next acquire creates it
@@ -306,6 +307,9 @@ class FleetRateLimiter:
             names["#limit"] = "limit"
             values[":limit"] = limit
             sets.append("#limit = :limit")
+        if credits is not None:
+            values[":credits"] = credits
+            sets.append("credits = :credits")
         newer_window = view.provisional or reset_ms > view.window_reset_ms + 1000
         if newer_window:
             if view.provisional:
