@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.input_checks import Rejection, check_key, check_object
@@ -281,16 +282,13 @@ class UploadProcessor:
         """Park the job in the delay queue, or dead-letter it when its attempts are used up."""
         now = self._clock()
         status_text = attempt.error or (f"HTTP {attempt.http_status}" if attempt.http_status else "no answer")
-        message = RetryMessage(
-            bucket=stored.bucket,
-            key=stored.key,
-            version_id=stored.version_id,
-            etag=stored.etag,
-            s3_request_id=upload.s3_request_id,
-            attempt=attempt.number,
+        message = _retry_message(
+            upload,
+            stored,
+            attempts_made=attempt.number,
             due_at=self._retry_policy.due_at(outcome, attempt.number, now, reset_at),
             reason=f"{outcome.value}: {status_text}",
-            picsart_correlation_ids=correlation_ids,
+            correlation_ids=correlation_ids,
         )
         details = {"http_status": attempt.http_status} if attempt.http_status else {}
         if attempt.number >= self._settings.max_attempts:
@@ -306,11 +304,8 @@ class UploadProcessor:
                 http_status=attempt.http_status,
                 picsart_correlation_ids=correlation_ids,
             )
-        delay = self._queue.schedule(message, now)
-        due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
-        self._jobs.finish(ref, JobStatus.WAITING, attempt, message.reason, {**details, "due_at": due})
+        self._park(ref, message, now, attempt, details)
         metrics.add_metric(name="JobsDelayed", unit=MetricUnit.Count, value=1)
-        logger.info("job parked in the delay queue", extra={"reason": message.reason, "delay_seconds": delay})
         return JobResult(
             JobStatus.WAITING,
             reason=message.reason,
@@ -330,23 +325,31 @@ class UploadProcessor:
     ) -> JobResult:
         """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt."""
         now = self._clock()
-        message = RetryMessage(
-            bucket=stored.bucket,
-            key=stored.key,
-            version_id=stored.version_id,
-            etag=stored.etag,
-            s3_request_id=upload.s3_request_id,
-            attempt=attempts_made,
+        message = _retry_message(
+            upload,
+            stored,
+            attempts_made=attempts_made,
             due_at=self._retry_policy.after_budget_returns(denial.retry_at, now),
             reason=f"rate limit: the fleet's {denial.reason} budget is spent",
-            picsart_correlation_ids=correlation_ids,
+            correlation_ids=correlation_ids,
         )
+        self._park(ref, message, now)
+        metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=correlation_ids)
+
+    def _park(
+        self,
+        ref: JobRef,
+        message: RetryMessage,
+        now: float,
+        attempt: Attempt | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Send the job to the delay queue and record it as waiting until its due time."""
         delay = self._queue.schedule(message, now)
         due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
-        self._jobs.finish(ref, JobStatus.WAITING, reason=message.reason, details={"due_at": due})
-        metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
-        logger.info("call deferred by the fleet's rate limit", extra={"reason": denial.reason, "delay_seconds": delay})
-        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=correlation_ids)
+        self._jobs.finish(ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
+        logger.info("job parked in the delay queue", extra={"reason": message.reason, "delay_seconds": delay})
 
     def _skip(self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None) -> JobResult:
         details = {"skip_code": rejection.code, **({"size": stored.size} if stored else {})}
@@ -360,3 +363,24 @@ def _version_ref_of_event(upload: UploadedObject) -> str:
     if upload.version_id:
         return f"version:{upload.version_id}"
     return f"etag:{upload.etag}" if upload.etag else "unknown"
+
+
+def _retry_message(
+    upload: UploadedObject,
+    stored: StoredObject,
+    attempts_made: int,
+    due_at: float,
+    reason: str,
+    correlation_ids: list[str],
+) -> RetryMessage:
+    return RetryMessage(
+        bucket=stored.bucket,
+        key=stored.key,
+        version_id=stored.version_id,
+        etag=stored.etag,
+        s3_request_id=upload.s3_request_id,
+        attempt=attempts_made,
+        due_at=due_at,
+        reason=reason,
+        picsart_correlation_ids=correlation_ids,
+    )
