@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from picsart_adapter.input_checks import SUPPORTED_EXTENSIONS
+from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cfn_template import TemplateError
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
 from picsart_local.samples import write_samples
@@ -112,13 +113,13 @@ def _run_invoke(args: argparse.Namespace) -> int:
     with LocalEnvironment(_options(args, event_sources=False)) as env:
         assert env.runner is not None
         if args.put:
-            record = event["Records"][0]["s3"]
-            from urllib.parse import unquote_plus
-
-            key = unquote_plus(record["object"]["key"])
+            uploads = parse_s3_event(event).uploads
+            if not uploads:
+                raise ValueError(f"--put needs an event that names an upload; {args.event} names none")
+            upload = uploads[0]
             # The event names a bucket; locally the input bucket stands in for it.
-            record["bucket"]["name"] = env.input_bucket
-            env.upload(key, args.put.read_bytes())
+            event["Records"][0]["s3"]["bucket"]["name"] = env.input_bucket
+            env.upload(upload.key, args.put.read_bytes())
         result = env.runner.invoke(args.function, event)
     print(
         json.dumps(

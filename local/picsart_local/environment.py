@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from picsart_adapter.jobs import JobStatus, JobStore
+from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
 from picsart_local.emulator import EmulatorSettings, PicsartEmulator
 from picsart_local.runner import LocalRunner
 from picsart_local.stack import LocalStack
@@ -240,8 +241,6 @@ def _text(value: Any) -> str | None:
 
 def _keys_in(body: str) -> list[str]:
     """Object keys named by a dead-letter message: a retry message, or an S3 event Lambda gave up on."""
-    from urllib.parse import unquote_plus
-
     try:
         document = json.loads(body)
     except json.JSONDecodeError:
@@ -250,9 +249,7 @@ def _keys_in(body: str) -> list[str]:
         return []
     if isinstance(document.get("key"), str):
         return [document["key"]]
-    keys = []
-    for record in document.get("Records", []) if isinstance(document.get("Records"), list) else []:
-        key = ((record or {}).get("s3") or {}).get("object", {}).get("key")
-        if isinstance(key, str):
-            keys.append(unquote_plus(key))
-    return keys
+    try:
+        return [upload.key for upload in parse_s3_event(document).uploads]
+    except MalformedEventError:
+        return []
