@@ -42,4 +42,5 @@ def handle_record(record: SQSRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    processor.register_lambda_context(context)
     return process_partial_response(event=event, record_handler=handle_record, processor=batch, context=context)

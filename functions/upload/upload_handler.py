@@ -23,6 +23,7 @@ processor = get_processor()
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    processor.register_lambda_context(context)
     notification = parse_s3_event(event)
     if notification.is_test_event:
         logger.info("s3:TestEvent received; nothing to process")

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from picsart_adapter.picsart_client import RateLimitHeaders
 from picsart_adapter.rate_limit import PROBE_WINDOW_MS, Denial, FleetRateLimiter, Grant, key_fingerprint
-from picsart_local.stack import LocalStack
 
 T0 = 1_800_000_000.25  # a quarter into a wall-clock second
 
@@ -27,15 +24,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(scope="module")
-def table(repository_root: Path) -> Iterator[Any]:
-    stack = LocalStack(template_path=repository_root / "template.yaml", stack_name="limiter-tests").start()
-    try:
-        yield stack.resource("dynamodb").Table(stack.outputs["JobsTableName"])
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

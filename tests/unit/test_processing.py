@@ -15,8 +15,11 @@ from typing import Any, cast
 
 import pytest
 
+from picsart_adapter.circuit import Admission, Closed, Open, Probe, Tripped
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
-from picsart_adapter.jobs import Attempt, JobRef, JobStatus
+from picsart_adapter.idempotency import FINAL, DuplicateInFlight
+from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus
+from picsart_adapter.outcomes import Outcome
 from picsart_adapter.observability import metrics
 from picsart_adapter.picsart_client import (
     PicsartResponse,
@@ -70,12 +73,8 @@ class FakeStore:
 
 @dataclass
 class FakeJobs:
-    existing: dict[str, Any] | None = None
     started: list[dict[str, Any]] = field(default_factory=list)
     finished: list[dict[str, Any]] = field(default_factory=list)
-
-    def get(self, ref: JobRef) -> dict[str, Any] | None:
-        return self.existing
 
     def start(self, ref: JobRef, details: dict[str, Any]) -> None:
         self.started.append({"ref": ref, **details})
@@ -127,6 +126,53 @@ class FakeLimiter:
         self.observed.append((headers, throttled))
 
 
+@dataclass
+class FakeCircuit:
+    """Admits as told; opens (as the real one does) on a configuration fault or spent credits."""
+
+    admission: Admission = field(default_factory=Closed)
+    probe_at: float = NOW + 60
+    recorded: list[tuple[Admission, Outcome | None, int | None]] = field(default_factory=list)
+
+    def admit(self) -> Admission:
+        return self.admission
+
+    def record(
+        self,
+        admission: Admission,
+        outcome: Outcome | None,
+        http_status: int | None,
+        reason: str,
+        correlation_id: str | None = None,
+    ) -> Tripped | None:
+        self.recorded.append((admission, outcome, http_status))
+        if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS}:
+            return Tripped(self.probe_at, reason, opened_now=not isinstance(admission, Probe))
+        return None
+
+
+@dataclass
+class FakeOnce:
+    """Keeps final results per version the way Powertools Idempotency does (see the functional tests)."""
+
+    final: dict[JobRef, JobResult] = field(default_factory=dict)
+    in_flight: bool = False
+
+    def register_lambda_context(self, context: Any) -> None:
+        pass
+
+    def run(self, ref: JobRef, work: Any) -> JobResult:
+        if self.in_flight:
+            raise DuplicateInFlight("in progress")
+        if ref in self.final:
+            kept = self.final[ref]
+            return JobResult(kept.status, kept.reason, kept.output_key, duplicate=True)
+        result: JobResult = work()
+        if result.status in FINAL:
+            self.final[ref] = result
+        return result
+
+
 class RecordingSqs:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
@@ -144,6 +190,8 @@ class World:
     client: FakeClient
     sqs: RecordingSqs
     limiter: FakeLimiter
+    circuit: FakeCircuit
+    once: FakeOnce
 
     def parked(self) -> list[dict[str, Any]]:
         return [m for m in self.sqs.sent if m["QueueUrl"] == "https://sqs/delay"]
@@ -164,16 +212,18 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
 def world(
     picsart: PicsartResponse | Exception,
     stored: StoredObject | None = None,
-    existing: dict[str, Any] | None = None,
     max_attempts: int = 6,
     result: bytes | Exception = b"\x89PNGresult",
     denial: Denial | None = None,
+    admission: Admission | None = None,
 ) -> World:
     store = FakeStore(stored if stored is not None else stored_object())
-    jobs = FakeJobs(existing=existing)
+    jobs = FakeJobs()
     client = FakeClient(picsart, result)
     sqs = RecordingSqs()
     limiter = FakeLimiter(denial)
+    circuit = FakeCircuit(admission or Closed())
+    once = FakeOnce()
     processor = UploadProcessor(
         settings=ProcessorSettings(
             tool=TOOLS["removebg"],
@@ -188,9 +238,11 @@ def world(
         client=cast(Any, client),
         retry_policy=RetryPolicy(),
         limiter=cast(Any, limiter),
+        circuit=cast(Any, circuit),
+        once=cast(Any, once),
         clock=lambda: NOW,
     )
-    return World(processor, store, jobs, client, sqs, limiter)
+    return World(processor, store, jobs, client, sqs, limiter, circuit, once)
 
 
 SUCCESS_BODY = {"status": "success", "data": {"id": "9a2c6b1e", "url": RESULT_URL}}
@@ -288,12 +340,40 @@ def test_attempts_used_up_go_to_the_dead_letter_queue_with_the_reason() -> None:
 
 
 def test_already_processed_version_costs_no_second_call() -> None:
-    """S3 delivers at least once; a duplicate must not spend credits again."""
-    w = world(answer(200, SUCCESS_BODY), existing={"status": "succeeded", "output_key": "removebg/uploads/photo.png"})
+    """S3 delivers at least once; a duplicate must not spend credits again, nor touch the job record."""
+    w = world(answer(200, SUCCESS_BODY))
+    first = w.processor.process(UPLOAD)
+    records_after_first = len(w.jobs.finished)
+    again = w.processor.process(UPLOAD)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.status is JobStatus.SUCCEEDED
+    assert again.output_key == first.output_key == "removebg/uploads/photo.jpg.png"
+    assert len(w.client.calls) == 1
+    assert len(w.jobs.finished) == records_after_first
+
+
+def test_a_retry_after_a_failure_is_not_a_duplicate() -> None:
+    """Work parked after a 503 is not final: when it comes back, it is called again."""
+    w = world(answer(503, {"code": 503, "message": "Service Unavailable"}))
+    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    w.client.answer = answer(200, SUCCESS_BODY)
+    again = w.processor.process(UPLOAD, attempts_made=1)
+    assert (again.status, again.duplicate) == (JobStatus.SUCCEEDED, False)
+    assert len(w.client.calls) == 2
+
+
+def test_a_duplicate_while_the_version_is_in_flight_is_parked_not_dropped() -> None:
+    """If the invocation working on it crashed, a dropped duplicate would lose the upload."""
+    w = world(answer(200, SUCCESS_BODY))
+    w.once.in_flight = True
     result = w.processor.process(UPLOAD)
-    assert result.duplicate is True
-    assert result.output_key == "removebg/uploads/photo.png"
+    assert (result.status, result.duplicate) == (JobStatus.WAITING, True)
     assert w.client.calls == []
+    assert w.jobs.finished == [], "the job record belongs to the invocation in flight"
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    assert message.attempt == 0
+    assert NOW + 30 <= message.due_at <= NOW + 30 + RESET_SPREAD_SECONDS
 
 
 @pytest.mark.parametrize(
@@ -401,3 +481,79 @@ def test_a_refused_budget_parks_the_job_without_a_call_or_an_attempt() -> None:
     assert parked["DelaySeconds"] in (40, 41, 42)
     assert w.jobs.finished[-1]["attempt"] is None
     assert "quota" in w.jobs.finished[-1]["reason"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 405, 406, 402])
+def test_a_configuration_fault_or_spent_credits_opens_the_circuit_and_waits_for_its_probe(status: int) -> None:
+    """The guide: repeated 4xx answers can suspend an integration. The fleet stops until a probe succeeds."""
+    w = world(answer(status, {"code": status, "message": "refused", "detail": "check the key"}))
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.WAITING
+    ((admission, outcome, seen_status),) = w.circuit.recorded
+    assert isinstance(admission, Closed)
+    assert outcome in {Outcome.CONFIGURATION, Outcome.CREDITS}
+    assert seen_status == status
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    assert w.circuit.probe_at <= message.due_at <= w.circuit.probe_at + RESET_SPREAD_SECONDS
+    assert message.attempt == 1, "the call was made: it counts"
+    final = w.jobs.finished[-1]
+    assert final["attempt"].http_status == status
+    assert json.loads(final["attempt"].error_body)["detail"] == "check the key"
+    assert _metric_names() >= {"CircuitOpened", "PicsartClientErrors"}
+
+
+def test_an_open_circuit_parks_the_job_without_a_call_an_attempt_or_budget() -> None:
+    w = world(answer(200, SUCCESS_BODY), admission=Open(retry_at=NOW + 120, reason="HTTP 401: bad key"))
+    result = w.processor.process(UPLOAD, attempts_made=1)
+    assert result.status is JobStatus.WAITING
+    assert w.client.calls == []
+    assert w.limiter.acquired == 0, "no budget is taken for a call that will not be made"
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    assert message.attempt == 1
+    assert NOW + 120 <= message.due_at <= NOW + 120 + RESET_SPREAD_SECONDS
+    assert "circuit open: HTTP 401: bad key" in w.jobs.finished[-1]["reason"]
+    assert "CircuitBlocked" in _metric_names()
+
+
+def test_a_probe_reports_its_answer_to_the_circuit() -> None:
+    w = world(answer(200, SUCCESS_BODY), admission=Probe(lease_ms=1))
+    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    ((admission, outcome, _),) = w.circuit.recorded
+    assert (admission, outcome) == (Probe(lease_ms=1), Outcome.SUCCESS)
+
+
+def test_a_probe_without_budget_gives_its_turn_back() -> None:
+    w = world(answer(200, SUCCESS_BODY), admission=Probe(lease_ms=1), denial=Denial(retry_at=NOW + 5, reason="quota"))
+    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert w.client.calls == []
+    assert w.circuit.recorded == [(Probe(lease_ms=1), None, None)]
+
+
+def test_every_answer_is_reported_to_the_circuit() -> None:
+    """Validation failures are counted by the circuit (a stream of 422s opens it); successes reset it."""
+    for status, outcome in [(422, Outcome.PERMANENT), (200, Outcome.SUCCESS), (503, Outcome.TRANSIENT)]:
+        w = world(answer(status, SUCCESS_BODY if status == 200 else {"code": status}))
+        w.processor.process(UPLOAD)
+        assert w.circuit.recorded == [(Closed(), outcome, status)]
+    w = world(PicsartTransportError("timeout", "ReadTimeoutError"))
+    w.processor.process(UPLOAD)
+    assert w.circuit.recorded == [(Closed(), None, None)]
+
+
+@pytest.mark.parametrize(
+    ("status", "metric"),
+    [(400, "PicsartClientErrors"), (422, "PicsartClientErrors"), (500, "PicsartServerErrors"), (429, "PicsartThrottled")],
+)
+def test_answers_are_counted_by_kind_for_the_alarms(status: int, metric: str) -> None:
+    w = world(answer(status, {"code": status}))
+    w.processor.process(UPLOAD)
+    names = _metric_names()
+    assert metric in names
+    others = {"PicsartClientErrors", "PicsartServerErrors", "PicsartThrottled"} - {metric}
+    assert not names & others
+
+
+def _metric_names() -> set[str]:
+    return set(metrics.metric_set)

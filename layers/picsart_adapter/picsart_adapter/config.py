@@ -51,6 +51,11 @@ class AdapterSettings(BaseModel):
     retry_base_seconds: float = Field(2.0, alias="RETRY_BASE_SECONDS", ge=0, le=3600)
     # Picsart's spike arrest is 300/s; a fleet sharing the key with other clients can keep lower.
     spike_per_second: int = Field(300, alias="RATE_LIMIT_SPIKE_PER_SECOND", ge=1, le=300)
+    # The fleet's circuit: the first wait before a probe (the guide's minute), its cap, and how many 400/422
+    # answers in a row open it.
+    circuit_probe_seconds: float = Field(60.0, alias="CIRCUIT_PROBE_SECONDS", ge=0, le=3600)
+    circuit_max_probe_seconds: float = Field(900.0, alias="CIRCUIT_MAX_PROBE_SECONDS", ge=0, le=86_400)
+    circuit_validation_failures: int = Field(10, alias="CIRCUIT_VALIDATION_FAILURES", ge=1, le=1000)
 
     @property
     def tool(self) -> Tool:

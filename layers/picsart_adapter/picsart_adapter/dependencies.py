@@ -11,8 +11,10 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 
+from picsart_adapter.circuit import CircuitSettings, FleetCircuit
 from picsart_adapter.config import AdapterSettings, ConfigurationError, get_settings
 from picsart_adapter.delay_queue import DelayQueue
+from picsart_adapter.idempotency import OncePerVersion
 from picsart_adapter.jobs import JobStore
 from picsart_adapter.picsart_client import PicsartClient
 from picsart_adapter.processing import ProcessorSettings, UploadProcessor
@@ -53,6 +55,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             output_bucket=settings.output_bucket,
             presigned_url_ttl_seconds=settings.presigned_url_ttl_seconds,
             max_attempts=settings.max_attempts,
+            in_flight_seconds=settings.request_timeout_seconds,
         ),
         store=ObjectStore(s3),
         jobs=JobStore(table),
@@ -71,6 +74,18 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             spike_per_second=settings.spike_per_second,
             no_reset_floor_seconds=settings.rate_limit_floor_seconds,
         ),
+        circuit=FleetCircuit(
+            table,
+            api_key,
+            CircuitSettings(
+                probe_seconds=settings.circuit_probe_seconds,
+                max_probe_seconds=settings.circuit_max_probe_seconds,
+                validation_failure_threshold=settings.circuit_validation_failures,
+                # One probe call at most: after its timeout (and a margin) another invocation may probe.
+                probe_lease_seconds=settings.request_timeout_seconds * 2,
+            ),
+        ),
+        once=OncePerVersion(settings.jobs_table, session.client("dynamodb")),
     )
 
 

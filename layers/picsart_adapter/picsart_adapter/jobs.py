@@ -29,6 +29,33 @@ class JobStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class JobResult:
+    """How one upload stands after an invocation handled it."""
+
+    status: JobStatus
+    reason: str | None = None
+    output_key: str | None = None
+    picsart_correlation_id: str | None = None
+    http_status: int | None = None
+    #: True when the version was already handled and its recorded result is returned without a call.
+    duplicate: bool = False
+    picsart_correlation_ids: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], duplicate: bool = False) -> JobResult:
+        """The result as kept in an idempotency record (a dict of these fields)."""
+        return cls(
+            status=JobStatus(record["status"]),
+            reason=record.get("reason"),
+            output_key=record.get("output_key"),
+            picsart_correlation_id=record.get("picsart_correlation_id"),
+            http_status=record.get("http_status"),
+            duplicate=duplicate,
+            picsart_correlation_ids=list(record.get("picsart_correlation_ids") or []),
+        )
+
+
+@dataclass(frozen=True)
 class JobRef:
     bucket: str
     key: str

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from picsart_adapter.circuit import FleetCircuit, Open, Probe
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
+from picsart_adapter.idempotency import DuplicateInFlight, OncePerVersion
 from picsart_adapter.input_checks import Rejection, check_key, check_object
-from picsart_adapter.jobs import Attempt, JobRef, JobStatus, JobStore, utc_now_iso
+from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus, JobStore, utc_now_iso
 from picsart_adapter.observability import MetricUnit, logger, metrics, tracer
 from picsart_adapter.outcomes import Outcome, classify
 from picsart_adapter.picsart_client import (
@@ -30,19 +32,10 @@ from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import ObjectStore, StoredObject, result_key
 from picsart_adapter.tools import FORMAT_MEDIA, Tool, ToolParameters
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-@dataclass(frozen=True)
-class JobResult:
-    """How one upload stands after this invocation handled it."""
-
-    status: JobStatus
-    reason: str | None = None
-    output_key: str | None = None
-    picsart_correlation_id: str | None = None
-    http_status: int | None = None
-    #: True when the version was already processed and no call was made.
-    duplicate: bool = False
-    picsart_correlation_ids: list[str] = field(default_factory=list)
+__all__ = ["JobResult", "ProcessorSettings", "UploadProcessor"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +45,8 @@ class ProcessorSettings:
     output_bucket: str
     presigned_url_ttl_seconds: int
     max_attempts: int
+    #: How long a duplicate waits for the invocation already working on its version (about one call).
+    in_flight_seconds: float = 30.0
 
 
 class UploadProcessor:
@@ -64,6 +59,8 @@ class UploadProcessor:
         client: PicsartClient,
         retry_policy: RetryPolicy,
         limiter: FleetRateLimiter,
+        circuit: FleetCircuit,
+        once: OncePerVersion,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -73,7 +70,13 @@ class UploadProcessor:
         self._client = client
         self._retry_policy = retry_policy
         self._limiter = limiter
+        self._circuit = circuit
+        self._once = once
         self._clock = clock
+
+    def register_lambda_context(self, context: LambdaContext) -> None:
+        """Called by the handlers at each invocation: work in progress is known to end with it."""
+        self._once.register_lambda_context(context)
 
     def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
         """Handle one upload: `attempts_made` and `correlation_ids` come from earlier attempts, if any."""
@@ -82,21 +85,20 @@ class UploadProcessor:
             ref = JobRef(upload.bucket, upload.key, _version_ref_of_event(upload))
             return self._skip(ref, Rejection("object-gone", "the object no longer exists (deleted first)"))
         ref = JobRef(stored.bucket, stored.key, stored.version_ref)
-        existing = self._jobs.get(ref)
-        if existing and existing.get("status") == JobStatus.SUCCEEDED.value:
-            # S3 delivers at least once: a version already processed costs no second call.
-            logger.info("already processed; no call made", extra={"version_ref": ref.version_ref})
-            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
-            return JobResult(
-                JobStatus.SUCCEEDED,
-                reason="already processed",
-                output_key=str(existing.get("output_key") or ""),
-                duplicate=True,
-            )
         rejection = check_key(stored.key) or check_object(stored.size, stored.head)
         if rejection:
             return self._skip(ref, rejection, stored)
-        return self._call_picsart(upload, stored, ref, attempts_made + 1, list(correlation_ids))
+        # S3 and SQS deliver at least once: a version that has its final result costs no second call.
+        try:
+            result = self._once.run(
+                ref, lambda: self._call_picsart(upload, stored, ref, attempts_made + 1, list(correlation_ids))
+            )
+        except DuplicateInFlight:
+            return self._park_duplicate(upload, stored, attempts_made, list(correlation_ids))
+        if result.duplicate:
+            logger.info("already handled; no call made", extra={"version_ref": ref.version_ref})
+            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        return result
 
     def resume(self, message: RetryMessage) -> JobResult | None:
         """Take up parked work from the delay queue. Work not yet due (a wait longer than SQS's 900 s
@@ -135,6 +137,11 @@ class UploadProcessor:
             },
         )
         image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
+        # A configuration fault or spent credits seen anywhere in the fleet stops every call until a probe
+        # shows it is fixed: the guide warns that hammering through 4xx answers can suspend an integration.
+        admission = self._circuit.admit()
+        if isinstance(admission, Open):
+            return self._hold_for_circuit(upload, stored, ref, attempt_number - 1, admission, correlation_ids)
         # The fleet's shared budget, taken right before the call so that it reaches Picsart in the second
         # it was counted in: no call is made that the quota or the spike arrest would refuse.
         decision = self._limiter.acquire()
@@ -143,16 +150,22 @@ class UploadProcessor:
             # counted in: not worth a 429. The unit is lost; the job tries again in a moment.
             decision = Denial(retry_at=self._clock() + 1.0, reason="spike (grant expired)")
         if isinstance(decision, Denial):
+            if isinstance(admission, Probe):
+                self._circuit.record(admission, None, None, "no budget for the probe")
             return self._defer(upload, stored, ref, attempt_number - 1, decision, correlation_ids)
         attempt = Attempt(number=attempt_number, started_at=utc_now_iso(), outcome="")
+        if isinstance(admission, Probe):
+            logger.info("probing Picsart: the fleet's circuit is open")
         with tracer.provider.in_subsegment(f"## picsart.{tool.name}") as subsegment:
             try:
                 response = self._client.call_tool(tool, image_url, self._settings.parameters)
             except PicsartTransportError as error:
                 subsegment.put_annotation("picsart_outcome", Outcome.TRANSIENT.value)
                 attempt.outcome, attempt.error = Outcome.TRANSIENT.value, f"no answer from Picsart ({error})"
+                self._circuit.record(admission, None, None, attempt.error)
                 metrics.add_metric(name="PicsartNoAnswer", unit=MetricUnit.Count, value=1)
-                logger.warning("Picsart gave no answer", extra={"error": str(error)})
+                metrics.add_metric(name="PicsartServerErrors", unit=MetricUnit.Count, value=1)
+                logger.warning("Picsart gave no answer", extra={"attempt": attempt_number, "error": str(error)})
                 return self._retry_later(upload, stored, ref, attempt, Outcome.TRANSIENT, None, correlation_ids)
             outcome = classify(response.status)
             # Every answer, success or error, tells the fleet where the rate limit stands.
@@ -161,18 +174,29 @@ class UploadProcessor:
             subsegment.put_annotation("picsart_outcome", outcome.value)
             if response.correlation_id:
                 subsegment.put_annotation("picsart_correlation_id", response.correlation_id)
+        if outcome is not Outcome.SUCCESS:
+            attempt.error_body = response.raw_body
         self._observe(response, outcome, attempt)
         if response.correlation_id:
             correlation_ids.append(response.correlation_id)
+        refusal = f"HTTP {response.status}: {response.error_detail}"
+        tripped = self._circuit.record(admission, outcome, response.status, refusal, response.correlation_id)
+        if tripped and tripped.opened_now:
+            metrics.add_metric(name="CircuitOpened", unit=MetricUnit.Count, value=1)
+            logger.error("the fleet's circuit opened: no calls until a probe succeeds", extra={"why": tripped.reason})
+        elif isinstance(admission, Probe) and tripped is None and outcome is Outcome.SUCCESS:
+            logger.info("probe succeeded: the fleet's circuit is closed")
         if outcome is Outcome.SUCCESS:
             return self._store_result(upload, stored, ref, attempt, response, correlation_ids)
         if outcome.retryable:
-            reset_at = parse_reset_time(response.rate_limit.reset_time, self._clock())
+            if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS} and tripped:
+                reset_at: float | None = tripped.probe_at
+            else:
+                reset_at = parse_reset_time(response.rate_limit.reset_time, self._clock())
             return self._retry_later(upload, stored, ref, attempt, outcome, reset_at, correlation_ids)
-        reason = f"Picsart refused the request: HTTP {response.status}: {response.error_detail}"
+        reason = f"Picsart refused the request: {refusal}"
         if outcome is Outcome.ACCEPTED:
             reason = f"Picsart answered 202 (asynchronous) to the synchronous {tool.name} tool"
-        attempt.error_body = response.raw_body
         self._jobs.finish(ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status})
         metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         logger.error("job failed permanently", extra={"reason": reason, "error_body": response.raw_body})
@@ -193,13 +217,16 @@ class UploadProcessor:
         attempt.rate_limit = response.rate_limit.as_record()
         if response.correlation_id:
             logger.append_keys(picsart_correlation_id=response.correlation_id)
+        # The same fields as the job record's attempt, so a support report can be built from either.
         logger.info(
             "Picsart answered",
             extra={
+                "attempt": attempt.number,
                 "http_status": response.status,
                 "outcome": outcome.value,
                 "duration_ms": response.duration_ms,
                 "rate_limit": attempt.rate_limit,
+                **({"error_body": attempt.error_body} if attempt.error_body else {}),
             },
         )
         metrics.add_metric(name="PicsartCalls", unit=MetricUnit.Count, value=1)
@@ -208,8 +235,10 @@ class UploadProcessor:
             metrics.add_metric(name="CreditsAvailable", unit=MetricUnit.Count, value=response.rate_limit.credits)
         if outcome is Outcome.THROTTLED:
             metrics.add_metric(name="PicsartThrottled", unit=MetricUnit.Count, value=1)
-        elif outcome is not Outcome.SUCCESS:
-            metrics.add_metric(name="PicsartErrors", unit=MetricUnit.Count, value=1)
+        elif 400 <= response.status < 500:
+            metrics.add_metric(name="PicsartClientErrors", unit=MetricUnit.Count, value=1)
+        elif response.status >= 500:
+            metrics.add_metric(name="PicsartServerErrors", unit=MetricUnit.Count, value=1)
 
     def _store_result(
         self,
@@ -336,6 +365,48 @@ class UploadProcessor:
         self._park(ref, message, now)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=correlation_ids)
+
+    def _hold_for_circuit(
+        self,
+        upload: UploadedObject,
+        stored: StoredObject,
+        ref: JobRef,
+        attempts_made: int,
+        circuit: Open,
+        correlation_ids: list[str],
+    ) -> JobResult:
+        """The fleet's circuit is open: park the job until the next probe may go. No call, no attempt."""
+        now = self._clock()
+        message = _retry_message(
+            upload,
+            stored,
+            attempts_made=attempts_made,
+            due_at=self._retry_policy.after_budget_returns(circuit.retry_at, now),
+            reason=f"circuit open: {circuit.reason}",
+            correlation_ids=correlation_ids,
+        )
+        self._park(ref, message, now)
+        metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=correlation_ids)
+
+    def _park_duplicate(
+        self, upload: UploadedObject, stored: StoredObject, attempts_made: int, correlation_ids: list[str]
+    ) -> JobResult:
+        """Another invocation is working on this version. Dropping the duplicate would lose the upload if
+        that invocation crashed, so it comes back once the work in flight is over (then it is a no-op)."""
+        now = self._clock()
+        message = _retry_message(
+            upload,
+            stored,
+            attempts_made=attempts_made,
+            due_at=self._retry_policy.after_budget_returns(now + self._settings.in_flight_seconds, now),
+            reason="duplicate delivery: another invocation is working on this version",
+            correlation_ids=correlation_ids,
+        )
+        self._queue.schedule(message, now)
+        metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        logger.info("duplicate delivery while in flight; checked again later", extra={"reason": message.reason})
+        return JobResult(JobStatus.WAITING, reason=message.reason, duplicate=True)
 
     def _park(
         self,

@@ -4,6 +4,8 @@
   reach the API as one spike.
 - Throttled without one: at least the floor (60 s by default, the guide's "wait at least one minute"),
   doubling with each further rate-limit answer, with jitter.
+- A configuration fault or spent credits: when the fleet's circuit lets the next probe through (the
+  circuit gives that time), else at least the floor.
 - Any other retryable outcome: exponential backoff with full jitter from a small base.
 The wait is never slept through in a Lambda: the job goes to the delay queue with this due time.
 """
@@ -46,8 +48,11 @@ class RetryPolicy:
             # Never less than the floor; the jitter only spreads the wait above it.
             return now + step + draw() * step * 0.25
         step = min(self.base_seconds * 2.0**exponent, MAX_BACKOFF_SECONDS)
-        # Configuration and credit faults are not fixed by the next second: wait at least the floor.
+        # Configuration and credit faults are not fixed by the next second: wait for the circuit's probe,
+        # or at least the floor.
         if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS}:
+            if reset_at is not None and reset_at > now:
+                return reset_at + draw() * self.reset_spread_seconds
             step = max(step, self.floor_seconds)
             return now + step + draw() * step * 0.25
         return now + step / 2 + draw() * step / 2
