@@ -27,7 +27,7 @@ from picsart_adapter.picsart_client import (
     join_url,
     parse_response,
 )
-from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, UpscaleParameters
+from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, UpscaleParameters, UpscaleUltraParameters
 
 from .conftest import API_KEY, RecordedRequest, RecordingServer, Reply
 
@@ -103,6 +103,30 @@ def test_tool_request_headers_carry_accept_key_and_multipart_type() -> None:
     content_type = header(request.headers, "Content-Type")
     assert content_type is not None
     assert content_type.startswith("multipart/form-data; boundary=")
+
+
+def test_asynchronous_tool_asks_for_an_immediate_answer_and_sync_tools_do_not() -> None:
+    """Spec: "To control synchronous vs asynchronous execution, use the standard HTTP Prefer header"."""
+    client = make_client()
+    ultra = client.build_tool_request(TOOLS["ultra-upscale"], PRESIGNED_URL, UpscaleUltraParameters(upscale_factor=4))
+    assert ultra.url == "https://api.picsart.io/tools/1.0/upscale/ultra"
+    assert header(ultra.headers, "Prefer") == "respond-async"
+    removebg = client.build_tool_request(TOOLS["removebg"], PRESIGNED_URL, RemoveBackgroundParameters())
+    assert header(removebg.headers, "Prefer") is None
+
+
+def test_poll_request_gets_the_transaction_under_the_tool_path_with_accept_and_key() -> None:
+    request = make_client("https://api.picsart.io/tools/1.0/").build_poll_request(TOOLS["ultra-upscale"], "a1/b 2")
+    assert (request.method, request.body) == ("GET", b"")
+    assert request.url == "https://api.picsart.io/tools/1.0/upscale/ultra/a1%2Fb%202"
+    assert header(request.headers, "Accept") == "application/json"
+    assert header(request.headers, "X-Picsart-API-Key") == API_KEY
+
+
+def test_accepted_answer_gives_its_transaction_id() -> None:
+    answer = parse_response(202, {}, b'{"status": "processing", "transaction_id": "t-1"}')
+    assert answer.transaction_id == "t-1"
+    assert parse_response(200, {}, b'{"status": "success"}').transaction_id is None
 
 
 def test_tool_request_body_has_image_url_as_the_only_input_plus_the_parameters() -> None:

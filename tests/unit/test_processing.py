@@ -19,8 +19,8 @@ from picsart_adapter.circuit import Admission, Closed, Open, Probe, Tripped
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import FINAL, DuplicateInFlight
 from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus
-from picsart_adapter.outcomes import Outcome
 from picsart_adapter.observability import metrics
+from picsart_adapter.outcomes import Outcome
 from picsart_adapter.picsart_client import (
     PicsartResponse,
     PicsartTransportError,
@@ -30,7 +30,7 @@ from picsart_adapter.picsart_client import (
 )
 from picsart_adapter.processing import ProcessorSettings, UploadProcessor
 from picsart_adapter.rate_limit import Denial, Grant, LimiterState
-from picsart_adapter.retry_policy import RESET_SPREAD_SECONDS, RetryPolicy
+from picsart_adapter.retry_policy import MAX_POLLS, RESET_SPREAD_SECONDS, RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import StoredObject
 from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, Tool, ToolParameters
@@ -96,12 +96,18 @@ class FakeClient:
         self.result = result
         self.calls: list[tuple[Tool, str, ToolParameters]] = []
         self.downloads: list[str] = []
+        self.polls: list[str] = []
+        self.poll_answers: list[PicsartResponse] = []
 
     def call_tool(self, tool: Tool, image_url: str, parameters: ToolParameters) -> PicsartResponse:
         self.calls.append((tool, image_url, parameters))
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
+
+    def poll(self, tool: Tool, transaction_id: str) -> PicsartResponse:
+        self.polls.append(transaction_id)
+        return self.poll_answers.pop(0)
 
     def download_result(self, url: str) -> tuple[bytes, str]:
         self.downloads.append(url)
@@ -168,7 +174,7 @@ class FakeOnce:
             kept = self.final[ref]
             return JobResult(kept.status, kept.reason, kept.output_key, duplicate=True)
         result: JobResult = work()
-        if result.status in FINAL:
+        if result.status in FINAL or result.transaction_id:
             self.final[ref] = result
         return result
 
@@ -216,6 +222,7 @@ def world(
     result: bytes | Exception = b"\x89PNGresult",
     denial: Denial | None = None,
     admission: Admission | None = None,
+    tool: str = "removebg",
 ) -> World:
     store = FakeStore(stored if stored is not None else stored_object())
     jobs = FakeJobs()
@@ -226,8 +233,12 @@ def world(
     once = FakeOnce()
     processor = UploadProcessor(
         settings=ProcessorSettings(
-            tool=TOOLS["removebg"],
-            parameters=RemoveBackgroundParameters.model_validate({"output_type": "cutout"}),
+            tool=TOOLS[tool],
+            parameters=(
+                RemoveBackgroundParameters.model_validate({"output_type": "cutout"})
+                if tool == "removebg"
+                else TOOLS[tool].parameters_model.model_validate({})
+            ),
             output_bucket="output",
             presigned_url_ttl_seconds=300,
             max_attempts=max_attempts,
@@ -544,7 +555,12 @@ def test_every_answer_is_reported_to_the_circuit() -> None:
 
 @pytest.mark.parametrize(
     ("status", "metric"),
-    [(400, "PicsartClientErrors"), (422, "PicsartClientErrors"), (500, "PicsartServerErrors"), (429, "PicsartThrottled")],
+    [
+        (400, "PicsartClientErrors"),
+        (422, "PicsartClientErrors"),
+        (500, "PicsartServerErrors"),
+        (429, "PicsartThrottled"),
+    ],
 )
 def test_answers_are_counted_by_kind_for_the_alarms(status: int, metric: str) -> None:
     w = world(answer(status, {"code": status}))
@@ -557,3 +573,87 @@ def test_answers_are_counted_by_kind_for_the_alarms(status: int, metric: str) ->
 
 def _metric_names() -> set[str]:
     return set(metrics.metric_set)
+
+
+# --- asynchronous tools (202 + transaction_id, polled through the delay queue) ----------------------------
+
+ACCEPTED_BODY = {"status": "processing", "transaction_id": "tx-1"}
+
+
+def test_an_accepted_async_job_is_polled_through_the_delay_queue_never_by_sleeping() -> None:
+    w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
+    result = w.processor.process(UPLOAD)
+    assert (result.status, result.transaction_id) == (JobStatus.WAITING, "tx-1")
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    assert (message.transaction_id, message.polls, message.attempt) == ("tx-1", 0, 1)
+    assert message.due_at == NOW + 1
+    assert w.jobs.finished[-1]["transaction_id"] == "tx-1"
+    assert w.sqs.sent == [parked], "nothing else: no result yet, no dead letter"
+
+
+def test_a_duplicate_event_of_an_accepted_job_does_not_submit_it_again() -> None:
+    w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
+    w.processor.process(UPLOAD)
+    again = w.processor.process(UPLOAD)
+    assert again.duplicate is True
+    assert len(w.client.calls) == 1
+
+
+def test_polls_back_off_until_the_result_is_ready_then_store_it() -> None:
+    w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
+    w.processor.process(UPLOAD)
+    w.client.poll_answers = [answer(202, ACCEPTED_BODY), answer(200, SUCCESS_BODY)]
+    first = RetryMessage.model_validate_json(w.parked()[0]["MessageBody"])
+    w.processor.resume(first.model_copy(update={"due_at": NOW}))
+    second = RetryMessage.model_validate_json(w.parked()[1]["MessageBody"])
+    assert (second.polls, second.attempt, second.due_at) == (1, 1, NOW + 2), "a 202 poll is not an attempt"
+    done = w.processor.resume(second.model_copy(update={"due_at": NOW}))
+    assert done is not None
+    assert done.status is JobStatus.SUCCEEDED
+    assert w.client.polls == ["tx-1", "tx-1"]
+    assert len(w.client.calls) == 1, "the job was submitted once"
+    assert w.store.results[0]["key"] == "ultra-upscale/uploads/photo.jpg"
+    assert [a["attempt"].poll for a in w.jobs.finished] == [None, 1, 2]
+
+
+def test_an_unknown_transaction_is_submitted_again_rather_than_opening_the_circuit() -> None:
+    w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
+    w.processor.process(UPLOAD)
+    w.client.poll_answers = [answer(404, {"code": 404, "message": "Not found"})]
+    parked = RetryMessage.model_validate_json(w.parked()[0]["MessageBody"])
+    result = w.processor.resume(parked.model_copy(update={"due_at": NOW}))
+    assert result is not None
+    assert result.status is JobStatus.WAITING
+    retry = RetryMessage.model_validate_json(w.parked()[1]["MessageBody"])
+    assert (retry.transaction_id, retry.attempt) == (None, 2)
+    (_, (_, outcome, _)) = w.circuit.recorded
+    assert outcome is Outcome.TRANSIENT
+
+
+def test_a_result_never_ready_goes_to_the_dead_letter_queue_with_the_reason() -> None:
+    w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
+    w.client.poll_answers = [answer(202, ACCEPTED_BODY)]
+    message = RetryMessage(
+        bucket="input",
+        key=UPLOAD.key,
+        version_id="v1",
+        etag="e1",
+        attempt=1,
+        due_at=NOW,
+        reason="accepted",
+        transaction_id="tx-1",
+        polls=MAX_POLLS - 1,
+    )
+    result = w.processor.resume(message)
+    assert result is not None
+    assert result.status is JobStatus.FAILED
+    (dead,) = w.dead_lettered()
+    assert "not ready after 20 polls" in json.loads(dead["MessageBody"])["reason"]
+
+
+def test_a_synchronous_tool_answering_202_fails_rather_than_waiting_for_nothing() -> None:
+    w = world(answer(202, ACCEPTED_BODY))
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.FAILED
+    assert "synchronous removebg" in (result.reason or "")

@@ -15,7 +15,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, ToolParameters, UpscaleParameters
+from picsart_adapter.tools import (
+    TOOLS,
+    RemoveBackgroundParameters,
+    ToolParameters,
+    UpscaleParameters,
+    UpscaleUltraParameters,
+)
 
 SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "picsart" / "image-tools-openapi.yml"
 INPUT_FIELDS = ("image", "image_url", "image_id")
@@ -25,6 +31,8 @@ INPUT_FIELDS = ("image", "image_url", "image_id")
 OMITTED_ON_PURPOSE: dict[str, set[str]] = {
     "removebg": {"bg_image", "bg_image_id"},
     "upscale": set(),
+    # Deprecated: `image_type` replaces `product_type`; the Prefer header replaces `mode`.
+    "ultra-upscale": {"product_type", "mode"},
 }
 #: Bounds the models add where the spec states none (values Picsart cannot mean: a 0-pixel background,
 #: an empty color). Listed here so that any other drift from the spec fails.
@@ -36,10 +44,16 @@ MODEL_ONLY_BOUNDS: dict[str, dict[str, dict[str, int]]] = {
         "stroke_color": {"minLength": 1},
     },
     "upscale": {},
+    "ultra-upscale": {},
 }
 BOUND_KEYWORDS = ("minimum", "maximum", "minLength", "maxLength")
 
-MODELS: dict[str, type[ToolParameters]] = {"removebg": RemoveBackgroundParameters, "upscale": UpscaleParameters}
+MODELS: dict[str, type[ToolParameters]] = {
+    "removebg": RemoveBackgroundParameters,
+    "upscale": UpscaleParameters,
+    "ultra-upscale": UpscaleUltraParameters,
+}
+SUPPORTED = sorted(TOOLS)
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +103,13 @@ def _pairs(tool: str) -> list[tuple[str, str]]:
     return [(tool, name) for name in MODELS[tool].model_fields]
 
 
-FIELD_CASES = _pairs("removebg") + _pairs("upscale")
+FIELD_CASES = [case for tool in SUPPORTED for case in _pairs(tool)]
 
 
 # --- The models against the spec -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tool", ["removebg", "upscale"])
+@pytest.mark.parametrize("tool", SUPPORTED)
 def test_tool_path_is_a_spec_path(spec: dict[str, Any], tool: str) -> None:
     """Guide, 404: "Incorrect endpoint paths". Each tool's path is a POST operation of the spec."""
     assert "post" in spec["paths"][TOOLS[tool].path]
@@ -130,7 +144,7 @@ def test_model_bounds_equal_spec_bounds(spec: dict[str, Any], tool: str, name: s
     assert actual == expected
 
 
-@pytest.mark.parametrize("tool", ["removebg", "upscale"])
+@pytest.mark.parametrize("tool", SUPPORTED)
 def test_model_only_bounds_are_only_where_the_spec_is_silent(spec: dict[str, Any], tool: str) -> None:
     """The allowance above may only tighten what the spec leaves open, never restate or change a spec bound."""
     spec_props = _request_schema(spec, TOOLS[tool].path)["properties"]
@@ -138,7 +152,7 @@ def test_model_only_bounds_are_only_where_the_spec_is_silent(spec: dict[str, Any
         assert not set(bounds) & set(spec_props[name]), f"{name}: the spec states this bound itself"
 
 
-@pytest.mark.parametrize("tool", ["removebg", "upscale"])
+@pytest.mark.parametrize("tool", SUPPORTED)
 def test_required_fields_equal_spec_required(spec: dict[str, Any], tool: str) -> None:
     """Guide: "Double-check that all mandatory parameters have been provided" (upscale_factor for upscale)."""
     schema = _request_schema(spec, TOOLS[tool].path)
@@ -151,7 +165,7 @@ def test_upscale_factor_is_the_one_required_parameter(spec: dict[str, Any]) -> N
     assert UpscaleParameters.model_json_schema()["required"] == ["upscale_factor"]
 
 
-@pytest.mark.parametrize("tool", ["removebg", "upscale"])
+@pytest.mark.parametrize("tool", SUPPORTED)
 def test_every_spec_parameter_is_modelled_except_inputs_and_listed_omissions(spec: dict[str, Any], tool: str) -> None:
     """No tool parameter of the spec is silently missing from the model."""
     spec_names = set(_request_schema(spec, TOOLS[tool].path)["properties"])
@@ -159,7 +173,7 @@ def test_every_spec_parameter_is_modelled_except_inputs_and_listed_omissions(spe
     assert set(MODELS[tool].model_fields) == expected
 
 
-@pytest.mark.parametrize("tool", ["removebg", "upscale"])
+@pytest.mark.parametrize("tool", SUPPORTED)
 def test_default_output_format_is_the_spec_default(spec: dict[str, Any], tool: str) -> None:
     """The stored result's extension follows what Picsart returns when `format` is left blank."""
     spec_format = _request_schema(spec, TOOLS[tool].path)["properties"]["format"]
@@ -169,7 +183,7 @@ def test_default_output_format_is_the_spec_default(spec: dict[str, Any], tool: s
 # --- One input only ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tool", ["removebg", "upscale"])
+@pytest.mark.parametrize("tool", SUPPORTED)
 @pytest.mark.parametrize("input_field", INPUT_FIELDS)
 def test_models_refuse_input_fields(spec: dict[str, Any], tool: str, input_field: str) -> None:
     """Guide: "Avoid providing image, image_url, and image_id simultaneously. Only one of these should be

@@ -37,6 +37,9 @@ class RetryMessage(BaseModel):
     due_at: float
     reason: str
     picsart_correlation_ids: list[str] = Field(default_factory=list)
+    #: An asynchronous tool's job to poll (set once Picsart accepted the call with 202), and polls so far.
+    transaction_id: str | None = None
+    polls: int = Field(default=0, ge=0)
 
     def upload(self) -> UploadedObject:
         return UploadedObject(

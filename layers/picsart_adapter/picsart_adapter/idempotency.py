@@ -6,6 +6,8 @@ S3 delivers events at least once, and SQS delivers messages at least once. The w
 with the same key prefix in both functions, so a duplicate from either source finds the same record:
 - finished (succeeded, or failed for good): the recorded result is returned and no call is made;
 - in progress in another invocation: `DuplicateInFlight` is raised and the caller parks the duplicate;
+- accepted by an asynchronous tool (its result is being polled): kept too, since the call that costs
+  credits was made;
 - not finished (parked in the delay queue to try again): the record is deleted, so the retry after a
   failure is not mistaken for a duplicate.
 
@@ -29,9 +31,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAl
 from picsart_adapter.jobs import RECORD_RETENTION_SECONDS, JobRef, JobResult, JobStatus
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 KEY_PREFIX = "picsart-call"
 STATIC_PK = f"idempotency#{KEY_PREFIX}"
@@ -103,7 +105,7 @@ class OncePerVersion:
 
 def _run_work(version: dict[str, str], work: Callable[[], JobResult]) -> dict[str, Any]:
     result = work()
-    if result.status not in FINAL:
+    if result.status not in FINAL and result.transaction_id is None:
         raise _NotFinal(result)
     return asdict(result)
 

@@ -40,6 +40,8 @@ class JobResult:
     #: True when the version was already handled and its recorded result is returned without a call.
     duplicate: bool = False
     picsart_correlation_ids: list[str] = field(default_factory=list)
+    #: An asynchronous tool accepted the job: the call that costs credits is made, its result is polled.
+    transaction_id: str | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any], duplicate: bool = False) -> JobResult:
@@ -52,6 +54,7 @@ class JobResult:
             http_status=record.get("http_status"),
             duplicate=duplicate,
             picsart_correlation_ids=list(record.get("picsart_correlation_ids") or []),
+            transaction_id=record.get("transaction_id"),
         )
 
 
@@ -77,6 +80,8 @@ class Attempt:
     number: int
     started_at: str
     outcome: str
+    #: Set on a request for an asynchronous job's result: which poll this was.
+    poll: int | None = None
     http_status: int | None = None
     picsart_correlation_id: str | None = None
     duration_ms: int | None = None

@@ -3,13 +3,15 @@
 | answer                         | outcome        | what happens                                            |
 |--------------------------------|----------------|---------------------------------------------------------|
 | 200                            | SUCCESS        | store the result, record success                        |
-| 202                            | ACCEPTED       | async answer: not expected from the sync tools; failed  |
+| 202                            | ACCEPTED       | async tool: keep the transaction id, poll it through    |
+|                                |                | the delay queue (a sync tool answering 202: failed)     |
 | 400, 413, 415, 422, 431        | PERMANENT      | record status, error body, correlation id; no retry     |
-| 401, 403, 404, 405, 406, 3xx   | CONFIGURATION  | the deployment is wrong: back off through the queue     |
-| 402                            | CREDITS        | credits exhausted: back off through the queue           |
+| 401, 403, 404, 405, 406, 3xx   | CONFIGURATION  | the deployment is wrong: open the fleet's circuit, park |
+| 402                            | CREDITS        | credits exhausted: the same circuit, park the work      |
 | 429                            | THROTTLED      | wait for the reset time (or the 60 s floor), then retry |
 | 5xx, 408, timeout, no answer   | TRANSIENT      | exponential backoff with jitter through the queue       |
-Work that keeps failing goes to the dead-letter queue with its reason after MAX_ATTEMPTS.
+Work that keeps failing goes to the dead-letter queue with its reason after MAX_ATTEMPTS. A run of 400/422
+answers (a bad parameter in the configuration) opens the circuit too (see `circuit`).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +91,12 @@ class PicsartResponse:
         return url if isinstance(url, str) and url else None
 
     @property
+    def transaction_id(self) -> str | None:
+        """The id of an asynchronous job (202 answers), to poll its result with."""
+        value = (self.body or {}).get("transaction_id")
+        return value if isinstance(value, str) and value else None
+
+    @property
     def error_detail(self) -> str:
         """A one-line account of an error answer, from whichever error body shape the gateway used."""
         body = self.body or {}
@@ -138,18 +145,30 @@ class PicsartClient:
         fields = parameters.form_fields()
         fields["image_url"] = image_url
         body, content_type = urllib3.encode_multipart_formdata(fields)
+        extra = {"Content-Type": content_type}
+        if tool.asynchronous:
+            # RFC 7240, as the spec asks (its `mode` parameter is deprecated): a 202 and a transaction id.
+            extra["Prefer"] = "respond-async"
         return PreparedRequest(
             method="POST",
             url=join_url(self._base_url, tool.path),
-            headers=self._headers({"Content-Type": content_type}),
+            headers=self._headers(extra),
             body=body,
         )
+
+    def build_poll_request(self, tool: Tool, transaction_id: str) -> PreparedRequest:
+        """`GET <tool path>/<transaction_id>`: the spec's way to the result of an asynchronous job."""
+        path = f"{tool.path}/{urllib.parse.quote(transaction_id, safe='')}"
+        return PreparedRequest("GET", join_url(self._base_url, path), self._headers({}), b"")
 
     def build_balance_request(self) -> PreparedRequest:
         return PreparedRequest("GET", join_url(self._base_url, "/balance"), self._headers({}), b"")
 
     def call_tool(self, tool: Tool, image_url: str, parameters: ToolParameters) -> PicsartResponse:
         return self.send(self.build_tool_request(tool, image_url, parameters))
+
+    def poll(self, tool: Tool, transaction_id: str) -> PicsartResponse:
+        return self.send(self.build_poll_request(tool, transaction_id))
 
     def balance(self) -> PicsartResponse:
         return self.send(self.build_balance_request())

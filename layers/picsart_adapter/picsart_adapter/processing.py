@@ -3,17 +3,20 @@
 Every upload ends in one of: processed (result stored, job `succeeded`), not sent with a recorded reason
 (`skipped`), refused by Picsart with the error body recorded (`failed`), parked in the delay queue for a
 later attempt (`waiting`), or — attempts used up — in the dead-letter queue with its reason (`failed`).
+
+Before each request: the fleet's circuit (no calls while a configuration fault or spent credits stand),
+then the fleet's rate-limit budget. After each answer: the one table of outcomes (`outcomes.classify`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from picsart_adapter.circuit import FleetCircuit, Open, Probe
+from picsart_adapter.circuit import Admission, FleetCircuit, Open, Probe
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import DuplicateInFlight, OncePerVersion
 from picsart_adapter.input_checks import Rejection, check_key, check_object
@@ -27,7 +30,7 @@ from picsart_adapter.picsart_client import (
     ResultDownloadError,
 )
 from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant, parse_reset_time
-from picsart_adapter.retry_policy import RetryPolicy
+from picsart_adapter.retry_policy import MAX_POLLS, RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import ObjectStore, StoredObject, result_key
 from picsart_adapter.tools import FORMAT_MEDIA, Tool, ToolParameters
@@ -47,6 +50,39 @@ class ProcessorSettings:
     max_attempts: int
     #: How long a duplicate waits for the invocation already working on its version (about one call).
     in_flight_seconds: float = 30.0
+
+
+@dataclass
+class _Job:
+    """One object version being worked on in this invocation, with what earlier attempts left behind."""
+
+    upload: UploadedObject
+    stored: StoredObject
+    attempts_made: int
+    correlation_ids: list[str] = field(default_factory=list)
+    #: An asynchronous tool's job at Picsart, polled until its result is ready.
+    transaction_id: str | None = None
+    polls: int = 0
+
+    @property
+    def ref(self) -> JobRef:
+        return JobRef(self.stored.bucket, self.stored.key, self.stored.version_ref)
+
+    def message(self, due_at: float, reason: str, attempts_made: int | None = None) -> RetryMessage:
+        """The delay-queue message that takes this job up again at `due_at`."""
+        return RetryMessage(
+            bucket=self.stored.bucket,
+            key=self.stored.key,
+            version_id=self.stored.version_id,
+            etag=self.stored.etag,
+            s3_request_id=self.upload.s3_request_id,
+            attempt=self.attempts_made if attempts_made is None else attempts_made,
+            due_at=due_at,
+            reason=reason,
+            picsart_correlation_ids=self.correlation_ids,
+            transaction_id=self.transaction_id,
+            polls=self.polls,
+        )
 
 
 class UploadProcessor:
@@ -80,23 +116,16 @@ class UploadProcessor:
 
     def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
         """Handle one upload: `attempts_made` and `correlation_ids` come from earlier attempts, if any."""
-        stored = self._store.describe(upload.bucket, upload.key, upload.version_id)
-        if stored is None:
-            ref = JobRef(upload.bucket, upload.key, _version_ref_of_event(upload))
-            return self._skip(ref, Rejection("object-gone", "the object no longer exists (deleted first)"))
-        ref = JobRef(stored.bucket, stored.key, stored.version_ref)
-        rejection = check_key(stored.key) or check_object(stored.size, stored.head)
-        if rejection:
-            return self._skip(ref, rejection, stored)
+        job = self._describe(upload, attempts_made, correlation_ids)
+        if isinstance(job, JobResult):
+            return job
         # S3 and SQS deliver at least once: a version that has its final result costs no second call.
         try:
-            result = self._once.run(
-                ref, lambda: self._call_picsart(upload, stored, ref, attempts_made + 1, list(correlation_ids))
-            )
+            result = self._once.run(job.ref, lambda: self._call_tool(job))
         except DuplicateInFlight:
-            return self._park_duplicate(upload, stored, attempts_made, list(correlation_ids))
+            return self._park_duplicate(job)
         if result.duplicate:
-            logger.info("already handled; no call made", extra={"version_ref": ref.version_ref})
+            logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
             metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
         return result
 
@@ -108,7 +137,14 @@ class UploadProcessor:
             delay = self._queue.schedule(message, now)
             logger.info("not due yet; re-delayed", extra={"delay_seconds": delay})
             return None
-        return self.process(message.upload(), message.attempt, message.picsart_correlation_ids)
+        if message.transaction_id is None:
+            return self.process(message.upload(), message.attempt, message.picsart_correlation_ids)
+        # The call that costs credits was made and accepted: only its result is fetched now.
+        job = self._describe(message.upload(), message.attempt, message.picsart_correlation_ids)
+        if isinstance(job, JobResult):
+            return job
+        job.transaction_id, job.polls = message.transaction_id, message.polls
+        return self._poll(job)
 
     def dead_letter_unreadable(self, body: str, reason: str) -> None:
         """A delay-queue message no attempt can read goes straight to the dead-letter queue."""
@@ -116,32 +152,25 @@ class UploadProcessor:
         metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
         logger.error("unreadable delay-queue message dead-lettered", extra={"reason": reason})
 
-    def _call_picsart(
-        self,
-        upload: UploadedObject,
-        stored: StoredObject,
-        ref: JobRef,
-        attempt_number: int,
-        correlation_ids: list[str],
-    ) -> JobResult:
-        tool = self._settings.tool
-        self._jobs.start(
-            ref,
-            {
-                "tool": tool.name,
-                "size": stored.size,
-                "etag": stored.etag,
-                "attempt_count": attempt_number,
-                **({"version_id": stored.version_id} if stored.version_id else {}),
-                **({"s3_request_id": upload.s3_request_id} if upload.s3_request_id else {}),
-            },
-        )
-        image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
+    # -- before a request ------------------------------------------------------------------------------
+    def _describe(self, upload: UploadedObject, attempts_made: int, correlation_ids: Sequence[str]) -> _Job | JobResult:
+        """The object as it is in S3 now, checked against Picsart's limits; a JobResult when it is not sent."""
+        stored = self._store.describe(upload.bucket, upload.key, upload.version_id)
+        if stored is None:
+            ref = JobRef(upload.bucket, upload.key, _version_ref_of_event(upload))
+            return self._skip(ref, Rejection("object-gone", "the object no longer exists (deleted first)"))
+        rejection = check_key(stored.key) or check_object(stored.size, stored.head)
+        if rejection:
+            return self._skip(JobRef(stored.bucket, stored.key, stored.version_ref), rejection, stored)
+        return _Job(upload, stored, attempts_made, list(correlation_ids))
+
+    def _admit(self, job: _Job) -> Admission | JobResult:
+        """The fleet's circuit, then its rate-limit budget: an admission to send now, or the parked job."""
         # A configuration fault or spent credits seen anywhere in the fleet stops every call until a probe
         # shows it is fixed: the guide warns that hammering through 4xx answers can suspend an integration.
         admission = self._circuit.admit()
         if isinstance(admission, Open):
-            return self._hold_for_circuit(upload, stored, ref, attempt_number - 1, admission, correlation_ids)
+            return self._hold_for_circuit(job, admission)
         # The fleet's shared budget, taken right before the call so that it reaches Picsart in the second
         # it was counted in: no call is made that the quota or the spike arrest would refuse.
         decision = self._limiter.acquire()
@@ -152,33 +181,79 @@ class UploadProcessor:
         if isinstance(decision, Denial):
             if isinstance(admission, Probe):
                 self._circuit.record(admission, None, None, "no budget for the probe")
-            return self._defer(upload, stored, ref, attempt_number - 1, decision, correlation_ids)
-        attempt = Attempt(number=attempt_number, started_at=utc_now_iso(), outcome="")
+            return self._defer(job, decision)
         if isinstance(admission, Probe):
             logger.info("probing Picsart: the fleet's circuit is open")
-        with tracer.provider.in_subsegment(f"## picsart.{tool.name}") as subsegment:
+        return admission
+
+    # -- the requests ----------------------------------------------------------------------------------
+    def _call_tool(self, job: _Job) -> JobResult:
+        tool = self._settings.tool
+        self._start_record(job, job.attempts_made + 1)
+        image_url = self._store.presigned_get_url(job.stored, self._settings.presigned_url_ttl_seconds)
+        admission = self._admit(job)
+        if isinstance(admission, JobResult):
+            return admission
+        attempt = Attempt(number=job.attempts_made + 1, started_at=utc_now_iso(), outcome="")
+        parameters = self._settings.parameters
+        call = lambda: self._client.call_tool(tool, image_url, parameters)  # noqa: E731
+        return self._send(job, admission, attempt, f"## picsart.{tool.name}", call)
+
+    def _poll(self, job: _Job) -> JobResult:
+        """Ask for the result of an asynchronous job Picsart accepted."""
+        tool, transaction_id = self._settings.tool, job.transaction_id
+        assert transaction_id is not None
+        self._start_record(job, job.attempts_made)
+        admission = self._admit(job)
+        if isinstance(admission, JobResult):
+            return admission
+        job.polls += 1
+        attempt = Attempt(number=job.attempts_made, started_at=utc_now_iso(), outcome="", poll=job.polls)
+        poll = lambda: self._client.poll(tool, transaction_id)  # noqa: E731
+        return self._send(job, admission, attempt, f"## picsart.{tool.name}.poll", poll)
+
+    def _send(
+        self,
+        job: _Job,
+        admission: Admission,
+        attempt: Attempt,
+        subsegment_name: str,
+        request: Callable[[], PicsartResponse],
+    ) -> JobResult:
+        """Make one request and take its answer through the table of outcomes."""
+        with tracer.provider.in_subsegment(subsegment_name) as subsegment:
             try:
-                response = self._client.call_tool(tool, image_url, self._settings.parameters)
+                response = request()
             except PicsartTransportError as error:
                 subsegment.put_annotation("picsart_outcome", Outcome.TRANSIENT.value)
                 attempt.outcome, attempt.error = Outcome.TRANSIENT.value, f"no answer from Picsart ({error})"
                 self._circuit.record(admission, None, None, attempt.error)
                 metrics.add_metric(name="PicsartNoAnswer", unit=MetricUnit.Count, value=1)
                 metrics.add_metric(name="PicsartServerErrors", unit=MetricUnit.Count, value=1)
-                logger.warning("Picsart gave no answer", extra={"attempt": attempt_number, "error": str(error)})
-                return self._retry_later(upload, stored, ref, attempt, Outcome.TRANSIENT, None, correlation_ids)
+                logger.warning("Picsart gave no answer", extra={"attempt": attempt.number, "error": str(error)})
+                return self._retry_later(job, _counted(attempt, job), Outcome.TRANSIENT, None)
             outcome = classify(response.status)
+            if attempt.poll and response.status == 404:
+                # An unknown transaction (expired, or lost on Picsart's side) is not a wrong deployment:
+                # the job is sent again.
+                outcome, job.transaction_id, job.polls = Outcome.TRANSIENT, None, 0
             # Every answer, success or error, tells the fleet where the rate limit stands.
             self._limiter.observe(response.rate_limit, throttled=outcome is Outcome.THROTTLED)
             subsegment.put_annotation("picsart_status", str(response.status))
             subsegment.put_annotation("picsart_outcome", outcome.value)
             if response.correlation_id:
                 subsegment.put_annotation("picsart_correlation_id", response.correlation_id)
-        if outcome is not Outcome.SUCCESS:
+        if outcome not in {Outcome.SUCCESS, Outcome.ACCEPTED}:
             attempt.error_body = response.raw_body
         self._observe(response, outcome, attempt)
         if response.correlation_id:
-            correlation_ids.append(response.correlation_id)
+            job.correlation_ids.append(response.correlation_id)
+        return self._handle_answer(job, admission, attempt, response, outcome)
+
+    # -- after an answer -------------------------------------------------------------------------------
+    def _handle_answer(
+        self, job: _Job, admission: Admission, attempt: Attempt, response: PicsartResponse, outcome: Outcome
+    ) -> JobResult:
         refusal = f"HTTP {response.status}: {response.error_detail}"
         tripped = self._circuit.record(admission, outcome, response.status, refusal, response.correlation_id)
         if tripped and tripped.opened_now:
@@ -186,27 +261,23 @@ class UploadProcessor:
             logger.error("the fleet's circuit opened: no calls until a probe succeeds", extra={"why": tripped.reason})
         elif isinstance(admission, Probe) and tripped is None and outcome is Outcome.SUCCESS:
             logger.info("probe succeeded: the fleet's circuit is closed")
+        tool = self._settings.tool
         if outcome is Outcome.SUCCESS:
-            return self._store_result(upload, stored, ref, attempt, response, correlation_ids)
+            return self._store_result(job, attempt, response)
+        if outcome is Outcome.ACCEPTED and tool.asynchronous:
+            transaction_id = response.transaction_id or job.transaction_id
+            if transaction_id:
+                return self._await_result(job, attempt, transaction_id)
+            return self._fail(job, attempt, response, "Picsart answered 202 without a transaction_id to poll")
+        if outcome is Outcome.ACCEPTED:
+            return self._fail(job, attempt, response, f"Picsart answered 202 to the synchronous {tool.name} tool")
         if outcome.retryable:
             if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS} and tripped:
                 reset_at: float | None = tripped.probe_at
             else:
                 reset_at = parse_reset_time(response.rate_limit.reset_time, self._clock())
-            return self._retry_later(upload, stored, ref, attempt, outcome, reset_at, correlation_ids)
-        reason = f"Picsart refused the request: {refusal}"
-        if outcome is Outcome.ACCEPTED:
-            reason = f"Picsart answered 202 (asynchronous) to the synchronous {tool.name} tool"
-        self._jobs.finish(ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status})
-        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-        logger.error("job failed permanently", extra={"reason": reason, "error_body": response.raw_body})
-        return JobResult(
-            JobStatus.FAILED,
-            reason=reason,
-            picsart_correlation_id=response.correlation_id,
-            http_status=response.status,
-            picsart_correlation_ids=correlation_ids,
-        )
+            return self._retry_later(job, _counted(attempt, job), outcome, reset_at)
+        return self._fail(job, attempt, response, f"Picsart refused the request: {refusal}")
 
     def _observe(self, response: PicsartResponse, outcome: Outcome, attempt: Attempt) -> None:
         """Record one answer everywhere it is needed: attempt, logs, metrics."""
@@ -222,6 +293,7 @@ class UploadProcessor:
             "Picsart answered",
             extra={
                 "attempt": attempt.number,
+                **({"poll": attempt.poll} if attempt.poll else {}),
                 "http_status": response.status,
                 "outcome": outcome.value,
                 "duration_ms": response.duration_ms,
@@ -240,28 +312,16 @@ class UploadProcessor:
         elif response.status >= 500:
             metrics.add_metric(name="PicsartServerErrors", unit=MetricUnit.Count, value=1)
 
-    def _store_result(
-        self,
-        upload: UploadedObject,
-        stored: StoredObject,
-        ref: JobRef,
-        attempt: Attempt,
-        response: PicsartResponse,
-        correlation_ids: list[str],
-    ) -> JobResult:
+    def _store_result(self, job: _Job, attempt: Attempt, response: PicsartResponse) -> JobResult:
         url = response.result_url
         if url is None:
-            reason = "Picsart answered 200 without data.url"
-            attempt.error_body = response.raw_body
-            self._jobs.finish(ref, JobStatus.FAILED, attempt, reason, {"http_status": 200})
-            metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-            return JobResult(JobStatus.FAILED, reason=reason, http_status=200)
+            return self._fail(job, attempt, response, "Picsart answered 200 without data.url")
         try:
             body, content_type = self._client.download_result(url)
         except ResultDownloadError as error:
             attempt.error = str(error)
-            return self._retry_later(upload, stored, ref, attempt, Outcome.TRANSIENT, None, correlation_ids)
-        tool = self._settings.tool
+            return self._retry_later(job, _counted(attempt, job), Outcome.TRANSIENT, None)
+        tool, stored = self._settings.tool, job.stored
         output_format = tool.output_format(self._settings.parameters)
         media_type, extension = FORMAT_MEDIA[output_format]
         output_key = result_key(stored.key, tool.name, extension)
@@ -279,7 +339,7 @@ class UploadProcessor:
             },
         )
         self._jobs.finish(
-            ref,
+            job.ref,
             JobStatus.SUCCEEDED,
             attempt,
             details={
@@ -295,113 +355,111 @@ class UploadProcessor:
             output_key=output_key,
             picsart_correlation_id=response.correlation_id,
             http_status=response.status,
-            picsart_correlation_ids=correlation_ids,
+            picsart_correlation_ids=job.correlation_ids,
         )
 
-    def _retry_later(
-        self,
-        upload: UploadedObject,
-        stored: StoredObject,
-        ref: JobRef,
-        attempt: Attempt,
-        outcome: Outcome,
-        reset_at: float | None,
-        correlation_ids: list[str],
-    ) -> JobResult:
+    def _fail(self, job: _Job, attempt: Attempt, response: PicsartResponse, reason: str) -> JobResult:
+        """Picsart refused this job for good: record the status, the error body and the correlation id."""
+        attempt.error_body = response.raw_body
+        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status})
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        logger.error("job failed permanently", extra={"reason": reason, "error_body": response.raw_body})
+        return JobResult(
+            JobStatus.FAILED,
+            reason=reason,
+            picsart_correlation_id=response.correlation_id,
+            http_status=response.status,
+            picsart_correlation_ids=job.correlation_ids,
+        )
+
+    # -- parking work in the delay queue ---------------------------------------------------------------
+    def _await_result(self, job: _Job, attempt: Attempt, transaction_id: str) -> JobResult:
+        """An asynchronous job is accepted or still running: poll it later through the delay queue."""
+        now = self._clock()
+        job.transaction_id = transaction_id
+        job.attempts_made = max(job.attempts_made, attempt.number)
+        if job.polls >= MAX_POLLS:
+            reason = f"the result of transaction {transaction_id} was not ready after {job.polls} polls"
+            return self._dead_letter(job, job.message(now, reason), attempt, reason, {})
+        reason = f"accepted: polling transaction {transaction_id}"
+        message = job.message(self._retry_policy.poll_due_at(job.polls, now), reason)
+        self._park(job.ref, message, now, attempt, {"transaction_id": transaction_id})
+        metrics.add_metric(name="JobsPolling", unit=MetricUnit.Count, value=1)
+        return JobResult(
+            JobStatus.WAITING,
+            reason=reason,
+            picsart_correlation_id=attempt.picsart_correlation_id,
+            http_status=attempt.http_status,
+            picsart_correlation_ids=job.correlation_ids,
+            transaction_id=transaction_id,
+        )
+
+    def _retry_later(self, job: _Job, attempt: Attempt, outcome: Outcome, reset_at: float | None) -> JobResult:
         """Park the job in the delay queue, or dead-letter it when its attempts are used up."""
         now = self._clock()
         status_text = attempt.error or (f"HTTP {attempt.http_status}" if attempt.http_status else "no answer")
-        message = _retry_message(
-            upload,
-            stored,
+        message = job.message(
+            self._retry_policy.due_at(outcome, attempt.number, now, reset_at),
+            f"{outcome.value}: {status_text}",
             attempts_made=attempt.number,
-            due_at=self._retry_policy.due_at(outcome, attempt.number, now, reset_at),
-            reason=f"{outcome.value}: {status_text}",
-            correlation_ids=correlation_ids,
         )
         details = {"http_status": attempt.http_status} if attempt.http_status else {}
         if attempt.number >= self._settings.max_attempts:
             reason = f"gave up after {attempt.number} attempts; last: {message.reason}"
-            self._queue.dead_letter(message, reason)
-            self._jobs.finish(ref, JobStatus.FAILED, attempt, reason, {**details, "dead_lettered": True})
-            metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
-            logger.error("job dead-lettered", extra={"reason": reason})
-            return JobResult(
-                JobStatus.FAILED,
-                reason=reason,
-                picsart_correlation_id=attempt.picsart_correlation_id,
-                http_status=attempt.http_status,
-                picsart_correlation_ids=correlation_ids,
-            )
-        self._park(ref, message, now, attempt, details)
+            return self._dead_letter(job, message, attempt, reason, details)
+        self._park(job.ref, message, now, attempt, details)
         metrics.add_metric(name="JobsDelayed", unit=MetricUnit.Count, value=1)
         return JobResult(
             JobStatus.WAITING,
             reason=message.reason,
             picsart_correlation_id=attempt.picsart_correlation_id,
             http_status=attempt.http_status,
-            picsart_correlation_ids=correlation_ids,
+            picsart_correlation_ids=job.correlation_ids,
         )
 
-    def _defer(
-        self,
-        upload: UploadedObject,
-        stored: StoredObject,
-        ref: JobRef,
-        attempts_made: int,
-        denial: Denial,
-        correlation_ids: list[str],
+    def _dead_letter(
+        self, job: _Job, message: RetryMessage, attempt: Attempt, reason: str, details: dict[str, Any]
     ) -> JobResult:
+        self._queue.dead_letter(message, reason)
+        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {**details, "dead_lettered": True})
+        metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.error("job dead-lettered", extra={"reason": reason})
+        return JobResult(
+            JobStatus.FAILED,
+            reason=reason,
+            picsart_correlation_id=attempt.picsart_correlation_id,
+            http_status=attempt.http_status,
+            picsart_correlation_ids=job.correlation_ids,
+        )
+
+    def _defer(self, job: _Job, denial: Denial) -> JobResult:
         """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt."""
         now = self._clock()
-        message = _retry_message(
-            upload,
-            stored,
-            attempts_made=attempts_made,
-            due_at=self._retry_policy.after_budget_returns(denial.retry_at, now),
-            reason=f"rate limit: the fleet's {denial.reason} budget is spent",
-            correlation_ids=correlation_ids,
+        message = job.message(
+            self._retry_policy.after_budget_returns(denial.retry_at, now),
+            f"rate limit: the fleet's {denial.reason} budget is spent",
         )
-        self._park(ref, message, now)
+        self._park(job.ref, message, now)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
-        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=correlation_ids)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
-    def _hold_for_circuit(
-        self,
-        upload: UploadedObject,
-        stored: StoredObject,
-        ref: JobRef,
-        attempts_made: int,
-        circuit: Open,
-        correlation_ids: list[str],
-    ) -> JobResult:
+    def _hold_for_circuit(self, job: _Job, circuit: Open) -> JobResult:
         """The fleet's circuit is open: park the job until the next probe may go. No call, no attempt."""
         now = self._clock()
-        message = _retry_message(
-            upload,
-            stored,
-            attempts_made=attempts_made,
-            due_at=self._retry_policy.after_budget_returns(circuit.retry_at, now),
-            reason=f"circuit open: {circuit.reason}",
-            correlation_ids=correlation_ids,
+        message = job.message(
+            self._retry_policy.after_budget_returns(circuit.retry_at, now), f"circuit open: {circuit.reason}"
         )
-        self._park(ref, message, now)
+        self._park(job.ref, message, now)
         metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
-        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=correlation_ids)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
-    def _park_duplicate(
-        self, upload: UploadedObject, stored: StoredObject, attempts_made: int, correlation_ids: list[str]
-    ) -> JobResult:
+    def _park_duplicate(self, job: _Job) -> JobResult:
         """Another invocation is working on this version. Dropping the duplicate would lose the upload if
         that invocation crashed, so it comes back once the work in flight is over (then it is a no-op)."""
         now = self._clock()
-        message = _retry_message(
-            upload,
-            stored,
-            attempts_made=attempts_made,
-            due_at=self._retry_policy.after_budget_returns(now + self._settings.in_flight_seconds, now),
-            reason="duplicate delivery: another invocation is working on this version",
-            correlation_ids=correlation_ids,
+        message = job.message(
+            self._retry_policy.after_budget_returns(now + self._settings.in_flight_seconds, now),
+            "duplicate delivery: another invocation is working on this version",
         )
         self._queue.schedule(message, now)
         metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
@@ -422,6 +480,22 @@ class UploadProcessor:
         self._jobs.finish(ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
         logger.info("job parked in the delay queue", extra={"reason": message.reason, "delay_seconds": delay})
 
+    # -- records ---------------------------------------------------------------------------------------
+    def _start_record(self, job: _Job, attempt_count: int) -> None:
+        """Mark the job as being processed now (a crash leaves it visibly `processing`)."""
+        stored, upload = job.stored, job.upload
+        self._jobs.start(
+            job.ref,
+            {
+                "tool": self._settings.tool.name,
+                "size": stored.size,
+                "etag": stored.etag,
+                "attempt_count": attempt_count,
+                **({"version_id": stored.version_id} if stored.version_id else {}),
+                **({"s3_request_id": upload.s3_request_id} if upload.s3_request_id else {}),
+            },
+        )
+
     def _skip(self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None) -> JobResult:
         details = {"skip_code": rejection.code, **({"size": stored.size} if stored else {})}
         self._jobs.finish(ref, JobStatus.SKIPPED, reason=rejection.reason, details=details)
@@ -430,28 +504,14 @@ class UploadProcessor:
         return JobResult(JobStatus.SKIPPED, reason=rejection.reason)
 
 
+def _counted(attempt: Attempt, job: _Job) -> Attempt:
+    """A request that failed counts as an attempt. A tool call already has its number; a poll (which
+    counts only when it fails) gets the next one."""
+    attempt.number = max(attempt.number, job.attempts_made + 1)
+    return attempt
+
+
 def _version_ref_of_event(upload: UploadedObject) -> str:
     if upload.version_id:
         return f"version:{upload.version_id}"
     return f"etag:{upload.etag}" if upload.etag else "unknown"
-
-
-def _retry_message(
-    upload: UploadedObject,
-    stored: StoredObject,
-    attempts_made: int,
-    due_at: float,
-    reason: str,
-    correlation_ids: list[str],
-) -> RetryMessage:
-    return RetryMessage(
-        bucket=stored.bucket,
-        key=stored.key,
-        version_id=stored.version_id,
-        etag=stored.etag,
-        s3_request_id=upload.s3_request_id,
-        attempt=attempts_made,
-        due_at=due_at,
-        reason=reason,
-        picsart_correlation_ids=correlation_ids,
-    )

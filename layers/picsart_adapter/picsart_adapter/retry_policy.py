@@ -21,6 +21,11 @@ from picsart_adapter.outcomes import Outcome
 RESET_SPREAD_SECONDS = 2.0
 #: Upper bound of one backoff step: SQS can carry a longer wait in hops, but a day is plenty.
 MAX_BACKOFF_SECONDS = 86_400.0
+#: Polls of an asynchronous job's result: the first after a second, doubling up to a minute; after
+#: MAX_POLLS answers of "still processing" (about 15 minutes in all) the job is dead-lettered.
+FIRST_POLL_SECONDS = 1.0
+MAX_POLL_INTERVAL_SECONDS = 60.0
+MAX_POLLS = 20
 _RNG = random.Random()
 
 
@@ -61,3 +66,7 @@ class RetryPolicy:
         """When work the limiter refused may try again: when the budget returns, spread a little so the
         fleet's parked work does not come back as one spike."""
         return max(budget_returns_at, now) + (rng or _RNG).random() * self.reset_spread_seconds
+
+    def poll_due_at(self, polls: int, now: float) -> float:
+        """When to ask again for the result of an asynchronous job that has been polled `polls` times."""
+        return now + min(FIRST_POLL_SECONDS * 2.0**polls, MAX_POLL_INTERVAL_SECONDS)

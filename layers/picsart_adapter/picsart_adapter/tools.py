@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ImageFormat = Literal["JPG", "PNG", "WEBP"]
-ToolName = Literal["removebg", "upscale"]
+ToolName = Literal["removebg", "upscale", "ultra-upscale"]
 
 #: Content type and file extension of each output format.
 FORMAT_MEDIA: dict[str, tuple[str, str]] = {
@@ -103,14 +103,27 @@ class UpscaleParameters(ToolParameters):
     format: ImageFormat | None = None
 
 
+class UpscaleUltraParameters(ToolParameters):
+    """`POST /upscale/ultra` (schema UpscaleUltraParameters). The deprecated `product_type` and `mode` are
+    left out: `image_type` replaces the first, the `Prefer` header the second."""
+
+    upscale_factor: Literal[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] | None = None
+    image_type: Literal["product", "portrait", "nature", "graphics"] | None = None
+    format: ImageFormat | None = None
+
+
 @dataclass(frozen=True)
 class Tool:
-    """One Picsart tool: where it lives, what it takes and what it gives back by default."""
+    """One Picsart tool: where it lives, what it takes and what it gives back by default.
+
+    An asynchronous tool is asked to answer at once (`Prefer: respond-async`, 202 with a transaction id);
+    its result is polled at `path/<transaction_id>` through the delay queue, never by a sleeping Lambda."""
 
     name: ToolName
     path: str
     parameters_model: type[ToolParameters]
     default_format: str
+    asynchronous: bool = False
 
     def parse_parameters(self, raw: dict[str, Any]) -> ToolParameters:
         return self.parameters_model.model_validate(raw)
@@ -123,4 +136,7 @@ class Tool:
 TOOLS: dict[str, Tool] = {
     "removebg": Tool("removebg", "/removebg", RemoveBackgroundParameters, default_format="PNG"),
     "upscale": Tool("upscale", "/upscale", UpscaleParameters, default_format="JPG"),
+    "ultra-upscale": Tool(
+        "ultra-upscale", "/upscale/ultra", UpscaleUltraParameters, default_format="JPG", asynchronous=True
+    ),
 }

@@ -1,4 +1,4 @@
-"""The emulator's HTTP server: Picsart's contract for /removebg, /upscale and /balance.
+"""The emulator's HTTP server: Picsart's contract for /removebg, /upscale, /upscale/ultra and /balance.
 
 Every request to ``/tools/1.0/...`` goes through these checks, in this order; the first that fails
 answers:
@@ -21,7 +21,10 @@ answers:
 10. Fetching ``image_url``: failure or non-2xx -> 400; too large -> 413; not an image -> 415;
     upscale input over ``max_upscale_input_pixels`` -> 413.
 11. Processing with Pillow (see `imaging`), after ``latency_ms``.
-12. 200 ``{"status": "success", "data": {"id": ..., "url": ".../results/<id>.<ext>"}}``.
+12. 200 ``{"status": "success", "data": {"id": ..., "url": ".../results/<id>.<ext>"}}``; or, for
+    ``/upscale/ultra`` with ``Prefer: respond-async``, 202 ``{"status": "processing", "transaction_id": ...}``.
+    ``GET /upscale/ultra/<transaction_id>`` then answers 202 (same body) for ``async_processing_seconds``,
+    then 200 with the result; an unknown id is a 404. Polls go through steps 2-6 but cost no credit.
 
 The body of a POST is read right after step 3 (its errors still answer at step 8), so that the
 call log holds the ``image_url`` path (never its query string) even when a fault or a limit
@@ -72,6 +75,7 @@ from .state import Admission, CallRecord, GatewayState, RateSnapshot, Throttle, 
 from .validation import (
     ImageSource,
     RawParams,
+    ToolName,
     ToolRequest,
     Upload,
     UpscaleOptions,
@@ -93,8 +97,12 @@ RESULTS_PREFIX = "/results/"
 ROUTES: dict[str, tuple[str, str]] = {
     f"{TOOLS_PREFIX}/removebg": ("POST", "removebg"),
     f"{TOOLS_PREFIX}/upscale": ("POST", "upscale"),
+    f"{TOOLS_PREFIX}/upscale/ultra": ("POST", "ultra-upscale"),
     f"{TOOLS_PREFIX}/balance": ("GET", "balance"),
 }
+#: GET <prefix><transaction_id>: the result of an asynchronous job.
+POLL_PREFIXES: dict[str, str] = {f"{TOOLS_PREFIX}/upscale/ultra/": "ultra-upscale"}
+_TRANSACTION_ID = re.compile(r"[0-9a-f]{32}")
 
 # Room for form fields and multipart framing on top of the image itself.
 _BODY_OVERHEAD_BYTES = 1024 * 1024
@@ -190,6 +198,9 @@ class PicsartEmulator:
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
         self._state = GatewayState(settings or EmulatorSettings())
         self._results = ResultStore()
+        #: transaction id -> (when the asynchronous job is done, its result id)
+        self._transactions: dict[str, tuple[float, str]] = {}
+        self._transactions_lock = threading.Lock()
         self._pool = urllib3.PoolManager(num_pools=16, maxsize=16)
         self._stopping = threading.Event()
         self._server: BaseWSGIServer | None = None
@@ -285,8 +296,10 @@ class PicsartEmulator:
         return settings
 
     def reset(self) -> None:
-        """Clear counters, call log and window; restore credits from the settings."""
+        """Clear counters, call log, window and asynchronous jobs; restore credits from the settings."""
         self._state.reset()
+        with self._transactions_lock:
+            self._transactions.clear()
 
     def calls(self) -> list[CallRecord]:
         """The call log, in arrival order."""
@@ -361,6 +374,10 @@ class PicsartEmulator:
         if path.startswith(RESULTS_PREFIX) and not in_tools:
             return self._result(request, call)
         route = ROUTES.get(path)
+        transaction_id: str | None = None
+        for prefix, polled_tool in POLL_PREFIXES.items():
+            if path.startswith(prefix) and route is None:
+                route, transaction_id = ("GET", f"{polled_tool}:result"), path[len(prefix) :]
         if route is None:
             return answer(ApiError(404, f"Not found: no endpoint {path}"))
         method, tool = route
@@ -400,7 +417,7 @@ class PicsartEmulator:
 
         # 5-7. Spike arrest, quota, credits: counted at the request's arrival, as a gateway counts it (not
         # after this thread read the body, which a busy machine can delay past a second's end).
-        admission = self._state.admit(call.at, charges_credit=tool != "balance")
+        admission = self._state.admit(call.at, charges_credit=tool != "balance" and transaction_id is None)
         call.snapshot = admission.snapshot
         call.throttled = admission.throttled
         if admission.throttled == "spike":
@@ -412,13 +429,15 @@ class PicsartEmulator:
 
         if tool == "balance":
             return self._json_response(200, {"credits": self._state.credits}, call, with_rate_headers=True)
-        return self._run_tool(request, call, cast(Literal["removebg", "upscale"], tool), body, admission)
+        if transaction_id is not None:
+            return self._poll(request, call, transaction_id)
+        return self._run_tool(request, call, cast(ToolName, tool), body, admission)
 
     def _run_tool(
         self,
         request: Request,
         call: _Call,
-        tool: Literal["removebg", "upscale"],
+        tool: ToolName,
         body: _Body,
         admission: Admission,
     ) -> Response:
@@ -443,9 +462,33 @@ class PicsartEmulator:
                 self._state.refund_credit()
             internal = ApiError(500, f"Internal Server Error ({type(exc).__name__})")
             return self._error_response(internal, call, with_rate_headers=True)
+        if tool == "ultra-upscale" and "respond-async" in request.headers.get("Prefer", ""):
+            transaction_id = uuid.uuid4().hex
+            with self._transactions_lock:
+                self._transactions[transaction_id] = (time.time() + settings.async_processing_seconds, result_id)
+            payload: dict[str, Any] = {"status": "processing", "transaction_id": transaction_id}
+            return self._json_response(202, payload, call, with_rate_headers=True)
+        return self._success(request, call, result_id)
+
+    def _success(self, request: Request, call: _Call, result_id: str) -> Response:
+        result = self._results.get(result_id)
+        assert result is not None
         url = f"{_public_root(request, self.root_url)}{RESULTS_PREFIX}{result_id}.{result.extension}"
         payload = {"status": "success", "data": {"id": result_id, "url": url}}
         return self._json_response(200, payload, call, with_rate_headers=True)
+
+    def _poll(self, request: Request, call: _Call, transaction_id: str) -> Response:
+        """``GET /upscale/ultra/<transaction_id>``: 202 while the job runs, then its result."""
+        with self._transactions_lock:
+            job = self._transactions.get(transaction_id) if _TRANSACTION_ID.fullmatch(transaction_id) else None
+        if job is None or self._results.get(job[1]) is None:
+            error = ApiError(404, f"Not found: no transaction {transaction_id}")
+            return self._error_response(error, call, with_rate_headers=True)
+        ready_at, result_id = job
+        if time.time() < ready_at:
+            payload = {"status": "processing", "transaction_id": transaction_id}
+            return self._json_response(202, payload, call, with_rate_headers=True)
+        return self._success(request, call, result_id)
 
     def _process(self, tool_request: ToolRequest, settings: EmulatorSettings) -> imaging.EncodedImage:
         """Fetch or take the input, run the tool, encode the result."""

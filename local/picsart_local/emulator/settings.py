@@ -38,6 +38,9 @@ class EmulatorSettings(BaseModel):
     max_input_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_upscale_input_pixels: int = Field(default=4_194_304, ge=1)
     latency_ms: float = Field(default=0.0, ge=0.0, description="Added processing time per tool call.")
+    async_processing_seconds: float = Field(
+        default=1.0, ge=0.0, description="How long an asynchronous job (Prefer: respond-async) stays in progress."
+    )
     fault_500_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_503_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     drop_connection_rate: float = Field(default=0.0, ge=0.0, le=1.0)

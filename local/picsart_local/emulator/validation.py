@@ -64,11 +64,14 @@ class UpscaleOptions:
     format: OutputFormat = "JPG"
 
 
+ToolName = Literal["removebg", "upscale", "ultra-upscale"]
+
+
 @dataclass(frozen=True)
 class ToolRequest:
     """A validated tool call."""
 
-    tool: Literal["removebg", "upscale"]
+    tool: ToolName
     source: ImageSource
     options: RemoveBgOptions | UpscaleOptions
 
@@ -156,6 +159,15 @@ _UPSCALE_SPECS: dict[str, _Spec] = {
     "format": _Spec("enum", choices=FORMATS),
 }
 
+# UpscaleUltraParameters: upscale_factor 2-16 (default 2); product_type and mode are deprecated but accepted.
+_ULTRA_UPSCALE_SPECS: dict[str, _Spec] = {
+    "upscale_factor": _Spec("enum", choices=tuple(range(2, 17))),
+    "product_type": _Spec("enum", choices=("product", "portrait", "nature", "graphics"), nullable=True),
+    "image_type": _Spec("enum", choices=("product", "portrait", "nature", "graphics"), nullable=True),
+    "mode": _Spec("enum", choices=("sync", "async", "auto")),
+    "format": _Spec("enum", choices=FORMATS),
+}
+
 
 def url_path(value: object) -> str | None:
     """The path part of a URL-ish value, for the call log (never the query string)."""
@@ -175,9 +187,9 @@ def first_text(params: RawParams, name: str) -> object:
     return value
 
 
-def validate(tool: Literal["removebg", "upscale"], params: RawParams, kind: BodyKind) -> ToolRequest:
+def validate(tool: ToolName, params: RawParams, kind: BodyKind) -> ToolRequest:
     """Check a tool call's parameters; raise `ApiError` 422 naming the first bad field."""
-    specs = _UPSCALE_SPECS
+    specs = _ULTRA_UPSCALE_SPECS if tool == "ultra-upscale" else _UPSCALE_SPECS
     if tool == "removebg":
         specs = _REMOVEBG_SPECS if kind == "form" else _REMOVEBG_JSON_SPECS
     allowed = {**_IMAGE_SPECS, **specs}
@@ -200,6 +212,15 @@ def validate(tool: Literal["removebg", "upscale"], params: RawParams, kind: Body
 
     source = _image_source(values, "image", "image_url", "image_id", required=True)
     assert source is not None  # required=True never returns None
+    if tool == "ultra-upscale":
+        return ToolRequest(
+            tool="ultra-upscale",
+            source=source,
+            options=UpscaleOptions(
+                upscale_factor=cast(int, values.get("upscale_factor", 2)),
+                format=cast(OutputFormat, values.get("format", "JPG")),
+            ),
+        )
     if tool == "upscale":
         if "upscale_factor" not in values:
             raise ApiError(422, "upscale_factor: required parameter is missing (one of 2, 4, 6, 8)")
