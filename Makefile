@@ -16,6 +16,15 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# checkov pins boto3 and packaging exactly (boto3==1.35.49, packaging<24), which aws-sam-cli (boto3==1.43.*) and
+# pytest 9 (packaging>=24) cannot share: it gets its own environment, linked next to the project's python.
+CHECKOV_VERSION := 3.3.30
+CHECKOV := $(BIN)/checkov
+$(CHECKOV): | $(BIN)/python
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	ln -sf ../checkov/bin/checkov $(CHECKOV)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -28,8 +37,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-validate: $(STAMP)
-	$(BIN)/sam validate --lint --template template.yaml
+# sam validate --lint, cfn-lint and checkov, each run once: by tests/test_template.py (so `test` runs them too).
+validate: $(STAMP) $(CHECKOV)
+	$(BIN)/pytest tests/test_template.py
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit tests/emulator
@@ -37,7 +47,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
-test: lint typecheck
+test: lint typecheck $(CHECKOV)
 	$(BIN)/pytest
 
 clean:
