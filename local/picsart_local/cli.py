@@ -4,6 +4,8 @@
   picsart-local invoke FUNCTION -e EVENT.json  one invocation, like `sam local invoke`
   picsart-local process FILE...                upload files, wait for each, print a table
   picsart-local demo                           process the sample images into out/
+  picsart-local bench                          compare rate-limit strategies under a burst of uploads
+  picsart-local report KEY                     every attempt for one object, for a support request
 
 With PICSART_BASE_URL and PICSART_API_KEY set, the stack calls that server instead of the embedded
 emulator. The emulator's knobs are PICSART_EMULATOR_* variables (quota, window, spike, faults).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -20,10 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from picsart_adapter.input_checks import SUPPORTED_EXTENSIONS
+from picsart_adapter.jobs import JobStore
 from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cfn_template import TemplateError
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
+from picsart_local.report import support_report
 from picsart_local.samples import write_samples
 
 #: Outcomes that mean the adapter did its job; anything else makes `process` exit non-zero.
@@ -66,12 +73,56 @@ def _parser() -> argparse.ArgumentParser:
     process.add_argument("files", nargs="+", type=Path)
     process.add_argument("--out", type=Path, help="download the results into this folder")
     process.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all uploads")
+    process.add_argument("--report", action="store_true", help="print the support report of each upload")
     process.set_defaults(run=_run_process)
+
+    report = commands.add_parser(
+        "report",
+        help="print every attempt for one uploaded object (time, status, correlation id, rate limit, error body)",
+        description="Reads the job records of the jobs table through boto3: against a running `picsart-local "
+        "stack` (export what it prints) or a deployed stack.",
+    )
+    report.add_argument("key", help="the object's key in the input bucket, as uploaded")
+    report.add_argument("--bucket", default=os.environ.get("INPUT_BUCKET"), help="input bucket (env INPUT_BUCKET)")
+    report.add_argument("--table", default=os.environ.get("JOBS_TABLE"), help="jobs table (env JOBS_TABLE)")
+    report.set_defaults(run=_run_report)
 
     demo = commands.add_parser("demo", help="process the sample images and write the results to --out")
     demo.add_argument("--out", type=Path, default=Path("out"))
     demo.add_argument("--timeout", type=float, default=120.0)
     demo.set_defaults(run=_run_demo)
+
+    bench = commands.add_parser(
+        "bench",
+        help="a burst of uploads against a quota under each strategy; a table, OUT/bench.json and OUT/bench.png",
+    )
+    bench.add_argument("--uploads", type=int, default=300, help="uploads in the burst (default 300)")
+    bench.add_argument("--concurrency", type=int, default=32, help="execution environments at once (default 32)")
+    bench.add_argument("--quota", type=int, default=60, help="Picsart calls per window (default 60)")
+    bench.add_argument("--window", type=float, default=10.0, help="quota window in seconds (default 10)")
+    bench.add_argument("--spike", type=int, default=20, help="spike arrest, calls per second (default 20)")
+    bench.add_argument(
+        "--strategies",
+        default="adapter,sdk-retry,backoff,concurrency-cap",
+        help="comma-separated, run in this order (default: all four)",
+    )
+    bench.add_argument("--out", type=Path, default=Path("out"), help="where bench.json and bench.png go")
+    bench.add_argument("--timeout", type=float, default=900.0, help="seconds one strategy may take (default 900)")
+    bench.add_argument("--latency-ms", type=float, default=0.0, help="emulator latency added to each call")
+    bench.add_argument(
+        "--cap-concurrency", type=int, help="MaximumConcurrency for concurrency-cap (default: from quota and latency)"
+    )
+    bench.add_argument(
+        "--adapter-reset-form",
+        choices=["epoch_ms", "epoch_s", "seconds"],
+        default="epoch_ms",
+        help="Reset-Time form the emulator writes for the adapter (the baselines get the form they expect)",
+    )
+    bench.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per import time (default 5)")
+    bench.add_argument("--skip-cold-start", action="store_true", help="no import times and no layer size")
+    bench.add_argument("--skip-layer-size", action="store_true", help="no layer size (it needs pip and an index)")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    bench.set_defaults(run=_run_bench)
     return parser
 
 
@@ -96,6 +147,8 @@ def _run_stack(args: argparse.Namespace) -> int:
         print("Local stack is up. Point the AWS CLI or boto3 at it with:\n")
         for name, value in sorted(env.stack.aws_environment().items()):
             print(f"  export {name}={value}")
+        print(f"  export INPUT_BUCKET={env.input_bucket}")
+        print(f"  export JOBS_TABLE={env.outputs['JobsTableName']}")
         print("\nResources (from template.yaml):")
         for name, value in sorted(env.outputs.items()):
             print(f"  {name:22} {value}")
@@ -140,8 +193,20 @@ def _run_process(args: argparse.Namespace) -> int:
         outcomes = env.wait_for(keys, timeout=args.timeout)
         if args.out:
             _download(env, outcomes.values(), args.out)
+        if getattr(args, "report", False):
+            for key in keys:
+                print(support_report(env.input_bucket, key, env.jobs.for_object(env.input_bucket, key)))
     _print_table([outcomes[key] for key in keys])
     return 0 if all(o.status in EXPECTED for o in outcomes.values()) else 1
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    if not args.bucket or not args.table:
+        raise ValueError("report needs --bucket and --table (or INPUT_BUCKET and JOBS_TABLE; `stack` prints them)")
+    table = boto3.session.Session().resource("dynamodb").Table(args.table)
+    records = JobStore(table).for_object(args.bucket, args.key)
+    print(support_report(args.bucket, args.key, records), end="")
+    return 0 if records else 1
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -151,6 +216,34 @@ def _run_demo(args: argparse.Namespace) -> int:
         samples = write_samples(args.out / "samples")
     print(f"Processing {len(samples)} sample images: {', '.join(p.name for p in samples)}", flush=True)
     return _run_process(argparse.Namespace(**{**vars(args), "files": samples, "out": args.out / "results"}))
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from picsart_local.bench.run import BenchOptions, run_bench  # the bench's imports (matplotlib) only here
+
+    base = _options(args)
+    options = BenchOptions(
+        uploads=args.uploads,
+        concurrency=args.concurrency,
+        quota=args.quota,
+        window_s=args.window,
+        spike=args.spike,
+        strategies=tuple(name.strip() for name in args.strategies.split(",") if name.strip()),
+        out=args.out,
+        log_dir=args.log_dir / "bench",
+        template_path=base.template_path,
+        parameters=dict(base.parameters),
+        timeout_s=args.timeout,
+        latency_ms=args.latency_ms,
+        cap_concurrency=args.cap_concurrency,
+        adapter_reset_form=args.adapter_reset_form,
+        import_runs=args.import_runs,
+        skip_cold_start=args.skip_cold_start,
+        skip_layer_size=args.skip_layer_size,
+        progress=not args.no_progress,
+    )
+    run_bench(options)
+    return 0
 
 
 def _download(env: LocalEnvironment, outcomes: Any, folder: Path) -> None:

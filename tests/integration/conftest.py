@@ -26,11 +26,12 @@ def start_environment(
     upload_concurrency: int = 4,
     event_sources: bool = True,
     prewarm: bool = False,
+    function_environment: dict[str, str] | None = None,
 ) -> LocalEnvironment:
     options = LocalOptions(
         stack_name=f"it-{name}",
         parameters=parameters or {},
-        function_environment=dict(FAST_RETRIES),
+        function_environment={**FAST_RETRIES, **(function_environment or {})},
         emulator=emulator or EmulatorSettings(),
         log_dir=tmp_path_factory.mktemp(f"{name}-logs"),
         upload_concurrency=upload_concurrency,

@@ -1,0 +1,83 @@
+"""A support report for one uploaded object, read from its job records.
+
+Picsart's troubleshooting guide, "Reporting issues": give the `X-Picsart-Correlation-Id`, the error body and
+the details of the request. This prints, for every version of one key, every attempt with its time, HTTP
+status, Picsart correlation id, rate-limit headers and error body, ready to paste into a support request.
+It reads the jobs table through boto3, so it works against the local stack (AWS_ENDPOINT_URL) and a
+deployed stack alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Record fields worth a line of their own in the header of each version, in this order.
+_HEADER_FIELDS = (
+    ("status", "status"),
+    ("reason", "reason"),
+    ("tool", "tool"),
+    ("size", "size (bytes)"),
+    ("s3_request_id", "S3 request id"),
+    ("transaction_id", "Picsart transaction id"),
+    ("output_key", "output key"),
+    ("due_at", "next attempt due"),
+    ("created_at", "first seen"),
+    ("completed_at", "completed"),
+)
+
+
+def support_report(bucket: str, key: str, records: Sequence[Mapping[str, Any]]) -> str:
+    """The report as text: one section per version of the object, oldest first."""
+    lines = [f"Picsart support report for s3://{bucket}/{key}"]
+    if not records:
+        lines.append("No job record: the object was never seen by the adapter (check the bucket and key).")
+        return "\n".join(lines) + "\n"
+    for record in records:
+        lines.append("")
+        lines.append(f"version {record.get('sk', '?')}")
+        for field, label in _HEADER_FIELDS:
+            if record.get(field) not in (None, ""):
+                lines.append(f"  {label + ':':24}{record[field]}")
+        attempts = list(record.get("attempts") or [])
+        lines.append(f"  {'attempts:':24}{len(attempts)}")
+        for attempt in attempts:
+            lines.extend(_attempt_lines(attempt))
+    return "\n".join(lines) + "\n"
+
+
+def _attempt_lines(attempt: Mapping[str, Any]) -> list[str]:
+    number = f"#{attempt.get('number', '?')}" + (f" poll {attempt['poll']}" if attempt.get("poll") else "")
+    status = attempt.get("http_status")
+    lines = [
+        f"  - attempt {number} at {attempt.get('started_at', '?')}: "
+        f"HTTP {status if status is not None else '(no answer)'}, {attempt.get('outcome', '?')}",
+        f"      X-Picsart-Correlation-Id: {attempt.get('picsart_correlation_id') or '(none)'}",
+    ]
+    rate_limit = attempt.get("rate_limit") or {}
+    if rate_limit:
+        names = {
+            "limit": "X-Picsart-RateLimit-Limit",
+            "available": "X-Picsart-RateLimit-Available",
+            "reset_time": "X-Picsart-RateLimit-Reset-Time",
+            "credits": "X-Picsart-Credit-Available",
+        }
+        for field, header in names.items():
+            if field in rate_limit:
+                lines.append(f"      {header}: {rate_limit[field]}")
+    if attempt.get("duration_ms") is not None:
+        lines.append(f"      duration: {attempt['duration_ms']} ms")
+    if attempt.get("error"):
+        lines.append(f"      error: {attempt['error']}")
+    if attempt.get("error_body"):
+        lines.append(f"      error body: {_compact(str(attempt['error_body']))}")
+    return lines
+
+
+def _compact(body: str) -> str:
+    """A JSON body on one line (as Picsart sent it, re-serialised compactly); anything else as it is."""
+    try:
+        return json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return body
