@@ -129,9 +129,15 @@ class JobStore:
             values["reason"] = reason
         if status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED}:
             values["completed_at"] = utc_now_iso()
-        self._update(ref, values, attempt)
+        # What described an earlier wait would mislead a reader of the finished record.
+        stale = [] if status is JobStatus.WAITING else ["due_at"]
+        if status is JobStatus.SUCCEEDED:
+            stale.append("reason")
+        self._update(ref, values, attempt, remove=[name for name in stale if name not in values])
 
-    def _update(self, ref: JobRef, values: dict[str, Any], attempt: Attempt | None = None) -> None:
+    def _update(
+        self, ref: JobRef, values: dict[str, Any], attempt: Attempt | None = None, remove: list[str] | None = None
+    ) -> None:
         now = utc_now_iso()
         names: dict[str, str] = {"#created_at": "created_at", "#expiration": "expiration"}
         expr_values: dict[str, Any] = {
@@ -161,9 +167,13 @@ class JobStore:
                 names["#last_cid"] = "picsart_correlation_id"
                 expr_values[":last_cid"] = attempt.picsart_correlation_id
                 sets.append("#last_cid = :last_cid")
+        removals = []
+        for index, name in enumerate(remove or []):
+            names[f"#r{index}"] = name
+            removals.append(f"#r{index}")
         self._table.update_item(
             Key=ref.item_key,
-            UpdateExpression="SET " + ", ".join(sets),
+            UpdateExpression="SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removals) if removals else ""),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=expr_values,
         )
