@@ -136,6 +136,33 @@ def test_an_input_picsart_refuses_fails_once_with_the_body_and_the_correlation_i
         assert attempt["picsart_correlation_id"] == outcome.picsart_correlation_id
 
 
+def test_content_picsart_cannot_read_fails_once_with_415(env: LocalEnvironment) -> None:
+    """PNG magic bytes pass the adapter's own check; the rest is not an image, and Picsart says so."""
+    env.upload("refused/corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00not really an image" * 50)
+    outcome = env.wait_for(["refused/corrupt.png"], timeout=60)["refused/corrupt.png"]
+    assert outcome.status == "failed", outcome
+    assert outcome.record is not None
+    (attempt,) = outcome.record["attempts"]
+    assert attempt["http_status"] == 415
+    assert "not a supported image" in attempt["error_body"]
+
+
+def test_a_parameter_picsart_refuses_fails_with_422_and_is_not_retried(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A colour the spec's type allows (a string) but Picsart does not know: 422 naming the field."""
+    parameters = {"PicsartToolParameters": '{"bg_color": "not-a-colour"}'}
+    with start_environment(tmp_path_factory, "422", parameters=parameters) as env:
+        env.upload("refused/photo.png", png_bytes())
+        outcome = env.wait_for(["refused/photo.png"], timeout=60)["refused/photo.png"]
+        assert outcome.status == "failed", outcome
+        assert tool_calls(env) == 1
+        assert outcome.record is not None
+        (attempt,) = outcome.record["attempts"]
+        assert attempt["http_status"] == 422
+        assert "bg_color" in json.loads(attempt["error_body"])["detail"]
+
+
 def test_the_same_event_twice_costs_one_call(tmp_path_factory: pytest.TempPathFactory, repository_root: Path) -> None:
     """S3 delivers at least once: Powertools Idempotency keeps the second delivery from calling again."""
     with start_environment(tmp_path_factory, "dupes", event_sources=False) as env:
