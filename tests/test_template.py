@@ -460,3 +460,29 @@ def test_the_dashboard_shows_calls_errors_latency_jobs_and_queue_depth() -> None
     queue_depth = {row[3] for row in rows if row[:3] == ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName"]}
     assert queue_depth == {"DelayQueue.QueueName", "DeadLetterQueue.QueueName"}
     assert "Dashboard" in json.dumps(template()["Outputs"]["DashboardName"])
+
+
+def test_sam_build_makes_a_lean_arm64_layer_without_python313_or_docker(repository_root: Path, tmp_path: Path) -> None:
+    """The layer holds the package and its dependencies as arm64 wheels, minus what the python3.13 runtime
+    already ships (boto3, botocore, ...); the functions are their handlers alone."""
+    sam = Path(sys.executable).with_name("sam")
+    build_dir = tmp_path / "build"
+    result = subprocess.run(
+        [str(sam), "build", "--template", str(repository_root / "template.yaml"), "--build-dir", str(build_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=repository_root,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    layer = build_dir / "AdapterLayer" / "python"
+    shipped = {path.name for path in layer.iterdir()}
+    assert {"picsart_adapter", "aws_lambda_powertools", "aws_xray_sdk", "pydantic", "urllib3"} <= shipped
+    assert not shipped & {"boto3", "botocore", "s3transfer", "jmespath"}, "the runtime has these"
+    assert list(layer.glob("pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so")), "arm64 wheels"
+    assert sorted(p.name for p in (build_dir / "UploadFunction").iterdir()) == ["upload_handler.py"]
+    assert sorted(p.name for p in (build_dir / "RetryFunction").iterdir()) == ["retry_handler.py"]
+    size = sum(path.stat().st_size for path in layer.rglob("*") if path.is_file())
+    assert size < 30 * 1024 * 1024, f"the layer grew to {size / 1e6:.0f} MB"
