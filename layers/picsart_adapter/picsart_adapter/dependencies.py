@@ -85,7 +85,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
                 probe_lease_seconds=settings.request_timeout_seconds * 2,
             ),
         ),
-        once=OncePerVersion(settings.jobs_table, table.meta.client),  # one DynamoDB client, not two
+        once=OncePerVersion(settings.jobs_table, session.client("dynamodb")),
     )
 
 
