@@ -188,7 +188,7 @@ def test_real_template_model() -> None:
 
     (delayed,) = retry.sqs_events
     assert delayed.queue_logical_id == "DelayQueue"
-    assert (delayed.batch_size, delayed.maximum_batching_window_s, delayed.maximum_concurrency) == (10, 1.0, 5)
+    assert (delayed.batch_size, delayed.maximum_batching_window_s, delayed.maximum_concurrency) == (5, 0.0, 25)
     assert delayed.report_batch_item_failures
 
     assert template.outputs["InputBucketName"] == "picsart-local-input-123456789012-us-east-1"

@@ -657,3 +657,14 @@ def test_a_synchronous_tool_answering_202_fails_rather_than_waiting_for_nothing(
     result = w.processor.process(UPLOAD)
     assert result.status is JobStatus.FAILED
     assert "synchronous removebg" in (result.reason or "")
+
+
+def test_work_an_invocation_has_no_time_for_is_handed_back_due_now_without_an_attempt() -> None:
+    w = world(answer(200, SUCCESS_BODY))
+    message = RetryMessage(bucket="input", key=UPLOAD.key, version_id="v1", attempt=2, due_at=NOW - 5, reason="x")
+    w.processor.hand_back(message)
+    (parked,) = w.parked()
+    assert parked["DelaySeconds"] == 0
+    assert RetryMessage.model_validate_json(parked["MessageBody"]).attempt == 2
+    assert w.client.calls == []
+    assert w.processor.time_needed_ms == (30 + 5) * 1000, "one call at the client's timeout, and a margin"

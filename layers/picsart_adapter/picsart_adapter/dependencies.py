@@ -55,7 +55,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             output_bucket=settings.output_bucket,
             presigned_url_ttl_seconds=settings.presigned_url_ttl_seconds,
             max_attempts=settings.max_attempts,
-            in_flight_seconds=settings.request_timeout_seconds,
+            request_timeout_seconds=settings.request_timeout_seconds,
         ),
         store=ObjectStore(s3),
         jobs=JobStore(table),
@@ -85,6 +85,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
                 probe_lease_seconds=settings.request_timeout_seconds * 2,
             ),
         ),
+        # A plain client: the table resource's own client would serialize Powertools' typed values again.
         once=OncePerVersion(settings.jobs_table, session.client("dynamodb")),
     )
 

@@ -48,8 +48,9 @@ class ProcessorSettings:
     output_bucket: str
     presigned_url_ttl_seconds: int
     max_attempts: int
-    #: How long a duplicate waits for the invocation already working on its version (about one call).
-    in_flight_seconds: float = 30.0
+    #: The longest one Picsart request may take (the client's timeout): how long a duplicate waits for the
+    #: invocation already working on its version, and how much time an invocation keeps for one more job.
+    request_timeout_seconds: float = 30.0
 
 
 @dataclass
@@ -145,6 +146,16 @@ class UploadProcessor:
             return job
         job.transaction_id, job.polls = message.transaction_id, message.polls
         return self._poll(job)
+
+    @property
+    def time_needed_ms(self) -> int:
+        """Invocation time one more job needs: a call at its timeout, and a margin for the rest."""
+        return int((self._settings.request_timeout_seconds + 5) * 1000)
+
+    def hand_back(self, message: RetryMessage) -> None:
+        """Return work this invocation has no time left for to the delay queue, due now (not an attempt)."""
+        self._queue.schedule(message, self._clock())
+        metrics.add_metric(name="JobsHandedBack", unit=MetricUnit.Count, value=1)
 
     def dead_letter_unreadable(self, body: str, reason: str) -> None:
         """A delay-queue message no attempt can read goes straight to the dead-letter queue."""
@@ -458,7 +469,7 @@ class UploadProcessor:
         that invocation crashed, so it comes back once the work in flight is over (then it is a no-op)."""
         now = self._clock()
         message = job.message(
-            self._retry_policy.after_budget_returns(now + self._settings.in_flight_seconds, now),
+            self._retry_policy.after_budget_returns(now + self._settings.request_timeout_seconds, now),
             "duplicate delivery: another invocation is working on this version",
         )
         self._queue.schedule(message, now)
