@@ -55,10 +55,12 @@ def _clear_metrics() -> Iterator[None]:
 class FakeStore:
     def __init__(self, stored: StoredObject | None) -> None:
         self.stored = stored
+        self.described = 0
         self.presigned: list[tuple[StoredObject, int]] = []
         self.results: list[dict[str, Any]] = []
 
     def describe(self, bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        self.described += 1
         return self.stored
 
     def presigned_get_url(self, obj: StoredObject, ttl_seconds: int) -> str:
@@ -668,3 +670,37 @@ def test_work_an_invocation_has_no_time_for_is_handed_back_due_now_without_an_at
     assert RetryMessage.model_validate_json(parked["MessageBody"]).attempt == 2
     assert w.client.calls == []
     assert w.processor.time_needed_ms == (30 + 5) * 1000, "one call at the client's timeout, and a margin"
+
+
+def test_resumed_work_that_must_wait_again_costs_only_its_message() -> None:
+    """Released at a reset, most parked work finds the window's budget taken: that costs no S3 read, no
+    record write and no idempotency record, only the message that parks it again."""
+    w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 10, reason="quota"))
+    message = RetryMessage(
+        bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=1, due_at=NOW, reason="x"
+    )
+    result = w.processor.resume(message)
+    assert result is not None
+    assert result.status is JobStatus.WAITING
+    assert (w.store.described, w.jobs.started, w.jobs.finished, w.once.final) == (0, [], [], {})
+    (parked,) = w.parked()
+    assert RetryMessage.model_validate_json(parked["MessageBody"]).attempt == 1
+
+
+def test_a_new_upload_that_must_wait_is_recorded_as_waiting() -> None:
+    w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 10, reason="quota"))
+    w.processor.process(UPLOAD)
+    assert w.store.described == 1, "checked before any budget is asked for"
+    assert w.jobs.finished[-1]["status"] is JobStatus.WAITING
+
+
+def test_resumed_work_is_described_again_once_it_may_call() -> None:
+    """The object may have been deleted or replaced while the work waited."""
+    w = world(answer(200, SUCCESS_BODY))
+    message = RetryMessage(
+        bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=1, due_at=NOW, reason="x"
+    )
+    result = w.processor.resume(message)
+    assert result is not None
+    assert result.status is JobStatus.SUCCEEDED
+    assert w.store.described == 1

@@ -57,25 +57,32 @@ class ProcessorSettings:
 class _Job:
     """One object version being worked on in this invocation, with what earlier attempts left behind."""
 
+    #: The version as the event or the delay-queue message names it.
     upload: UploadedObject
-    stored: StoredObject
     attempts_made: int
     correlation_ids: list[str] = field(default_factory=list)
+    #: The object as S3 describes it now (read once a call is to be made, or first thing for a new upload).
+    stored: StoredObject | None = None
+    #: Taken up again from the delay queue (its job record exists already).
+    resumed: bool = False
     #: An asynchronous tool's job at Picsart, polled until its result is ready.
     transaction_id: str | None = None
     polls: int = 0
 
     @property
     def ref(self) -> JobRef:
-        return JobRef(self.stored.bucket, self.stored.key, self.stored.version_ref)
+        if self.stored is not None:
+            return JobRef(self.stored.bucket, self.stored.key, self.stored.version_ref)
+        return JobRef(self.upload.bucket, self.upload.key, _version_ref_of_event(self.upload))
 
     def message(self, due_at: float, reason: str, attempts_made: int | None = None) -> RetryMessage:
         """The delay-queue message that takes this job up again at `due_at`."""
+        known = self.stored or self.upload
         return RetryMessage(
-            bucket=self.stored.bucket,
-            key=self.stored.key,
-            version_id=self.stored.version_id,
-            etag=self.stored.etag,
+            bucket=known.bucket,
+            key=known.key,
+            version_id=known.version_id,
+            etag=known.etag,
             s3_request_id=self.upload.s3_request_id,
             attempt=self.attempts_made if attempts_made is None else attempts_made,
             due_at=due_at,
@@ -84,6 +91,14 @@ class _Job:
             transaction_id=self.transaction_id,
             polls=self.polls,
         )
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """May call now: how the circuit let the call through, and the rate-limit grant."""
+
+    admission: Admission
+    grant: Grant
 
 
 class UploadProcessor:
@@ -116,19 +131,9 @@ class UploadProcessor:
         self._once.register_lambda_context(context)
 
     def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
-        """Handle one upload: `attempts_made` and `correlation_ids` come from earlier attempts, if any."""
-        job = self._describe(upload, attempts_made, correlation_ids)
-        if isinstance(job, JobResult):
-            return job
-        # S3 and SQS deliver at least once: a version that has its final result costs no second call.
-        try:
-            result = self._once.run(job.ref, lambda: self._call_tool(job))
-        except DuplicateInFlight:
-            return self._park_duplicate(job)
-        if result.duplicate:
-            logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
-            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
-        return result
+        """Handle one new upload: checked first (nothing known to fail is sent, and no budget is spent on it)."""
+        job = _Job(upload, attempts_made, list(correlation_ids))
+        return self._check(job) or self._attempt(job)
 
     def resume(self, message: RetryMessage) -> JobResult | None:
         """Take up parked work from the delay queue. Work not yet due (a wait longer than SQS's 900 s
@@ -138,14 +143,15 @@ class UploadProcessor:
             delay = self._queue.schedule(message, now)
             logger.info("not due yet; re-delayed", extra={"delay_seconds": delay})
             return None
-        if message.transaction_id is None:
-            return self.process(message.upload(), message.attempt, message.picsart_correlation_ids)
-        # The call that costs credits was made and accepted: only its result is fetched now.
-        job = self._describe(message.upload(), message.attempt, message.picsart_correlation_ids)
-        if isinstance(job, JobResult):
-            return job
-        job.transaction_id, job.polls = message.transaction_id, message.polls
-        return self._poll(job)
+        job = _Job(
+            message.upload(),
+            message.attempt,
+            list(message.picsart_correlation_ids),
+            resumed=True,
+            transaction_id=message.transaction_id,
+            polls=message.polls,
+        )
+        return self._attempt(job)
 
     @property
     def time_needed_ms(self) -> int:
@@ -164,64 +170,95 @@ class UploadProcessor:
         logger.error("unreadable delay-queue message dead-lettered", extra={"reason": reason})
 
     # -- before a request ------------------------------------------------------------------------------
-    def _describe(self, upload: UploadedObject, attempts_made: int, correlation_ids: Sequence[str]) -> _Job | JobResult:
-        """The object as it is in S3 now, checked against Picsart's limits; a JobResult when it is not sent."""
+    def _check(self, job: _Job) -> JobResult | None:
+        """Describe the object as it is in S3 now and check it against Picsart's limits: a JobResult when
+        it is not to be sent, None when it is (`job.stored` is set)."""
+        upload = job.upload
         stored = self._store.describe(upload.bucket, upload.key, upload.version_id)
         if stored is None:
-            ref = JobRef(upload.bucket, upload.key, _version_ref_of_event(upload))
-            return self._skip(ref, Rejection("object-gone", "the object no longer exists (deleted first)"))
+            return self._skip(job.ref, Rejection("object-gone", "the object no longer exists (deleted first)"))
+        job.stored = stored
         rejection = check_key(stored.key) or check_object(stored.size, stored.head)
-        if rejection:
-            return self._skip(JobRef(stored.bucket, stored.key, stored.version_ref), rejection, stored)
-        return _Job(upload, stored, attempts_made, list(correlation_ids))
+        return self._skip(job.ref, rejection, stored) if rejection else None
 
-    def _admit(self, job: _Job) -> Admission | JobResult:
+    def _attempt(self, job: _Job) -> JobResult:
+        """Admit the call (circuit, budget) before anything costly, then make it: waiting work that cannot go
+        yet costs a read, a write at most and a message, not a record, an idempotency record or S3 reads."""
+        admitted = self._admit(job)
+        if isinstance(admitted, JobResult):
+            return admitted
+        if job.stored is None and (skipped := self._check(job)):
+            self._unused(admitted.admission)
+            return skipped
+        if job.transaction_id is not None:
+            # The call that costs credits was made and accepted: only its result is fetched now.
+            return self._poll(job, admitted)
+        # S3 and SQS deliver at least once: a version that has its final result costs no second call.
+        try:
+            result = self._once.run(job.ref, lambda: self._call_tool(job, admitted))
+        except DuplicateInFlight:
+            self._unused(admitted.admission)
+            return self._park_duplicate(job)
+        if result.duplicate:
+            self._unused(admitted.admission)
+            logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
+            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        return result
+
+    def _admit(self, job: _Job) -> _Admitted | JobResult:
         """The fleet's circuit, then its rate-limit budget: an admission to send now, or the parked job."""
         # A configuration fault or spent credits seen anywhere in the fleet stops every call until a probe
         # shows it is fixed: the guide warns that hammering through 4xx answers can suspend an integration.
         admission = self._circuit.admit()
         if isinstance(admission, Open):
             return self._hold_for_circuit(job, admission)
-        # The fleet's shared budget, taken right before the call so that it reaches Picsart in the second
-        # it was counted in: no call is made that the quota or the spike arrest would refuse.
+        # The fleet's shared budget: no call is made that the quota or the spike arrest would refuse.
         decision = self._limiter.acquire()
-        if isinstance(decision, Grant) and self._clock() > decision.valid_until:
-            # Taking the grant took so long that the call would reach Picsart outside the second it was
-            # counted in: not worth a 429. The unit is lost; the job tries again in a moment.
-            decision = Denial(retry_at=self._clock() + 1.0, reason="spike (grant expired)")
         if isinstance(decision, Denial):
-            if isinstance(admission, Probe):
-                self._circuit.record(admission, None, None, "no budget for the probe")
+            self._unused(admission)
             return self._defer(job, decision)
         if isinstance(admission, Probe):
             logger.info("probing Picsart: the fleet's circuit is open")
-        return admission
+        return _Admitted(admission, decision)
+
+    def _unused(self, admission: Admission) -> None:
+        """An admission not used for a call: a probe's turn goes back (a budget unit stays spent)."""
+        if isinstance(admission, Probe):
+            self._circuit.record(admission, None, None, "the probe's call was not made")
 
     # -- the requests ----------------------------------------------------------------------------------
-    def _call_tool(self, job: _Job) -> JobResult:
-        tool = self._settings.tool
+    def _call_tool(self, job: _Job, admitted: _Admitted) -> JobResult:
+        tool, stored = self._settings.tool, job.stored
+        assert stored is not None
         self._start_record(job, job.attempts_made + 1)
-        image_url = self._store.presigned_get_url(job.stored, self._settings.presigned_url_ttl_seconds)
-        admission = self._admit(job)
-        if isinstance(admission, JobResult):
-            return admission
+        image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
+        if expired := self._expired(job, admitted):
+            return expired
         attempt = Attempt(number=job.attempts_made + 1, started_at=utc_now_iso(), outcome="")
         parameters = self._settings.parameters
         call = lambda: self._client.call_tool(tool, image_url, parameters)  # noqa: E731
-        return self._send(job, admission, attempt, f"## picsart.{tool.name}", call)
+        return self._send(job, admitted.admission, attempt, f"## picsart.{tool.name}", call)
 
-    def _poll(self, job: _Job) -> JobResult:
+    def _poll(self, job: _Job, admitted: _Admitted) -> JobResult:
         """Ask for the result of an asynchronous job Picsart accepted."""
         tool, transaction_id = self._settings.tool, job.transaction_id
         assert transaction_id is not None
         self._start_record(job, job.attempts_made)
-        admission = self._admit(job)
-        if isinstance(admission, JobResult):
-            return admission
+        if expired := self._expired(job, admitted):
+            return expired
         job.polls += 1
         attempt = Attempt(number=job.attempts_made, started_at=utc_now_iso(), outcome="", poll=job.polls)
         poll = lambda: self._client.poll(tool, transaction_id)  # noqa: E731
-        return self._send(job, admission, attempt, f"## picsart.{tool.name}.poll", poll)
+        return self._send(job, admitted.admission, attempt, f"## picsart.{tool.name}.poll", poll)
+
+    def _expired(self, job: _Job, admitted: _Admitted) -> JobResult | None:
+        """A grant is counted in the second(s) it was taken in (the spike arrest counts arrivals). If getting
+        ready took so long that the call would reach Picsart later, it is not worth a 429: the unit is
+        lost and the job tries again in a moment."""
+        if self._clock() <= admitted.grant.valid_until:
+            return None
+        self._unused(admitted.admission)
+        return self._defer(job, Denial(retry_at=self._clock() + 1.0, reason="spike (grant expired)"))
 
     def _send(
         self,
@@ -333,6 +370,7 @@ class UploadProcessor:
             attempt.error = str(error)
             return self._retry_later(job, _counted(attempt, job), Outcome.TRANSIENT, None)
         tool, stored = self._settings.tool, job.stored
+        assert stored is not None
         output_format = tool.output_format(self._settings.parameters)
         media_type, extension = FORMAT_MEDIA[output_format]
         output_key = result_key(stored.key, tool.name, extension)
@@ -450,7 +488,7 @@ class UploadProcessor:
             self._retry_policy.after_budget_returns(denial.retry_at, now),
             f"rate limit: the fleet's {denial.reason} budget is spent",
         )
-        self._park(job.ref, message, now)
+        self._park(job.ref, message, now, record=not job.resumed)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -460,7 +498,7 @@ class UploadProcessor:
         message = job.message(
             self._retry_policy.after_budget_returns(circuit.retry_at, now), f"circuit open: {circuit.reason}"
         )
-        self._park(job.ref, message, now)
+        self._park(job.ref, message, now, record=not job.resumed)
         metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -484,17 +522,22 @@ class UploadProcessor:
         now: float,
         attempt: Attempt | None = None,
         details: dict[str, Any] | None = None,
+        record: bool = True,
     ) -> None:
-        """Send the job to the delay queue and record it as waiting until its due time."""
+        """Send the job to the delay queue and record it as waiting until its due time. Work that waits
+        again without an attempt (resumed before its budget returned) keeps the record it has: a write
+        per wait would cost more than it tells."""
         delay = self._queue.schedule(message, now)
-        due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
-        self._jobs.finish(ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
+        if record:
+            due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
+            self._jobs.finish(ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
         logger.info("job parked in the delay queue", extra={"reason": message.reason, "delay_seconds": delay})
 
     # -- records ---------------------------------------------------------------------------------------
     def _start_record(self, job: _Job, attempt_count: int) -> None:
         """Mark the job as being processed now (a crash leaves it visibly `processing`)."""
         stored, upload = job.stored, job.upload
+        assert stored is not None
         self._jobs.start(
             job.ref,
             {
