@@ -50,5 +50,10 @@ integration: $(STAMP)
 test: lint typecheck $(CHECKOV)
 	$(BIN)/pytest
 
+# Uploads with Picsart faults and killed invocations, every one accounted for (minutes): out/soak.json.
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/picsart-local soak --out out/soak.json
+
 clean:
 	rm -rf $(VENV) .aws-sam out .pytest_cache .mypy_cache .ruff_cache

@@ -123,6 +123,47 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-layer-size", action="store_true", help="no layer size (it needs pip and an index)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     bench.set_defaults(run=_run_bench)
+
+    soak = commands.add_parser(
+        "soak",
+        help="thousands of uploads with Picsart faults and killed invocations; every upload accounted for",
+        description="Uploads through the local stack while the emulator injects faults and execution "
+        "environments are killed before the Picsart call, after it, or after the output; then accounts for "
+        "every upload (job records, dead-letter queues), counts successful calls per version and orphan "
+        "outputs, prints the figures and writes them to --out. Exits 1 when an upload is lost, an output "
+        "has no succeeded record, or a version was called successfully more often than kills and faults explain.",
+    )
+    soak.add_argument("--uploads", type=int, default=2000, help="uploads (default 2000)")
+    soak.add_argument("--concurrency", type=int, default=16, help="upload function environments (default 16)")
+    soak.add_argument("--upload-threads", type=int, default=8, help="threads putting objects (default 8)")
+    soak.add_argument("--server-errors", type=float, default=0.05, help="share of 500/503 answers (default 0.05)")
+    soak.add_argument("--drops", type=float, default=0.02, help="share of dropped connections (default 0.02)")
+    soak.add_argument("--slow", type=float, default=0.02, help="share of answers slower than --client-timeout")
+    soak.add_argument("--bare-429", type=float, default=0.01, help="share of 429s without headers (default 0.01)")
+    soak.add_argument("--client-timeout", type=float, default=2.0, help="PICSART_TIMEOUT_SECONDS (default 2)")
+    soak.add_argument("--slow-seconds", type=float, default=4.0, help="how long a slow answer takes (default 4)")
+    soak.add_argument("--kill-before-call", type=float, default=0.01, help="kill rate before the call (0.01)")
+    soak.add_argument("--kill-after-call", type=float, default=0.01, help="kill rate after a 200, before the output")
+    soak.add_argument(
+        "--kill-after-output", type=float, default=0.01, help="kill rate after the output, before the record"
+    )
+    soak.add_argument("--max-attempts", type=int, help="MaxAttempts template parameter (default: the template's)")
+    soak.add_argument(
+        "--function-timeout", type=float, help="every function's Timeout locally (default: the template's)"
+    )
+    soak.add_argument(
+        "--visibility-timeout", type=int, help="delay queue's visibility timeout (default: function timeout)"
+    )
+    soak.add_argument("--quota", type=int, default=100_000, help="emulator quota per window (default 100000)")
+    soak.add_argument("--window-seconds", type=float, default=60.0, help="emulator quota window (default 60)")
+    soak.add_argument("--floor-seconds", type=float, default=2.0, help="RATE_LIMIT_FLOOR_SECONDS (default 2)")
+    soak.add_argument("--retry-base-seconds", type=float, default=0.5, help="RETRY_BASE_SECONDS (default 0.5)")
+    soak.add_argument("--seed", type=int, help="seed of the emulator's faults and the kills")
+    soak.add_argument("--timeout", type=float, default=1800.0, help="seconds to settle after the last upload")
+    soak.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
+    soak.add_argument("--no-prewarm", action="store_true", help="do not start the environments before the uploads")
+    soak.add_argument("--out", type=Path, default=Path("out/soak.json"), help="where the figures go")
+    soak.set_defaults(run=_run_soak)
     return parser
 
 
@@ -244,6 +285,43 @@ def _run_bench(args: argparse.Namespace) -> int:
     )
     run_bench(options)
     return 0
+
+
+def _run_soak(args: argparse.Namespace) -> int:
+    from picsart_local.soak import SoakSettings, run_soak
+
+    base = _options(args)
+    settings = SoakSettings(
+        uploads=args.uploads,
+        concurrency=args.concurrency,
+        upload_threads=args.upload_threads,
+        server_error_rate=args.server_errors,
+        drop_connection_rate=args.drops,
+        slow_answer_rate=args.slow,
+        bare_429_rate=args.bare_429,
+        client_timeout_s=args.client_timeout,
+        slow_answer_s=args.slow_seconds,
+        kill_before_call=args.kill_before_call,
+        kill_after_call=args.kill_after_call,
+        kill_after_output=args.kill_after_output,
+        max_attempts=args.max_attempts,
+        function_timeout_s=args.function_timeout,
+        visibility_timeout_s=args.visibility_timeout,
+        quota=args.quota,
+        window_s=args.window_seconds,
+        floor_s=args.floor_seconds,
+        retry_base_s=args.retry_base_seconds,
+        seed=args.seed,
+        timeout_s=args.timeout,
+        progress_every_s=args.progress_every,
+        prewarm=not args.no_prewarm,
+        template_path=base.template_path,
+        parameters=dict(base.parameters),
+        log_dir=args.log_dir / "soak",
+        out=args.out,
+    )
+    report = run_soak(settings, echo=lambda line: print(line, flush=True))
+    return 0 if report.ok else 1
 
 
 def _download(env: LocalEnvironment, outcomes: Any, folder: Path) -> None:

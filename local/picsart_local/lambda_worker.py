@@ -113,6 +113,10 @@ def main(connection: Connection, config: WorkerConfig) -> None:
     """Worker entry point: init, then serve invocations until told to stop or the pipe closes."""
     _redirect_output(config.log_path)
     _set_environment(config.environment)
+    if os.environ.get("PICSART_LOCAL_CRASH_POINTS"):  # the soak's crash injection (local tooling only)
+        from picsart_local import crash_points
+
+        crash_points.install_from_environment()
     started = time.perf_counter()
     handler: Callable[[Any, Any], Any] | None = None
     init_error: dict[str, Any] | None = None

@@ -377,6 +377,7 @@ class LocalRunner:
         event_sources: bool = True,
         async_retry_delay_s: float = 0.0,
         prewarm: bool = False,
+        function_timeout_s: float | None = None,
     ) -> None:
         self.stack = stack
         self.log_dir = Path(log_dir)
@@ -384,6 +385,9 @@ class LocalRunner:
         self.event_sources = event_sources
         # Lambda waits about a minute, then two, between async retries; locally, no wait by default.
         self.async_retry_delay_s = async_retry_delay_s
+        # Every function's Timeout, overridden locally (None: the template's). The soak shortens it so that
+        # an invocation killed mid-job gives its work back sooner (the idempotency lease ends at the deadline).
+        self.function_timeout_s = function_timeout_s
         # Each Lambda environment has its own CPU; here all share two cores, and a storm of cold starts
         # would slow the calls of the warm ones. Prewarming runs every init before the first event.
         self.prewarm = prewarm
@@ -500,6 +504,8 @@ class LocalRunner:
     ) -> InvocationResult:
         function = environment.function
         trace_header = new_trace_header(function.tracing == "Active")
+        if timeout_s is None:
+            timeout_s = self.function_timeout_s
         result = environment.invoke(event, timeout_s, request_id=request_id, trace_header=trace_header)
         with self._lock:
             name = function.logical_id

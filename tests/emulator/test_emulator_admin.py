@@ -77,6 +77,7 @@ def test_admin_calls_endpoint_lists_records_as_dicts(api: Api) -> None:
         "correlation_id",
         "tool",
         "image_url_path",
+        "image_url_expires",
         "ratelimit_available",
         "throttled",
         "duration_ms",

@@ -57,7 +57,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import urllib3
 from PIL import Image
@@ -127,6 +127,7 @@ class _Call:
     correlation_id: str
     tool: str | None = None
     image_url_path: str | None = None
+    image_url_expires: int | None = None
     throttled: Throttle | None = None
     snapshot: RateSnapshot | None = None
 
@@ -348,6 +349,7 @@ class PicsartEmulator:
             ratelimit_available=available,
             throttled=call.throttled,
             duration_ms=(time.perf_counter() - call.started) * 1000.0,
+            image_url_expires=call.image_url_expires,
         )
         self._state.record(record)
         logger.info(
@@ -401,6 +403,7 @@ class PicsartEmulator:
         # even when a fault or a limit answers first, and so that a dropped connection ends cleanly.
         body = self._read_body(request, settings) if method == "POST" else _Body()
         call.image_url_path = url_path(first_text(body.params, "image_url"))
+        call.image_url_expires = _presigned_expires(first_text(body.params, "image_url"))
 
         # 4. Faults.
         faults = self._state.draw_faults()
@@ -687,6 +690,17 @@ def _raw_path(request: Request) -> str:
         # Absolute form ("GET http://host/path"): keep only the path.
         raw = urlsplit(raw).path
     return raw.split("?", 1)[0]
+
+
+def _presigned_expires(value: object) -> int | None:
+    """X-Amz-Expires of a presigned image_url (its lifetime in seconds), the one part of its query kept."""
+    if not isinstance(value, str):
+        return None
+    try:
+        expires = parse_qs(urlsplit(value).query).get("X-Amz-Expires", [])
+        return int(expires[0]) if expires else None
+    except ValueError:
+        return None
 
 
 def _public_root(request: Request, fallback: str) -> str:

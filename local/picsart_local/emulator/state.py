@@ -26,7 +26,8 @@ class CallRecord:
     """One request as the emulator saw it.
 
     ``image_url_path`` is only the path of the ``image_url`` given: the query string of a presigned
-    URL is its signature and is never stored.
+    URL is its signature and is never stored. Of the query, only ``X-Amz-Expires`` (the URL's lifetime in
+    seconds, not a secret) is kept, as ``image_url_expires``.
     """
 
     at: float
@@ -39,6 +40,7 @@ class CallRecord:
     ratelimit_available: int | None
     throttled: Throttle | None
     duration_ms: float
+    image_url_expires: int | None = None
 
 
 @dataclass(frozen=True)

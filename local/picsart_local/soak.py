@@ -1,0 +1,637 @@
+"""The soak: thousands of uploads through the local stack while Picsart misbehaves and Lambdas die.
+
+`picsart-local soak` (or `run_soak`) starts the local stack with:
+- the emulator injecting faults: 500/503 answers, dropped connections, answers slower than the adapter's
+  client timeout (PICSART_TIMEOUT_SECONDS, shortened), 429s without rate-limit headers;
+- execution environments killed at random points of a job (crash_points.py): before the Picsart call,
+  after it but before the output is written, after the output but before the record. The runner retries
+  a killed invocation as Lambda does: an S3 event is retried (EventInvokeConfig) and then goes to the
+  function's dead-letter queue; an SQS batch comes back after the queue's visibility timeout and, after
+  maxReceiveCount receives, SQS moves it to the queue's dead-letter queue;
+- the retry waits shortened (RATE_LIMIT_FLOOR_SECONDS, RETRY_BASE_SECONDS) so it ends in minutes.
+
+The delay queue's visibility timeout is 360 s in template.yaml (six times the retry function's timeout, as
+AWS advises). A batch whose environment was killed would stay invisible that long, so the soak lowers it
+on the local queue after the stack starts (SetQueueAttributes, `--visibility-timeout`, default 60 s: the
+function's timeout, the lowest Lambda accepts for an SQS event source). The template is not changed.
+
+When nothing is left in flight it accounts for every upload, from its job record (one scan of the table)
+and the dead-letter queues (drained, each message matched to its upload): processed, failed for good
+(with the reason), dead-lettered (with the reason), or lost. It counts the successful Picsart calls per
+object version (the emulator's call log) and explains each one beyond the first: a kill after a
+successful call (the result was not recorded, so the work is done again), or an answer that came after
+the client had given up (a slow-answer fault). It lists output objects whose job record does not say
+succeeded. The figures are printed and written to `out/soak.json`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+from pydantic import ValidationError
+
+from picsart_adapter.delay_queue import RetryMessage
+from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
+from picsart_local.crash_points import CrashSettings, read_crash_log
+from picsart_local.emulator import EmulatorSettings
+from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
+from picsart_local.samples import product_photo
+
+#: Job statuses that end a job.
+FINAL = frozenset({"succeeded", "failed", "skipped"})
+#: Kill points after which Picsart has answered 200: the work is redone, so a second success is expected.
+KILLS_AFTER_SUCCESS = frozenset({"after_call", "after_output"})
+
+
+@dataclass
+class SoakSettings:
+    uploads: int = 2000
+    #: Upload function environments (the runner's concurrency for S3 events).
+    concurrency: int = 16
+    #: Threads putting objects into the input bucket.
+    upload_threads: int = 8
+    #: Share of Picsart answers that are 500 or 503 (half each).
+    server_error_rate: float = 0.05
+    drop_connection_rate: float = 0.02
+    slow_answer_rate: float = 0.02
+    bare_429_rate: float = 0.01
+    #: The adapter's client timeout (PICSART_TIMEOUT_SECONDS); slow answers take longer than this.
+    client_timeout_s: float = 2.0
+    slow_answer_s: float = 4.0
+    kill_before_call: float = 0.01
+    kill_after_call: float = 0.01
+    kill_after_output: float = 0.01
+    #: MaxAttempts (template parameter); None keeps the template's default.
+    max_attempts: int | None = None
+    #: Every function's Timeout, locally (None: the template's). A killed job's idempotency lease lasts until
+    #: its invocation's deadline, so this bounds how long a kill holds its upload up.
+    function_timeout_s: float | None = None
+    #: The delay queue's visibility timeout, locally (None: the function timeout in force, Lambda's minimum).
+    visibility_timeout_s: int | None = None
+    #: The emulator's quota: generous, so that the faults (not the quota) are what the soak exercises.
+    quota: int = 100_000
+    window_s: float = 60.0
+    floor_s: float = 2.0
+    retry_base_s: float = 0.5
+    image_size: tuple[int, int] = (96, 72)
+    seed: int | None = None
+    #: How long to wait for everything to settle after the last upload.
+    timeout_s: float = 1800.0
+    progress_every_s: float = 10.0
+    prewarm: bool = True
+    template_path: Path = field(default_factory=default_template)
+    stack_name: str = "picsart-soak"
+    parameters: dict[str, str] = field(default_factory=dict)
+    log_dir: Path = field(default_factory=lambda: Path("out") / "logs")
+    out: Path | None = field(default_factory=lambda: Path("out") / "soak.json")
+
+    def __post_init__(self) -> None:
+        if self.uploads < 1 or self.concurrency < 1 or self.upload_threads < 1:
+            raise ValueError("uploads, concurrency and upload threads must be at least 1")
+        if self.slow_answer_s <= self.client_timeout_s:
+            raise ValueError("slow answers must take longer than the client timeout")
+
+    def emulator(self) -> EmulatorSettings:
+        return EmulatorSettings(
+            quota=self.quota,
+            window_seconds=self.window_s,
+            fault_500_rate=self.server_error_rate / 2,
+            fault_503_rate=self.server_error_rate / 2,
+            drop_connection_rate=self.drop_connection_rate,
+            slow_answer_rate=self.slow_answer_rate,
+            slow_answer_seconds=self.slow_answer_s,
+            bare_429_rate=self.bare_429_rate,
+            seed=self.seed,
+        )
+
+    def crashes(self) -> CrashSettings:
+        return CrashSettings(
+            before_call=self.kill_before_call,
+            after_call=self.kill_after_call,
+            after_output=self.kill_after_output,
+            log_path=str(self.crash_log.resolve()),
+            seed=self.seed,
+        )
+
+    @property
+    def crash_log(self) -> Path:
+        return self.log_dir / "crashes.jsonl"
+
+    def options(self) -> LocalOptions:
+        parameters = dict(self.parameters)
+        if self.max_attempts is not None:
+            parameters["MaxAttempts"] = str(self.max_attempts)
+        environment = {
+            "PICSART_TIMEOUT_SECONDS": f"{self.client_timeout_s:g}",
+            "RATE_LIMIT_FLOOR_SECONDS": f"{self.floor_s:g}",
+            "RETRY_BASE_SECONDS": f"{self.retry_base_s:g}",
+            **self.crashes().environment(),
+        }
+        return LocalOptions(
+            template_path=self.template_path,
+            stack_name=self.stack_name,
+            parameters=parameters,
+            function_environment=environment,
+            emulator=self.emulator(),
+            log_dir=self.log_dir,
+            upload_concurrency=self.concurrency,
+            prewarm=self.prewarm,
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message drained from a dead-letter queue."""
+
+    queue_url: str
+    body: str
+    attributes: dict[str, str]
+    message_attributes: dict[str, str]
+    keys: list[str]
+    source: str  # "upload-function" (Lambda gave up on an S3 event), "attempts" (the adapter), "redrive" (SQS)
+    reason: str
+
+
+@dataclass
+class SoakReport:
+    figures: dict[str, Any]
+    #: Every upload's outcome: key -> {"status", "reason", ...}.
+    uploads: dict[str, dict[str, Any]]
+    #: The dead-letter messages drained at the end (bodies and attributes, for inspection).
+    dead_letters: list[DeadLetter]
+
+    @property
+    def ok(self) -> bool:
+        f = self.figures
+        return bool(f["lost"] == 0 and f["orphan_outputs"] == 0 and f["duplicate_successes"]["unexplained"] == 0)
+
+
+Printer = Callable[[str], None]
+
+
+def run_soak(
+    settings: SoakSettings,
+    *,
+    echo: Printer = print,
+    inspect: Callable[[LocalEnvironment, SoakReport], None] | None = None,
+) -> SoakReport:
+    """Run the soak; `inspect` sees the environment and the report before the stack stops."""
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    settings.crash_log.unlink(missing_ok=True)
+    started = time.monotonic()
+    echo(
+        f"soak: {settings.uploads} uploads, {settings.concurrency} at a time; faults: "
+        f"{settings.server_error_rate:.0%} 500/503, {settings.drop_connection_rate:.0%} dropped, "
+        f"{settings.slow_answer_rate:.0%} slower than the {settings.client_timeout_s:g} s client timeout, "
+        f"{settings.bare_429_rate:.0%} bare 429; kills: {settings.kill_before_call:.1%} before the call, "
+        f"{settings.kill_after_call:.1%} after it, {settings.kill_after_output:.1%} after the output"
+    )
+    with LocalEnvironment(settings.options()) as env:
+        assert env.runner is not None
+        assert env.emulator is not None
+        delay_queue_url = env.outputs["DelayQueueUrl"]
+        env.runner.function_timeout_s = settings.function_timeout_s
+        visibility = settings.visibility_timeout_s or _visibility_timeout(env, settings)
+        env.client("sqs").set_queue_attributes(
+            QueueUrl=delay_queue_url, Attributes={"VisibilityTimeout": str(visibility)}
+        )
+        ready = time.monotonic()
+        echo(f"soak: local stack ready in {ready - started:.0f} s; logs in {settings.log_dir}/")
+        versions: dict[str, str | None] = {}
+        keys = [f"soak/{index:05d}.png" for index in range(settings.uploads)]
+        uploader = threading.Thread(
+            target=_upload_all, args=(env, keys, settings, versions), name="soak-uploads", daemon=True
+        )
+        uploader.start()
+        uploaded_at: float | None = None
+        deadline: float | None = None
+        settled = False
+        next_progress = time.monotonic() + settings.progress_every_s
+        while True:
+            if uploaded_at is None and not uploader.is_alive():
+                uploaded_at = time.monotonic()
+                deadline = uploaded_at + settings.timeout_s
+                echo(f"soak: {len(versions)} uploads put in {uploaded_at - ready:.0f} s")
+            if uploaded_at is not None:
+                try:
+                    env.runner.wait_idle(timeout=max(0.5, next_progress - time.monotonic()))
+                    settled = True
+                    break
+                except TimeoutError:
+                    pass
+                assert deadline is not None
+                if time.monotonic() >= deadline:
+                    echo(f"soak: not settled {settings.timeout_s:.0f} s after the last upload; accounting now")
+                    break
+            else:
+                uploader.join(timeout=max(0.1, next_progress - time.monotonic()))
+            if time.monotonic() >= next_progress:
+                echo(_progress(env, settings, len(versions), time.monotonic() - ready))
+                next_progress = time.monotonic() + settings.progress_every_s
+        settled_at = time.monotonic()
+        echo(f"soak: settled in {settled_at - ready:.0f} s; accounting")
+        report = account(env, settings, versions)
+        report.figures["settled"] = settled
+        report.figures["local_settings"] = {
+            "function_timeout_s": settings.function_timeout_s or "template",
+            "delay_queue_visibility_timeout_s": visibility,
+            "max_attempts": env.stack.template.parameters.get("MaxAttempts") if env.stack else None,
+            "picsart_timeout_s": settings.client_timeout_s,
+        }
+        report.figures["seconds"] = {
+            "stack_start": round(ready - started, 1),
+            "uploads": round((uploaded_at or settled_at) - ready, 1),
+            "to_settle": round(settled_at - ready, 1),
+            "accounting": round(time.monotonic() - settled_at, 1),
+            "total": round(time.monotonic() - started, 1),
+        }
+        if inspect is not None:
+            inspect(env, report)
+    if settings.out is not None:
+        settings.out.parent.mkdir(parents=True, exist_ok=True)
+        settings.out.write_text(json.dumps({"settings": _settings_record(settings), **report.figures}, indent=2))
+    for line in summary_lines(report):
+        echo(line)
+    if settings.out is not None:
+        echo(f"soak: figures written to {settings.out}")
+    return report
+
+
+def _visibility_timeout(env: LocalEnvironment, settings: SoakSettings) -> int:
+    """The timeout of the functions the delay queue feeds (as overridden): the least Lambda allows."""
+    assert env.stack is not None
+    template = env.stack.template
+    timeouts = [
+        settings.function_timeout_s or function.timeout_s
+        for function in template.functions.values()
+        for source in function.sqs_events
+        if template.resources[source.queue_logical_id].ref == env.outputs["DelayQueueUrl"]
+    ]
+    return math.ceil(max(timeouts, default=60))
+
+
+def _upload_all(
+    env: LocalEnvironment, keys: list[str], settings: SoakSettings, versions: dict[str, str | None]
+) -> None:
+    buffer = io.BytesIO()
+    product_photo(size=settings.image_size).save(buffer, format="PNG")
+    body = buffer.getvalue()
+    s3 = env.client("s3")
+    bucket = env.input_bucket
+
+    def put(key: str) -> None:
+        answer = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="image/png")
+        versions[key] = answer.get("VersionId")
+
+    with ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="soak-put") as pool:
+        list(pool.map(put, keys))
+
+
+def _progress(env: LocalEnvironment, settings: SoakSettings, uploaded: int, elapsed: float) -> str:
+    statuses = Counter(str(item.get("status")) for item in _scan(env, f"object#{env.input_bucket}/", "status"))
+    ended = sum(statuses[status] for status in FINAL)
+    assert env.runner is not None
+    assert env.emulator is not None
+    calls = [c for c in env.emulator.calls() if c.image_url_path]
+    counters = env.runner.counters()
+    kills = len(read_crash_log(settings.crash_log))
+    return (
+        f"[{elapsed:5.0f} s] uploaded {uploaded}/{settings.uploads}, ended {ended} "
+        f"(succeeded {statuses['succeeded']}, failed {statuses['failed']}), waiting {statuses['waiting']}, "
+        f"processing {statuses['processing']}; Picsart calls {len(calls)} "
+        f"({sum(1 for c in calls if c.status == 200)} ok); kills {kills}; invocations "
+        + ", ".join(f"{name} {count}" for name, count in sorted(counters.invocations.items()))
+    )
+
+
+def _scan(env: LocalEnvironment, pk_prefix: str | None = None, *projection: str) -> list[dict[str, Any]]:
+    """Every item of the jobs table (whose pk starts with `pk_prefix`, if given)."""
+    assert env.stack is not None
+    jobs = env.stack.resource("dynamodb").Table(env.outputs["JobsTableName"])
+    request: dict[str, Any] = {"ConsistentRead": True}
+    if pk_prefix:
+        request["FilterExpression"] = Attr("pk").begins_with(pk_prefix)
+    if projection:
+        names = {f"#p{index}": name for index, name in enumerate(("pk", *projection))}
+        request["ProjectionExpression"] = ", ".join(names)
+        request["ExpressionAttributeNames"] = names
+    items: list[dict[str, Any]] = []
+    while True:
+        page = jobs.scan(**request)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def scan_table(env: LocalEnvironment) -> list[dict[str, Any]]:
+    """Every item of the jobs table: job records, idempotency records, the limiter's and circuit's state."""
+    return _scan(env)
+
+
+# ---------------------------------------------------------------------------------------------- accounting
+
+
+def dead_letter_queue_urls(env: LocalEnvironment) -> list[str]:
+    """The dead-letter queues of the stack's functions (async failures) and of their SQS sources (redrive)."""
+    assert env.stack is not None
+    template = env.stack.template
+    by_arn = {queue.attribute("Arn"): queue.logical_id for queue in template.queues}
+    logical_ids: list[str] = []
+    for function in template.functions.values():
+        if function.dead_letter_queue_logical_id:
+            logical_ids.append(function.dead_letter_queue_logical_id)
+        for source in function.sqs_events:
+            policy = template.resources[source.queue_logical_id].properties.get("RedrivePolicy") or {}
+            target = by_arn.get(str(policy.get("deadLetterTargetArn")))
+            if target:
+                logical_ids.append(target)
+    return [env.stack.queue_url(logical_id) for logical_id in dict.fromkeys(logical_ids)]
+
+
+def drain_dead_letters(env: LocalEnvironment) -> list[DeadLetter]:
+    """Take every message out of the dead-letter queues, each matched to the uploads it names."""
+    sqs = env.client("sqs")
+    drained: list[DeadLetter] = []
+    for url in dead_letter_queue_urls(env):
+        empty_receives = 0
+        while empty_receives < 2:
+            answer = sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=0,
+                VisibilityTimeout=300,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                empty_receives += 1
+                continue
+            empty_receives = 0
+            for message in messages:
+                drained.append(_dead_letter(url, message))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return drained
+
+
+def _dead_letter(url: str, message: Any) -> DeadLetter:
+    body = str(message.get("Body", ""))
+    attributes = {str(k): str(v) for k, v in message.get("Attributes", {}).items()}
+    message_attributes = {
+        str(name): str(value.get("StringValue", "")) for name, value in message.get("MessageAttributes", {}).items()
+    }
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        document = None
+    if isinstance(document, dict) and "Records" in document:
+        try:
+            keys = [upload.key for upload in parse_s3_event(document).uploads]
+        except MalformedEventError:
+            keys = []
+        reason = f"upload function: Lambda gave up on the S3 event: {message_attributes.get('ErrorMessage', '?')}"
+        return DeadLetter(url, body, attributes, message_attributes, keys, "upload-function", reason)
+    try:
+        retry = RetryMessage.model_validate_json(body)
+    except ValidationError:
+        reason = message_attributes.get("reason", "unreadable message")
+        return DeadLetter(url, body, attributes, message_attributes, [], "unreadable", reason)
+    reason = message_attributes.get("reason") or retry.reason
+    if reason.startswith("gave up after"):
+        return DeadLetter(url, body, attributes, message_attributes, [retry.key], "attempts", reason)
+    # Moved by SQS after maxReceiveCount receives (the count includes the receive that drained it here).
+    receives = int(attributes.get("ApproximateReceiveCount", "0")) - 1
+    reason = f"delay queue: moved by SQS after {receives} receives without success; parked for: {reason}"
+    return DeadLetter(url, body, attributes, message_attributes, [retry.key], "redrive", reason)
+
+
+def account(env: LocalEnvironment, settings: SoakSettings, versions: dict[str, str | None]) -> SoakReport:
+    """Where every upload ended, the Picsart calls per version, kills and orphan outputs."""
+    assert env.runner is not None
+    assert env.emulator is not None
+    assert env.stack is not None
+    bucket, tool = env.input_bucket, str(env.stack.template.parameters.get("PicsartTool", "removebg"))
+    dead_letters = drain_dead_letters(env)
+    dead_by_key: dict[str, list[DeadLetter]] = {}
+    for letter in dead_letters:
+        for key in letter.keys:
+            dead_by_key.setdefault(key, []).append(letter)
+
+    # The job records: one scan of the table rather than JobStore.for_object per key (moto sorts the whole
+    # table for every Query, which takes minutes for thousands of keys); the same items, grouped by key.
+    pk_prefix = f"object#{bucket}/"
+    records_by_key: dict[str, list[dict[str, Any]]] = {}
+    for item in sorted(_scan(env, pk_prefix), key=lambda item: str(item.get("created_at", ""))):
+        records_by_key.setdefault(str(item["pk"]).removeprefix(pk_prefix), []).append(item)
+    uploads: dict[str, dict[str, Any]] = {}
+    for key in sorted(versions):
+        records = records_by_key.get(key, [])
+        version_id = versions[key]
+        mine = [r for r in records if version_id is None or r.get("sk") == f"version:{version_id}"]
+        record = mine[-1] if mine else None
+        status = str(record.get("status")) if record else None
+        entry: dict[str, Any] = {"record_status": status}
+        if key in dead_by_key:
+            entry["dead_letters"] = [{"source": d.source, "reason": d.reason} for d in dead_by_key[key]]
+        if status in FINAL:
+            entry["status"] = status
+            entry["reason"] = record.get("reason") if record else None
+            if status == "succeeded":
+                entry["output_key"] = record.get("output_key") if record else None
+        elif key in dead_by_key:
+            entry["status"] = "dead-lettered"
+            entry["reason"] = dead_by_key[key][0].reason
+        else:
+            entry["status"] = "lost"
+            entry["reason"] = f"job record says {status!r}; not in any dead-letter queue"
+        uploads[key] = entry
+    missing = settings.uploads - len(versions)  # puts that failed: never uploaded, so not lost by the adapter
+
+    # Output objects and the records that should vouch for them.
+    s3 = env.client("s3")
+    outputs: set[str] = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env.output_bucket):
+        outputs.update(item["Key"] for item in page.get("Contents", []))
+    vouched = {e["output_key"] for e in uploads.values() if e["status"] == "succeeded" and e.get("output_key")}
+    orphans = sorted(outputs - vouched)
+    missing_outputs = sorted(vouched - outputs)
+
+    # Picsart calls per object version (one version per key here): successes, late answers, kills.
+    calls = [c for c in env.emulator.calls() if c.tool == tool and c.image_url_path]
+    prefix = f"/{bucket}/"
+    by_status = Counter(str(c.status) for c in calls)
+    successes: Counter[str] = Counter()
+    late: Counter[str] = Counter()
+    timeout_ms = settings.client_timeout_s * 1000
+    for call in calls:
+        if call.status == 200 and call.image_url_path is not None and call.image_url_path.startswith(prefix):
+            key = call.image_url_path[len(prefix) :]
+            successes[key] += 1
+            if call.duration_ms >= timeout_ms:
+                late[key] += 1  # answered after the client had given up: the adapter never saw it
+    kills = read_crash_log(settings.crash_log)
+    kills_after_success: Counter[str] = Counter()
+    for kill in kills:
+        if kill["point"] in KILLS_AFTER_SUCCESS and kill.get("source"):
+            source = str(kill["source"])
+            kills_after_success[source.removeprefix(prefix)] += 1
+    # An invocation the runner stopped at its timeout was cut short at any point, like a kill.
+    timed_out: Counter[str] = Counter()
+    for invocation in env.runner.history():
+        if invocation.result.error_type == "Sandbox.Timedout":
+            timed_out.update(_event_keys(invocation.event))
+    duplicated = sorted(key for key, count in successes.items() if count >= 2)
+    unexplained = [
+        key for key in duplicated if successes[key] - 1 > kills_after_success[key] + late[key] + timed_out[key]
+    ]
+    expires = Counter(str(c.image_url_expires) for c in calls)
+
+    statuses = Counter(entry["status"] for entry in uploads.values())
+    dead_sources = Counter(letter.source for letter in dead_letters)
+    counters = env.runner.counters()
+    figures: dict[str, Any] = {
+        "uploads": settings.uploads,
+        "uploads_put": len(versions),
+        "uploads_not_put": missing,
+        "processed": statuses["succeeded"],
+        "failed": statuses["failed"],
+        "skipped": statuses["skipped"],
+        "dead_lettered": statuses["dead-lettered"],
+        "lost": statuses["lost"],
+        "accounted": sum(count for status, count in statuses.items() if status != "lost"),
+        "failed_reasons": dict(
+            Counter(_short(str(e.get("reason"))) for e in uploads.values() if e["status"] == "failed")
+        ),
+        "dead_letter_messages": {
+            "total": len(dead_letters),
+            "by_source": dict(dead_sources),
+            "uploads_named": len(dead_by_key),
+            "reasons": dict(Counter(_short(letter.reason) for letter in dead_letters)),
+        },
+        "lost_uploads": {key: e for key, e in uploads.items() if e["status"] == "lost"},
+        "dead_lettered_uploads": {key: e for key, e in uploads.items() if e["status"] == "dead-lettered"},
+        "orphan_outputs": len(orphans),
+        "orphan_output_keys": orphans,
+        "missing_outputs": len(missing_outputs),
+        "picsart_calls": {
+            "total": len(calls),
+            "by_status": dict(sorted(by_status.items())),
+            "successful": sum(successes.values()),
+            "late_successes": sum(late.values()),
+            "versions_called": len({c.image_url_path for c in calls}),
+            "versions_succeeded": len(successes),
+            "max_successes_per_version": max(successes.values(), default=0),
+            "presigned_url_expires_seconds": dict(expires),
+        },
+        "duplicate_successes": {
+            "versions_with_2_or_more": len(duplicated),
+            "with_a_kill_after_a_successful_call": sum(1 for key in duplicated if kills_after_success[key]),
+            "with_a_late_answer": sum(1 for key in duplicated if late[key]),
+            "with_a_timed_out_invocation": sum(1 for key in duplicated if timed_out[key]),
+            "extra_successful_calls": sum(successes[key] - 1 for key in duplicated),
+            "unexplained": len(unexplained),
+            "unexplained_keys": unexplained,
+        },
+        "kills": {
+            "total": len(kills),
+            "by_point": dict(Counter(str(kill["point"]) for kill in kills)),
+            "by_function": dict(Counter(str(kill.get("function")) for kill in kills)),
+            "after_a_successful_call": sum(kills_after_success.values()),
+        },
+        "invocations": {
+            "by_function": dict(counters.invocations),
+            "errors": dict(counters.errors),
+            "cold_starts": dict(counters.cold_starts),
+            "timeouts": dict(counters.timeouts),
+            "async_events_dead_lettered": dict(counters.dead_lettered),
+            "batch_item_failures": dict(counters.batch_item_failures),
+        },
+    }
+    return SoakReport(figures, uploads, dead_letters)
+
+
+def _event_keys(event: Any) -> list[str]:
+    """The object keys an invocation's event names: S3 notification records or delay-queue messages."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list):
+        return []
+    if records and isinstance(records[0], dict) and records[0].get("eventSource") == "aws:sqs":
+        keys = []
+        for record in records:
+            try:
+                keys.append(RetryMessage.model_validate_json(record.get("body", "")).key)
+            except ValidationError:
+                continue
+        return keys
+    try:
+        return [upload.key for upload in parse_s3_event(event).uploads]
+    except MalformedEventError:
+        return []
+
+
+def _short(reason: str, length: int = 120) -> str:
+    """A reason without what differs between uploads (counts of attempts stay), for grouping."""
+    return reason if len(reason) <= length else reason[: length - 1] + "…"
+
+
+def summary_lines(report: SoakReport) -> Iterable[str]:
+    f = report.figures
+    calls, duplicates, kills = f["picsart_calls"], f["duplicate_successes"], f["kills"]
+    seconds = f.get("seconds", {})
+    yield ""
+    yield f"uploads            {f['uploads']} (put {f['uploads_put']})"
+    yield f"processed          {f['processed']}"
+    yield f"failed for good    {f['failed']}" + "".join(
+        f"\n  {count:5d} x {reason}" for reason, count in f["failed_reasons"].items()
+    )
+    yield f"skipped            {f['skipped']}"
+    yield f"dead-lettered      {f['dead_lettered']} (only in a dead-letter queue)"
+    yield f"lost               {f['lost']}"
+    dead = f["dead_letter_messages"]
+    yield f"dead-letter msgs   {dead['total']} naming {dead['uploads_named']} uploads {dead['by_source']}" + "".join(
+        f"\n  {count:5d} x {reason}" for reason, count in dead["reasons"].items()
+    )
+    yield f"orphan outputs     {f['orphan_outputs']} (output objects whose job record does not say succeeded)"
+    yield f"Picsart calls      {calls['total']} {calls['by_status']}"
+    yield (
+        f"successful calls   {calls['successful']} for {calls['versions_succeeded']} versions "
+        f"({calls['late_successes']} answered after the client timeout)"
+    )
+    yield (
+        f"2+ successes       {duplicates['versions_with_2_or_more']} versions: "
+        f"{duplicates['with_a_kill_after_a_successful_call']} with a kill after a successful call, "
+        f"{duplicates['with_a_late_answer']} with a late answer, "
+        f"{duplicates['with_a_timed_out_invocation']} with a timed-out invocation, "
+        f"{duplicates['unexplained']} unexplained"
+    )
+    yield f"kills              {kills['total']} {kills['by_point']} {kills['by_function']}"
+    yield f"presigned expiry   {calls['presigned_url_expires_seconds']} (X-Amz-Expires seen by Picsart)"
+    yield f"invocations        {f['invocations']['by_function']} errors {f['invocations']['errors']}"
+    if "local_settings" in f:
+        yield f"local settings     {f['local_settings']}"
+    if seconds:
+        yield (
+            f"time               {seconds['total']:.0f} s in all: stack {seconds['stack_start']:.0f} s, "
+            f"uploads {seconds['uploads']:.0f} s, settled after {seconds['to_settle']:.0f} s"
+        )
+    yield f"result             {'OK' if report.ok else 'FAILED'}"
+
+
+def _settings_record(settings: SoakSettings) -> dict[str, Any]:
+    record = asdict(settings)
+    for name, value in record.items():
+        if isinstance(value, Path):
+            record[name] = str(value)
+    return record
