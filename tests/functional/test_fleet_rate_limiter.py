@@ -222,3 +222,63 @@ def test_calls_granted_just_before_a_second_turns_count_in_the_next_too(table: A
     assert refused.retry_at == float(int(T0) + 2)
     clock.now = float(int(T0)) + 2.1
     assert isinstance(make(table, api_key, clock, spike=5).acquire(), Grant)
+
+
+def test_work_refused_for_quota_queues_for_the_windows_ahead(table: Any, api_key: str) -> None:
+    """Each refused call takes a place in the line: a window's limit of places per window, spaced by the
+    spike arrest within it, so each reset releases as much work as the window can take, no more."""
+    clock = Clock()
+    reset = learn_window(table, api_key, clock, limit=3, window_s=10, spike=2)
+    limiter = make(table, api_key, clock, spike=2)
+    for _ in range(2):
+        clock.now += 0.6
+        assert isinstance(limiter.acquire(), Grant)
+    places = []
+    for _ in range(7):
+        denial = limiter.acquire()
+        assert isinstance(denial, Denial)
+        assert denial.reason == "quota"
+        places.append(round(limiter.place_in_line(denial) - reset, 3))
+    # The stored reset carries the header's precision (1 ms); window 10 s; 2 calls a second.
+    assert places == pytest.approx([0.001, 0.501, 1.001, 10.001, 10.501, 11.001, 20.001], abs=0.002)
+
+
+def test_opening_a_window_moves_the_line_on_by_its_limit(table: Any, api_key: str) -> None:
+    """Places 1-2 were for the window that opens: the next refused call's place follows the ones still
+    waiting (3, 4, 5), in the window after next."""
+    clock = Clock()
+    reset = learn_window(table, api_key, clock, limit=2, window_s=10)
+    limiter = make(table, api_key, clock)
+    clock.now += 0.6
+    assert isinstance(limiter.acquire(), Grant)
+    for _ in range(5):
+        denial = limiter.acquire()
+        assert isinstance(denial, Denial)
+        limiter.place_in_line(denial)
+    clock.now = reset + 0.01
+    assert isinstance(limiter.acquire(), Grant), "the new window opens"
+    limiter.observe(headers(2, 1, str(int((reset + 10) * 1000))), throttled=False)
+    assert isinstance(limiter.acquire(), Grant)
+    denial = limiter.acquire()
+    assert isinstance(denial, Denial)
+    new_reset = stored(table, api_key)["window_reset_ms"] / 1000
+    assert limiter.place_in_line(denial) == pytest.approx(float(new_reset) + 10 + 0.5 / 150, abs=0.01)
+
+
+def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str) -> None:
+    clock = Clock()
+    reset = learn_window(table, api_key, clock, limit=3, window_s=10)
+    limiter = make(table, api_key, clock)
+    clock.now += 0.6
+    for _ in range(2):
+        assert isinstance(limiter.acquire(), Grant)
+    denial = limiter.acquire()
+    assert isinstance(denial, Denial)
+    assert limiter.place_in_line(denial) == pytest.approx(reset + 0.001, abs=0.002)
+    clock.now = reset + 0.01
+    for _ in range(3):  # the new window's budget, the line's one place among them
+        assert isinstance(limiter.acquire(), Grant)
+    denial = limiter.acquire()
+    assert isinstance(denial, Denial)
+    new_reset = float(stored(table, api_key)["window_reset_ms"]) / 1000
+    assert limiter.place_in_line(denial) == pytest.approx(new_reset, abs=0.002), "first in an empty line"

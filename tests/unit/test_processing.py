@@ -125,6 +125,7 @@ class FakeLimiter:
     denial: Denial | None = None
     acquired: int = 0
     observed: list[tuple[RateLimitHeaders, bool]] = field(default_factory=list)
+    lined_up: list[Denial] = field(default_factory=list)
 
     def acquire(self) -> Grant | Denial:
         self.acquired += 1
@@ -132,6 +133,10 @@ class FakeLimiter:
 
     def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
         self.observed.append((headers, throttled))
+
+    def place_in_line(self, denial: Denial) -> float:
+        self.lined_up.append(denial)
+        return denial.retry_at
 
 
 @dataclass
@@ -494,6 +499,7 @@ def test_a_refused_budget_parks_the_job_without_a_call_or_an_attempt() -> None:
     assert parked["DelaySeconds"] in (40, 41, 42)
     assert w.jobs.finished[-1]["attempt"] is None
     assert "quota" in w.jobs.finished[-1]["reason"]
+    assert w.limiter.lined_up == [Denial(retry_at=NOW + 40, reason="quota")], "it took a place in the line"
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, 405, 406, 402])

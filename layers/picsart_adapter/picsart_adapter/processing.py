@@ -484,10 +484,12 @@ class UploadProcessor:
     def _defer(self, job: _Job, denial: Denial) -> JobResult:
         """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt."""
         now = self._clock()
-        message = job.message(
-            self._retry_policy.after_budget_returns(denial.retry_at, now),
-            f"rate limit: the fleet's {denial.reason} budget is spent",
-        )
+        if denial.reason == "quota":
+            # A place in the fleet's line: the window and the moment this job's budget will be there.
+            due_at = max(self._limiter.place_in_line(denial), now)
+        else:
+            due_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
+        message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
         self._park(job.ref, message, now, record=not job.resumed)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)

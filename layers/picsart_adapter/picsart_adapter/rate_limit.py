@@ -16,6 +16,10 @@ The item (pk `ratelimit#<sha256 of the key>`, sk `state`; the key itself is neve
   spike            {second: calls granted in that wall-clock second} for the last few seconds
   blocked_until_ms no calls before this (a 429 without a usable reset time: the guide's one-minute floor)
   credits          X-Picsart-Credit-Available as of the last window change (each answer's value is a metric)
+  line_start, line_end   the fleet's line of work refused for quota: each refused job takes the place after
+                   `line_end` (one atomic ADD) and is parked until its place's window and second, so released
+                   work does not all come back at the next reset only to be refused again. Opening a window
+                   moves `line_start` on by that window's limit; an empty line starts again at its end.
 
 `X-Picsart-RateLimit-Reset-Time` comes in three forms depending on the source (FACTS.md): the guide says
 UTC epoch milliseconds, the TypeScript SDK treats it as seconds to wait, others as epoch seconds. They are
@@ -216,6 +220,44 @@ class FleetRateLimiter:
             return Denial(float(max(full) + 1), "spike")
         return None
 
+    def place_in_line(self, denial: Denial) -> float:
+        """When work refused for quota should come back: its place in the fleet's line decides which window
+        (the next one, or a later one when the line is longer than a window's limit) and which moment in
+        it (places are spaced by the spike arrest), so each window's budget meets as many calls as it
+        has. One atomic write as a rule; on any surprise, the reset itself (the work is refused again and
+        takes a place then)."""
+        view = self._view
+        if denial.reason != "quota" or view is None or not view.window_open(self._now_ms()):
+            return denial.retry_at
+        names = {"#start": "line_start", "#end": "line_end"}
+        for _ in range(3):
+            try:
+                item = self._write(
+                    update="SET #end = #end + :one",
+                    condition="window_reset_ms = :known AND #end >= #start",
+                    names=names,
+                    values={":known": view.window_reset_ms, ":one": 1},
+                )
+            except _ConditionFailed as failed:
+                if not failed.item or failed.item.get("window_reset_ms") != view.window_reset_ms:
+                    return denial.retry_at  # the window moved on: come back at the reset, and queue then
+                try:
+                    # The line is empty (or was never started): it starts again at this place.
+                    item = self._write(
+                        update="SET #start = if_not_exists(#end, :zero), #end = if_not_exists(#end, :zero) + :one",
+                        condition="window_reset_ms = :known "
+                        "AND (attribute_not_exists(#end) OR attribute_not_exists(#start) OR #start > #end)",
+                        names=names,
+                        values={":known": view.window_reset_ms, ":one": 1, ":zero": 0},
+                    )
+                except _ConditionFailed:
+                    continue  # another invocation started it: take the next place
+            place = int(item["line_end"]) - int(item.get("line_start", 0))
+            window_ms = view.window_ms or (view.window_reset_ms - view.window_start_ms)
+            windows_ahead, position = (place - 1) // view.limit, (place - 1) % view.limit
+            return (view.window_reset_ms + windows_ahead * window_ms) / 1000.0 + position / self._spike
+        return denial.retry_at
+
     def _seconds_counted(self, now_ms: int) -> list[int]:
         """The wall-clock seconds a call granted now may reach Picsart in (where its spike arrest counts
         it): this one, and the next too when the grant is within ARRIVAL_SKEW_MS of it."""
@@ -252,11 +294,15 @@ class FleetRateLimiter:
         recent = {k: v for k, v in (view.spike if view is not None else {}).items() if int(k) >= second - 1}
         for counted in self._seconds_counted(now_ms):
             recent[str(counted)] = recent.get(str(counted), 0) + 1
-        values.update({":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True, ":spike": recent})
+        values.update(
+            {":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True, ":spike": recent, ":zero": 0}
+        )
         return {
             "update": (
                 "SET window_reset_ms = :now + if_not_exists(window_ms, :probe_ms), provisional = :true, "
-                "window_start_ms = :now, granted = :one, #spike = :spike, #limit = if_not_exists(#limit, :probe)"
+                "window_start_ms = :now, granted = :one, #spike = :spike, #limit = if_not_exists(#limit, :probe), "
+                # The first places in the line were for this window: the line moves on by its limit.
+                "line_start = if_not_exists(line_start, :zero) + if_not_exists(#limit, :probe)"
             ),
             "condition": f"(attribute_not_exists(window_reset_ms) OR window_reset_ms <= :now) AND {not_blocked}",
             "names": {"#spike": "spike", "#limit": "limit"},
