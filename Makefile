@@ -50,6 +50,11 @@ integration: $(STAMP)
 test: lint typecheck $(CHECKOV)
 	$(BIN)/pytest
 
+# Rate-limit strategies compared under a burst of uploads (several minutes): a table, out/bench.json, out/bench.png.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/picsart-local bench --out out
+
 # Uploads with Picsart faults and killed invocations, every one accounted for (minutes): out/soak.json.
 .PHONY: soak
 soak: $(STAMP)

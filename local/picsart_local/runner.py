@@ -352,11 +352,12 @@ class _EnvironmentPool:
             self._idle.append(environment)
 
     def prewarm(self, count: int) -> None:
-        """Have `count` environments initialised and idle, their inits run in parallel."""
+        """Have `count` environments initialised and idle, their inits run in parallel, one per core at a time:
+        inits are CPU-bound, so more at once finish no sooner and each may overrun the init time limit."""
         with self._lock:
             missing = max(0, count - len(self._idle))
         created = [self._factory() for _ in range(missing)]
-        with ThreadPoolExecutor(max_workers=max(1, missing)) as starting:
+        with ThreadPoolExecutor(max_workers=max(1, min(missing, os.cpu_count() or 1))) as starting:
             list(starting.map(lambda environment: environment.prewarm(), created))
         with self._lock:
             self._idle.extend(created)

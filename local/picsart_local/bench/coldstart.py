@@ -1,0 +1,191 @@
+"""Cold start and size: how long each handler module takes to import in a fresh interpreter, next to a bare
+Powertools handler, and how big the layer `sam build` ships is.
+
+Import time: the median over several fresh interpreters of the wall time of importing the handler module
+(as Lambda's runtime does, from its CodeUri), with the environment Lambda would give the function (from the
+local stack, so the module-level ``get_processor()`` finds its settings; it builds boto3 clients and
+makes no network call). ``process_ms`` is the whole interpreter's run, startup and exit included.
+
+Layer size: ``layers/picsart_adapter/requirements.txt`` installed for Lambda's platform (``pip install
+--target --platform manylinux2014_aarch64 --only-binary=:all: --python-version 3.13``) plus the package,
+as ``sam build`` lays the layer out (``python/``); unzipped and zipped sizes. Without an index that has
+those wheels the size is reported as not measured, with pip's reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Final
+
+from picsart_local.bench.metrics import median
+from picsart_local.stack import LocalStack
+
+#: What the interpreter needs from this process's environment; AWS comes from the function's only.
+_KEPT: Final = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
+_ISOLATION: Final = {
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+}
+_PROBE: Final = """
+import sys, time
+started = time.perf_counter()
+import importlib.util
+code_uri, name = sys.argv[1], sys.argv[2]
+sys.path.insert(0, code_uri)
+spec = importlib.util.spec_from_file_location(name, code_uri + "/" + name + ".py")
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+print((time.perf_counter() - started) * 1000)
+"""
+BARE_HANDLER: Final = '''"""A bare Powertools handler: the floor any Powertools function pays at cold start."""
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    return {"ok": True}
+'''
+LAYER_PLATFORM: Final = "manylinux2014_aarch64"
+LAYER_PYTHON: Final = "3.13"
+#: Lambda's limits for a function and its layers.
+UNZIPPED_LIMIT_BYTES: Final = 250 * 1024 * 1024
+
+
+def import_times(template_path: Path, runs: int) -> dict[str, Any]:
+    """Median import time of each function's handler module and of a bare Powertools handler."""
+    stack = LocalStack(template_path=template_path, stack_name="bench-cold-start").start()
+    try:
+        results: dict[str, Any] = {}
+        template = stack.template
+        for logical_id in ("UploadFunction", "RetryFunction"):
+            if logical_id not in template.functions:
+                continue
+            function = template.function(logical_id)
+            environment = stack.function_environment(logical_id)
+            path = Path(function.code_uri) / f"{function.handler_module}.py"
+            try:
+                label = str(path.relative_to(template_path.parent.resolve()))
+            except ValueError:
+                label = str(path)
+            results[label] = _measure(function.code_uri, function.handler_module, environment, runs)
+        with tempfile.TemporaryDirectory(prefix="bare-powertools-") as folder:
+            (Path(folder) / "bare_handler.py").write_text(BARE_HANDLER)
+            environment = stack.function_environment(next(iter(template.functions)))
+            results["bare Powertools handler"] = _measure(Path(folder), "bare_handler", environment, runs)
+    finally:
+        stack.stop()
+    return {"runs": runs, "python": sys.version.split()[0], "modules": results}
+
+
+def _measure(code_uri: Path, module: str, function_environment: dict[str, str], runs: int) -> dict[str, Any]:
+    environment = {name: os.environ[name] for name in _KEPT if name in os.environ}
+    environment.update(function_environment)
+    environment.update(_ISOLATION)
+    imports: list[float] = []
+    processes: list[float] = []
+    for _ in range(max(1, runs)):
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(code_uri), module],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        processes.append((time.perf_counter() - started) * 1000)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
+        imports.append(float(done.stdout.strip().splitlines()[-1]))
+    return {"import_ms": median(imports), "process_ms": median(processes), "samples_ms": imports}
+
+
+def layer_size(repository_root: Path, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Size of the layer as `sam build` would ship it, or why it could not be measured."""
+    layer_dir = repository_root / "layers" / "picsart_adapter"
+    requirements = layer_dir / "requirements.txt"
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-compile",
+        "--platform",
+        LAYER_PLATFORM,
+        "--only-binary=:all:",
+        "--python-version",
+        LAYER_PYTHON,
+        "--implementation",
+        "cp",
+        "-r",
+        str(requirements),
+    ]
+    described = {"platform": LAYER_PLATFORM, "python": LAYER_PYTHON, "requirements": str(requirements)}
+    with tempfile.TemporaryDirectory(prefix="layer-") as folder:
+        target = Path(folder) / "python"
+        try:
+            done = subprocess.run(
+                [*command, "--target", str(target)],
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return {**described, "measured": False, "reason": f"pip did not finish: {error}"}
+        if done.returncode != 0:
+            lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+            errors = [line for line in lines if "ERROR" in line] or lines
+            reason = errors[-1].strip() if errors else f"exit status {done.returncode}"
+            return {**described, "measured": False, "reason": f"pip could not install the layer: {reason}"}
+        shutil.copytree(
+            layer_dir / "picsart_adapter",
+            target / "picsart_adapter",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        unzipped, files = _tree_size(target)
+        archive = Path(folder) / "layer.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+            for path in sorted(target.rglob("*")):
+                if path.is_file():
+                    bundle.write(path, path.relative_to(folder))
+        largest = sorted(
+            ((entry.name, _tree_size(entry)[0]) for entry in target.iterdir()),
+            key=lambda item: item[1],
+            reverse=True,
+        )[:6]
+        return {
+            **described,
+            "measured": True,
+            "unzipped_bytes": unzipped,
+            "zipped_bytes": archive.stat().st_size,
+            "files": files,
+            "largest": [{"name": name, "bytes": size} for name, size in largest],
+            "unzipped_share_of_lambda_limit": unzipped / UNZIPPED_LIMIT_BYTES,
+        }
+
+
+def _tree_size(path: Path) -> tuple[int, int]:
+    if path.is_file():
+        return path.stat().st_size, 1
+    sizes = [child.stat().st_size for child in path.rglob("*") if child.is_file()]
+    return sum(sizes), len(sizes)

@@ -1,0 +1,511 @@
+"""Running the bench: one strategy at a time, each on its own local stack (moto server, emulator, runner)
+with the same settings and the same images; then the report.
+
+Every strategy's execution environments are initialised before its burst (the runner's prewarm, like
+provisioned concurrency): on two shared cores a storm of cold starts would otherwise dominate the timings.
+Cold starts are measured on their own (coldstart.py).
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import boto3
+from botocore.config import Config
+
+from picsart_adapter.picsart_client import PicsartClient
+from picsart_adapter.storage import result_key
+from picsart_adapter.tools import FORMAT_MEDIA, TOOLS
+from picsart_local.bench import metrics
+from picsart_local.bench.coldstart import import_times, layer_size
+from picsart_local.bench.metering import BENCH_USER_AGENT, FUNCTION, LOCAL, Meter, metering
+from picsart_local.bench.report import evaluate_targets, print_report, write_json, write_plot
+from picsart_local.bench.strategies import (
+    STRATEGY_NAMES,
+    StrategyPlan,
+    cap_concurrency,
+    plan_strategy,
+)
+from picsart_local.cfn_template import load_template
+from picsart_local.emulator import EmulatorSettings, PicsartEmulator
+from picsart_local.emulator.settings import ResetTimeFormat
+from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
+from picsart_local.samples import SAMPLES, product_photo
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: SQS requests that are not the work itself (the bench's idle checks, setting up the stack).
+SQS_CONTROL_ACTIONS = frozenset(
+    {"GetQueueAttributes", "GetQueueUrl", "CreateQueue", "DeleteQueue", "ListQueues", "SetQueueAttributes"}
+)
+UPLOAD_THREADS = 8
+CALIBRATION_CALLS = 5
+_IDLE_CHECK_S = 2.0
+#: What the numbers mean, written into bench.json beside them (metrics.py and metering.py say more).
+DEFINITIONS = {
+    "makespan_s": "first upload (its S3 write) to the last output written",
+    "floor_s": "(ceil(C/Q) - 1) * W + max(0, ceil(r/S) - 2) + t_call: C uploads (one call each), Q calls per "
+    "W-second window, r = calls in the last window, S = spike arrest per second, t_call = median duration of "
+    "the run's successful calls",
+    "calls": "tool calls the emulator received",
+    "http_429_after_first_answer": "429s arriving after the first answer of their quota window was received",
+    "calls_wasted": "calls beyond the first success of each upload (429s, other errors, repeats)",
+    "duplicate_calls": "successful calls for an upload that already had one",
+    "lost": "uploads without an output when the run ended",
+    "ddb_*_units_per_call": "capacity units of every DynamoDB request the functions made, computed from moto's "
+    "item sizes by DynamoDB's billing rule, divided by calls; 'limiter' counts the ratelimit# item only",
+    "sqs_requests_per_upload": "SQS requests on the strategy's queues by the functions and the event-source "
+    "pollers (the local pollers long-poll 1 s where Lambda's use up to 20 s), divided by uploads",
+    "latency": "upload (S3 write) to its output (S3 write)",
+    "lambda_busy_s": "sum of invocation durations (sleeping included)",
+    "lambda_duration_p50_s": "median invocation duration; with no sleeping, high values mean the machine's "
+    "cores are saturated (every execution environment and the moto server share them)",
+    "load_average_1m": "the machine's load average when the strategy's burst ended",
+    "stack_cpu_share": "CPU time of the bench's own process (moto server, emulator, runner, all in one "
+    "interpreter) over the burst's wall time: near 1.0 it is the bottleneck, which real AWS would not be",
+}
+_IDLE_CONFIRM_S = 3.0
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    uploads: int = 300
+    concurrency: int = 32
+    quota: int = 60
+    window_s: float = 10.0
+    spike: int = 20
+    strategies: tuple[str, ...] = STRATEGY_NAMES
+    out: Path = Path("out")
+    log_dir: Path = Path("out/logs/bench")
+    template_path: Path = field(default_factory=default_template)
+    parameters: dict[str, str] = field(default_factory=dict)
+    #: Longest wait for one strategy's burst to finish; uploads not done by then are lost.
+    timeout_s: float = 900.0
+    latency_ms: float = 0.0
+    #: MaximumConcurrency of the concurrency-cap strategy; None: from the quota and the call latency.
+    cap_concurrency: int | None = None
+    adapter_reset_form: ResetTimeFormat = "epoch_ms"
+    import_runs: int = 5
+    skip_cold_start: bool = False
+    skip_layer_size: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("uploads", "concurrency", "quota", "spike"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1")
+        if self.window_s <= 0:
+            raise ValueError("--window must be positive")
+        unknown = [name for name in self.strategies if name not in STRATEGY_NAMES]
+        if unknown or not self.strategies:
+            raise ValueError(f"unknown strategy {unknown}; choose from {', '.join(STRATEGY_NAMES)}")
+
+
+@dataclass
+class Progress:
+    """`[#####.....] 150/300 adapter` on one line of stderr, redrawn in place."""
+
+    total: int
+    label: str
+    stream: TextIO | None
+    width: int = 30
+    started: float = field(default_factory=time.monotonic)
+
+    shown: str = ""
+
+    def update(self, done: int) -> None:
+        if self.stream is None:
+            return
+        filled = self.width * done // max(1, self.total)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.monotonic() - self.started
+        line = f"[{bar}] {done}/{self.total} {self.label} {elapsed:5.0f} s"
+        if line != self.shown:  # redrawn only when it changes: a log file gets one line a second at most
+            self.shown = line
+            self.stream.write("\r" + line)
+            self.stream.flush()
+
+    def finish(self, done: int) -> None:
+        self.update(done)
+        if self.stream is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def run_bench(options: BenchOptions, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> dict[str, Any]:
+    """Run every strategy, print the table, write bench.json and bench.png; return the report."""
+    options.out.mkdir(parents=True, exist_ok=True)
+    images = bench_images()
+    report: dict[str, Any] = {
+        "settings": _settings_record(options, images),
+        "definitions": DEFINITIONS,
+        "strategies": {},
+    }
+    if options.skip_cold_start:
+        report["cold_start"] = report["layer"] = None
+    else:
+        print("Measuring import times of the handlers (fresh interpreters)...", file=stderr, flush=True)
+        report["cold_start"] = import_times(options.template_path, options.import_runs)
+        if options.skip_layer_size:
+            report["layer"] = None
+        else:
+            print("Measuring the layer (pip install for Lambda's platform)...", file=stderr, flush=True)
+            report["layer"] = layer_size(options.template_path.parent.resolve())
+    document = load_template(options.template_path)
+    template_dir = options.template_path.parent.resolve()
+    tool_name, tool_parameters = _tool(options.parameters)
+    max_concurrency = options.cap_concurrency
+    if "concurrency-cap" in options.strategies and max_concurrency is None:
+        latency = measure_call_latency(images[0][1], options.latency_ms, tool_name, tool_parameters)
+        max_concurrency = cap_concurrency(options.quota, options.window_s, latency)
+        report["settings"]["call_latency_s"] = latency
+    report["settings"]["cap_concurrency"] = max_concurrency
+    for name in options.strategies:
+        plan = plan_strategy(
+            name,
+            document,
+            template_dir,
+            window_s=options.window_s,
+            max_concurrency=max_concurrency or 2,
+            reset_time_format=options.adapter_reset_form if name == "adapter" else None,
+        )
+        report["strategies"][name] = run_strategy(plan, options, images, stderr if options.progress else None)
+    report["targets"] = evaluate_targets(report["strategies"])
+    write_json(report, options.out / "bench.json")
+    write_plot(report, options.out / "bench.png")
+    print_report(report, stdout)
+    print(f"\nwrote {options.out / 'bench.json'} and {options.out / 'bench.png'}", file=stdout)
+    return report
+
+
+def bench_images() -> list[tuple[str, bytes]]:
+    """The images every strategy uploads, in turn: the sample product shots, all as PNG."""
+    images = []
+    for name, sample in SAMPLES.items():
+        buffer = io.BytesIO()
+        product_photo(**sample).save(buffer, format="PNG")  # type: ignore[arg-type]
+        images.append((Path(name).stem + ".png", buffer.getvalue()))
+    return images
+
+
+def run_strategy(
+    plan: StrategyPlan, options: BenchOptions, images: Sequence[tuple[str, bytes]], progress_stream: TextIO | None
+) -> dict[str, Any]:
+    """One burst on a fresh local stack; the strategy's numbers."""
+    template = plan.write_template(options.out / "bench-templates", options.template_path)
+    local = LocalOptions(
+        template_path=template,
+        stack_name=f"bench-{plan.name}",
+        parameters={**options.parameters, "SpikeArrestPerSecond": str(min(300, options.spike))},
+        function_environment=dict(plan.function_environment),
+        emulator=EmulatorSettings(
+            quota=options.quota,
+            window_seconds=options.window_s,
+            spike_per_second=options.spike,
+            reset_time_format=plan.reset_time_format,
+            latency_ms=options.latency_ms,
+        ),
+        log_dir=options.log_dir / plan.name,
+        upload_concurrency=options.concurrency,
+        prewarm=True,
+    )
+    tool_name, tool_parameters = _tool(options.parameters)
+    tool = TOOLS[tool_name]
+    extension = FORMAT_MEDIA[tool.output_format(tool.parse_parameters(tool_parameters))][1]
+    keys = [f"uploads/bench-{number:04d}.png" for number in range(options.uploads)]
+    outputs = {result_key(key, tool.name, extension): key for key in keys}
+    progress = Progress(len(keys), plan.name, progress_stream)
+    if progress_stream is not None:
+        progress_stream.write(f"{plan.name}: starting the local stack ({plan.description})\n")
+    with metering() as meter:
+        env = LocalEnvironment(local).start()
+        try:
+            assert env.stack is not None
+            assert env.runner is not None
+            assert env.emulator is not None
+            s3 = _bench_client(env)
+            if plan.work_queue is not None:
+                _notify_queue(env, s3, plan.work_queue, ".png")
+                time.sleep(1.0)  # S3's test event to the queue is delivered and consumed before the burst
+            meter.reset()
+            env.emulator.reset()
+            progress.started = time.monotonic()
+            cpu_started = time.process_time()
+            _upload_burst(s3, env.input_bucket, keys, images)
+            done = _wait(env, meter, outputs, options.timeout_s, progress)
+            progress.finish(done)
+            stack_cpu_share = (time.process_time() - cpu_started) / max(1e-9, time.monotonic() - progress.started)
+            recorded = meter.snapshot()
+            calls = [
+                metrics.Call(c.at, c.status, c.duration_ms / 1000.0, c.image_url_path, c.throttled)
+                for c in env.emulator.calls()
+                if c.tool == tool.name
+            ]
+            history = env.runner.history()
+            queues = {resource.attribute("QueueName") for resource in env.stack.template.queues}
+            input_bucket, output_bucket = env.input_bucket, env.output_bucket
+        finally:
+            env.stop()
+    return summarize(
+        plan,
+        options,
+        keys=keys,
+        outputs=outputs,
+        recorded=recorded,
+        calls=calls,
+        invocations=[(r.function_logical_id, r.result) for r in history],
+        queues=queues,
+        input_bucket=input_bucket,
+        output_bucket=output_bucket,
+        stack_cpu_share=stack_cpu_share,
+    )
+
+
+def summarize(
+    plan: StrategyPlan,
+    options: BenchOptions,
+    *,
+    keys: Sequence[str],
+    outputs: dict[str, str],
+    recorded: Meter,
+    calls: Sequence[metrics.Call],
+    invocations: Sequence[tuple[str, Any]],
+    queues: set[str],
+    input_bucket: str,
+    output_bucket: str,
+    stack_cpu_share: float | None = None,
+) -> dict[str, Any]:
+    uploaded = recorded.written(input_bucket)
+    written = recorded.written(output_bucket)
+    finished = {outputs[key]: at for key, at in written.items() if key in outputs}
+    start = min((uploaded[key] for key in keys if key in uploaded), default=None)
+    end = max(finished.values(), default=None)
+    makespan = end - start if start is not None and end is not None else None
+    latencies = [finished[key] - uploaded[key] for key in finished if key in uploaded]
+    ok = [call for call in calls if call.status == 200]
+    call_s = metrics.median([call.duration_s for call in ok]) or 0.0
+    floor = metrics.floor_seconds(len(keys), options.quota, options.window_s, options.spike, call_s)
+    by_functions = [r for r in recorded.dynamodb if r.origin == FUNCTION]
+    write_units = sum(r.write_units or 0.0 for r in by_functions)
+    limiter_units = sum(r.write_units or 0.0 for r in by_functions if r.partition == "ratelimit")
+    read_units = sum(r.read_units or 0.0 for r in by_functions)
+    sqs = [
+        r
+        for r in recorded.sqs
+        if r.origin in (FUNCTION, LOCAL) and r.queue in queues and r.action not in SQS_CONTROL_ACTIONS
+    ]
+    results = [result for _, result in invocations]
+    http_429 = sum(1 for call in calls if call.status == 429)
+    return {
+        "strategy": plan.name,
+        "description": plan.description,
+        "reset_time_format": plan.reset_time_format,
+        "uploads": len(keys),
+        "finished": len(finished),
+        "lost": len(keys) - len(finished),
+        "makespan_s": makespan,
+        "floor_s": floor,
+        "makespan_over_floor": metrics.ratio(makespan, floor),
+        "call_s": call_s,
+        "calls": len(calls),
+        "calls_ok": len(ok),
+        "http_429": http_429,
+        "http_429_spike": sum(1 for call in calls if call.status == 429 and call.throttled == "spike"),
+        "http_429_after_first_answer": metrics.late_429s(calls, options.window_s),
+        "other_errors": sum(1 for call in calls if call.status not in (200, 429)),
+        "calls_wasted": metrics.calls_wasted(calls),
+        "duplicate_calls": metrics.duplicate_calls(calls),
+        "ddb_requests": len(by_functions),
+        "ddb_requests_by_action": _count(r.action for r in by_functions),
+        "ddb_write_units": write_units,
+        "ddb_write_units_by_partition": _total(
+            (r.partition or "other", r.write_units or 0.0) for r in by_functions if r.write_units
+        ),
+        "ddb_read_units": read_units,
+        "ddb_write_units_per_call": metrics.ratio(write_units, len(calls)) or 0.0,
+        "ddb_limiter_write_units_per_call": metrics.ratio(limiter_units, len(calls)) or 0.0,
+        "ddb_read_units_per_call": metrics.ratio(read_units, len(calls)) or 0.0,
+        "sqs_requests": len(sqs),
+        "sqs_requests_by_action": _count(
+            f"{r.action} ({'function' if r.origin == FUNCTION else 'poller'})" for r in sqs
+        ),
+        "sqs_requests_per_upload": len(sqs) / len(keys),
+        "sqs_function_requests_per_upload": sum(1 for r in sqs if r.origin == FUNCTION) / len(keys),
+        "latency_p50_s": metrics.percentile(latencies, 0.5),
+        "latency_p95_s": metrics.percentile(latencies, 0.95),
+        "lambda_invocations": len(results),
+        "lambda_errors": sum(1 for result in results if not result.ok),
+        "lambda_timeouts": sum(1 for result in results if result.error_type == "Sandbox.Timedout"),
+        "lambda_busy_s": sum(result.duration_ms for result in results) / 1000.0,
+        "lambda_duration_p50_s": metrics.percentile([result.duration_ms / 1000.0 for result in results], 0.5),
+        "load_average_1m": os.getloadavg()[0],
+        "stack_cpu_share": stack_cpu_share,
+        "max_concurrency": plan.max_concurrency,
+        "visibility_timeout_s": plan.visibility_timeout_s,
+        "per_second": [
+            {"t": s.second, "ok": s.ok, "http_429": s.throttled, "other": s.other}
+            for s in metrics.per_second(calls, start if start is not None else 0.0, end)
+        ],
+    }
+
+
+def _count(values: Any) -> dict[str, int]:
+    counted: dict[str, int] = {}
+    for value in values:
+        counted[value] = counted.get(value, 0) + 1
+    return dict(sorted(counted.items()))
+
+
+def _total(pairs: Any) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for name, value in pairs:
+        totals[name] = totals.get(name, 0.0) + value
+    return dict(sorted(totals.items()))
+
+
+def _bench_client(env: LocalEnvironment) -> S3Client:
+    """An S3 client marked as the bench's own (its requests are not the strategy's)."""
+    assert env.stack is not None
+    credentials = env.stack.aws_environment()
+    session = boto3.session.Session(
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        region_name=env.stack.region,
+    )
+    config = Config(user_agent_extra=BENCH_USER_AGENT, max_pool_connections=UPLOAD_THREADS * 2)
+    return session.client("s3", endpoint_url=env.stack.endpoint_url, config=config)
+
+
+def _notify_queue(env: LocalEnvironment, s3: S3Client, queue_logical_id: str, suffix: str) -> None:
+    """S3 -> SQS for the concurrency-cap strategy (the local stack wires S3 notifications only to functions)."""
+    assert env.stack is not None
+    arn = env.stack.template.resources[queue_logical_id].attribute("Arn")
+    s3.put_bucket_notification_configuration(
+        Bucket=env.input_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": "bench-work-queue",
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": suffix}]}},
+                }
+            ]
+        },
+    )
+
+
+def _upload_burst(s3: S3Client, bucket: str, keys: Sequence[str], images: Sequence[tuple[str, bytes]]) -> None:
+    def put(index: int) -> None:
+        s3.put_object(Bucket=bucket, Key=keys[index], Body=images[index % len(images)][1], ContentType="image/png")
+
+    with ThreadPoolExecutor(UPLOAD_THREADS) as uploading:
+        list(uploading.map(put, range(len(keys))))
+
+
+def _wait(env: LocalEnvironment, meter: Meter, outputs: dict[str, str], timeout_s: float, progress: Progress) -> int:
+    """Until every output is written, the stack has nothing left to do, or the timeout; how many finished."""
+    assert env.runner is not None
+    deadline = time.monotonic() + timeout_s
+    next_idle_check = time.monotonic() + _IDLE_CHECK_S
+    idle_since: float | None = None
+    output_bucket = env.output_bucket
+    while True:
+        done = len(outputs.keys() & meter.written(output_bucket).keys())
+        progress.update(done)
+        now = time.monotonic()
+        if done >= len(outputs) or now >= deadline:
+            return done
+        if now >= next_idle_check:
+            next_idle_check = now + _IDLE_CHECK_S
+            try:
+                env.runner.wait_idle(timeout=0)
+            except TimeoutError:
+                idle_since = None
+            else:
+                idle_since = idle_since or now
+                if now - idle_since >= _IDLE_CONFIRM_S:
+                    return done  # nothing runs and nothing waits: the rest is lost
+        time.sleep(0.2)
+
+
+def _tool(parameters: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    name = parameters.get("PicsartTool", "removebg")
+    raw = json.loads(parameters.get("PicsartToolParameters", "{}"))
+    if name not in TOOLS or not isinstance(raw, dict):
+        raise ValueError(f"PicsartTool {name!r} / PicsartToolParameters {raw!r} cannot be benched")
+    return name, raw
+
+
+def measure_call_latency(image: bytes, latency_ms: float, tool_name: str, tool_parameters: dict[str, Any]) -> float:
+    """Median duration of a few sequential calls to an emulator (same image, same latency setting): the
+    call latency the concurrency-cap strategy sizes its MaximumConcurrency with."""
+    key = "calibration-key"
+    emulator = PicsartEmulator(EmulatorSettings(api_key=key, latency_ms=latency_ms))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _image_handler(image))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    emulator.start()
+    thread.start()
+    try:
+        client = PicsartClient(emulator.base_url, lambda: key, timeout_seconds=30.0)
+        tool = TOOLS[tool_name]
+        parameters = tool.parse_parameters(tool_parameters)
+        url = f"http://127.0.0.1:{server.server_address[1]}/image.png"
+        durations = []
+        for _ in range(CALIBRATION_CALLS):
+            started = time.perf_counter()
+            answer = client.call_tool(tool, url, parameters)
+            if answer.status != 200:
+                raise RuntimeError(f"calibration call answered HTTP {answer.status}: {answer.error_detail}")
+            durations.append(time.perf_counter() - started)
+        return metrics.median(durations) or 0.0
+    finally:
+        server.shutdown()
+        server.server_close()
+        emulator.stop()
+
+
+def _image_handler(image: bytes) -> type[http.server.BaseHTTPRequestHandler]:
+    class ImageHandler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(image)))
+            self.end_headers()
+            self.wfile.write(image)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    return ImageHandler
+
+
+def _settings_record(options: BenchOptions, images: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
+    return {
+        "uploads": options.uploads,
+        "concurrency": options.concurrency,
+        "quota": options.quota,
+        "window_s": options.window_s,
+        "spike_per_second": options.spike,
+        "strategies": list(options.strategies),
+        "timeout_s": options.timeout_s,
+        "latency_ms": options.latency_ms,
+        "template": str(options.template_path),
+        "parameters": dict(options.parameters),
+        "images": [{"name": name, "bytes": len(data)} for name, data in images],
+        "prewarmed": True,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": sys.version.split()[0],
+    }

@@ -1,0 +1,94 @@
+"""`picsart-local bench` runs every strategy on the local stack and writes well-formed results.
+
+A tiny setting (12 uploads, 4 at a time, quota 4 per 2 s): this checks the command and the shape of what it
+reports, not the timings, which `make bench` measures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from picsart_local.cli import main
+
+pytestmark = pytest.mark.integration
+
+STRATEGIES = ("adapter", "sdk-retry", "backoff", "concurrency-cap")
+NUMBERS = {
+    "makespan_s": float,
+    "floor_s": float,
+    "makespan_over_floor": float,
+    "calls": int,
+    "http_429": int,
+    "http_429_after_first_answer": int,
+    "calls_wasted": int,
+    "lost": int,
+    "duplicate_calls": int,
+    "ddb_write_units_per_call": float,
+    "ddb_limiter_write_units_per_call": float,
+    "ddb_read_units_per_call": float,
+    "sqs_requests_per_upload": float,
+    "latency_p50_s": float,
+    "latency_p95_s": float,
+}
+
+
+@pytest.mark.timeout(600)
+def test_bench_runs_every_strategy_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = [
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "bench",
+        "--uploads=12",
+        "--concurrency=4",
+        "--quota=4",
+        "--window=2",
+        "--spike=3",
+        f"--strategies={','.join(STRATEGIES)}",
+        f"--out={out}",
+        "--timeout=150",
+        "--import-runs=1",
+        "--skip-layer-size",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+
+    report = json.loads((out / "bench.json").read_text())
+    assert report["settings"]["uploads"] == 12
+    assert report["settings"]["cap_concurrency"] >= 2
+    assert list(report["strategies"]) == list(STRATEGIES)
+    for name, result in report["strategies"].items():
+        for field, kind in NUMBERS.items():
+            assert isinstance(result[field], int | float), f"{name}.{field} is {result[field]!r}"
+            if kind is int:
+                assert isinstance(result[field], int), f"{name}.{field} counts"
+        assert result["calls"] >= result["uploads"] - result["lost"], "at least one call per finished upload"
+        assert result["per_second"], "calls per second for the plot"
+        assert {"t", "ok", "http_429", "other"} <= set(result["per_second"][0])
+    adapter = report["strategies"]["adapter"]
+    assert adapter["lost"] == 0
+    assert adapter["ddb_write_units_per_call"] > 0, "the adapter's DynamoDB requests were counted"
+    assert report["strategies"]["sdk-retry"]["reset_time_format"] == "seconds"
+    for name in ("sdk-retry", "backoff"):
+        assert report["strategies"][name]["ddb_write_units_per_call"] == 0, "baselines share no state"
+    assert report["strategies"]["concurrency-cap"]["max_concurrency"] == report["settings"]["cap_concurrency"]
+
+    targets = report["targets"]["adapter"]
+    assert {target["pass"] for target in targets.values()} <= {True, False}
+    modules = report["cold_start"]["modules"]
+    assert {"functions/upload/upload_handler.py", "functions/retry/retry_handler.py", "bare Powertools handler"} <= set(
+        modules
+    )
+    assert all(module["import_ms"] > 0 for module in modules.values())
+    assert report["layer"] is None
+
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = printed.out
+    for label in ("makespan / floor", "HTTP 429", "calls wasted", "lost", "latency p95 (s)", "adapter target"):
+        assert label in table
+    assert all(name in table for name in STRATEGIES)
+    assert "bare Powertools handler" in table
+    assert "12/12 adapter" in printed.err, "the progress bar"

@@ -1,0 +1,247 @@
+"""The bench's pure parts: its definitions (floor, windows, late 429s, waste), the baselines' retry delays,
+DynamoDB's billing rule, who sent a request, and the strategies' templates as the local stack reads them."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from picsart_adapter.rate_limit import write_units_of
+from picsart_local.bench import baseline, coldstart, metering, metrics, report
+from picsart_local.bench.strategies import (
+    BASELINE_TIMEOUT_S,
+    HANDLERS_DIR,
+    cap_concurrency,
+    cap_visibility_timeout,
+    plan_strategy,
+)
+from picsart_local.cfn_template import load_template, resolve_template
+
+from .conftest import REAL_TEMPLATE
+
+
+def call(at: float, status: int = 200, image: str = "/b/a.png", duration: float = 0.1, throttled: str | None = None):
+    return metrics.Call(at, status, duration, image, throttled)
+
+
+# ----------------------------------------------------------------------------------------------- floor
+
+
+@pytest.mark.parametrize(
+    ("calls", "quota", "window", "spike", "expected"),
+    [
+        (300, 60, 10.0, 20, 40.0 + 1 + 0.5),  # 5 windows; the last one's 60 calls span >= 1 s at 20/s
+        (60, 60, 10.0, 20, 1 + 0.5),  # one window
+        (61, 60, 10.0, 20, 10.0 + 0.5),  # one call into the second window
+        (12, 4, 2.0, 3, 4.0 + 0.5),
+        (0, 4, 2.0, 3, 0.0),
+    ],
+)
+def test_floor(calls: int, quota: int, window: float, spike: int, expected: float) -> None:
+    assert metrics.floor_seconds(calls, quota, window, spike, call_s=0.5) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------------------------------ windows and 429s
+
+
+def test_windows_open_at_the_first_counted_call_after_the_previous_one_ended() -> None:
+    calls = [call(0.0), call(1.0), call(2.0, 429, throttled="spike"), call(10.5), call(12.0), call(20.6)]
+    found = metrics.windows(calls, window_s=10.0)
+    assert [start for start, _ in found] == [0.0, 10.5, 20.6]
+    assert [len(members) for _, members in found] == [3, 2, 1]
+
+
+def test_a_spike_arrested_call_does_not_open_a_window() -> None:
+    calls = [call(0.0), call(10.2, 429, throttled="spike"), call(10.6)]
+    assert [start for start, _ in metrics.windows(calls, window_s=10.0)] == [0.0, 10.6]
+
+
+def test_only_429s_after_the_windows_first_answer_are_late() -> None:
+    calls = [
+        call(0.0, duration=0.5),  # first answer of the window at 0.5
+        call(0.2, 429, duration=0.05),  # before it: the fleet could not know
+        call(0.6, 429),  # after it: late
+        call(10.0, duration=0.3),  # next window, first answer at 10.3
+        call(10.1, 429),
+        call(10.4, 429),  # late
+    ]
+    assert metrics.late_429s(calls, window_s=10.0) == 2
+
+
+def test_waste_and_duplicates() -> None:
+    calls = [
+        call(0.0, 429, "/b/1.png"),
+        call(1.0, 200, "/b/1.png"),
+        call(1.5, 200, "/b/1.png"),  # a second success for the same upload
+        call(2.0, 200, "/b/2.png"),
+        call(3.0, 503, "/b/3.png"),
+    ]
+    assert metrics.duplicate_calls(calls) == 1
+    assert metrics.calls_wasted(calls) == 3  # the 429, the duplicate, the 503
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    assert metrics.percentile([1.0, 2.0, 3.0, 4.0], 0.5) == pytest.approx(2.5)
+    assert metrics.percentile([5.0], 0.95) == 5.0
+    assert metrics.percentile([], 0.5) is None
+    assert metrics.percentile(list(map(float, range(101))), 0.95) == pytest.approx(95.0)
+
+
+def test_per_second_lists_every_second_from_the_start() -> None:
+    seconds = metrics.per_second([call(100.2), call(100.7, 429), call(103.1, 503)], start=100.4, end=104.5)
+    assert [(s.second, s.ok, s.throttled, s.other) for s in seconds] == [
+        (0, 1, 1, 0),
+        (1, 0, 0, 0),
+        (2, 0, 0, 0),
+        (3, 0, 0, 1),
+        (4, 0, 0, 0),
+    ]
+
+
+# ------------------------------------------------------------------------------- the baselines' delays
+
+
+def test_sdk_retry_waits_the_reset_seconds_plus_one_to_two() -> None:
+    rng = random.Random(1)
+    delays = [baseline.sdk_retry_delay(429, "7", 1, rng) for _ in range(200)]
+    assert all(delay is not None and 8.0 <= delay <= 9.0 for delay in delays)
+    assert baseline.sdk_retry_delay(429, "not a number", 1, rng) == 0.0  # NaN -> setTimeout(0)
+    assert baseline.sdk_retry_delay(429, "7", baseline.SDK_RETRIES + 1, rng) is None  # retries used up
+    assert baseline.sdk_retry_delay(422, "7", 1, rng) is None  # not retryable
+    five_hundred = baseline.sdk_retry_delay(503, None, 3, rng)
+    assert five_hundred is not None
+    assert 0.8 <= five_hundred <= 0.96  # axios-retry: 2**3 * 100 ms plus up to 20 %
+
+
+def test_backoff_doubles_up_to_its_cap_and_ignores_the_headers() -> None:
+    rng = random.Random(2)
+    for retry, low in [(1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0), (9, 60.0)]:
+        delay = baseline.backoff_delay(429, "1", retry, rng)
+        assert delay is not None
+        assert low <= delay <= low + baseline.BACKOFF_JITTER_S
+    assert baseline.backoff_delay(429, "1", baseline.BACKOFF_ATTEMPTS, rng) is None
+    assert baseline.backoff_delay(0, None, 1, rng) is not None  # no answer: retried too
+    assert baseline.no_retry(429, "1", 1, rng) is None
+
+
+# ------------------------------------------------------------------------------ metering's definitions
+
+
+def test_write_and_read_units_follow_dynamodbs_rule() -> None:
+    assert metering.write_units(None, 10) == 1.0  # at least one, even for a new small item
+    assert metering.write_units(1500, 900) == 2.0  # the larger image counts
+    assert metering.write_units(None, None) == 1.0  # a failed conditional write on nothing
+    assert metering.read_units(5000, consistent=True) == 2.0
+    assert metering.read_units(100, consistent=False) == 0.5
+    assert metering.read_units(None, consistent=True) == 1.0  # no item still costs a read
+
+
+def test_write_units_agree_with_the_adapters_rule_for_a_small_item() -> None:
+    item = {"pk": "ratelimit#abc", "sk": "state", "granted": 3, "limit": 60, "spike": {"1800000000": 2}}
+    size = sum(len(k) + len(str(v)) for k, v in item.items())
+    assert metering.write_units(None, size) == write_units_of(item) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "origin"),
+    [
+        (
+            "Boto3/1.35 md/Botocore#1.35 ua/2.0 os/linux exec-env/AWS_Lambda_python3.13 cfg/retry-mode#legacy",
+            "function",
+        ),
+        ("Boto3/1.35 md/Botocore#1.35 ua/2.0 os/linux picsart-bench", "bench"),
+        ("Boto3/1.35 md/Botocore#1.35 ua/2.0 os/linux", "local"),
+    ],
+)
+def test_who_sent_a_request(user_agent: str, origin: str) -> None:
+    assert metering.origin_of(user_agent) == origin
+
+
+# ------------------------------------------------------------------------------------ the strategies
+
+
+def test_concurrency_cap_uses_littles_law_with_lambdas_minimum() -> None:
+    assert cap_concurrency(quota=60, window_s=10, call_latency_s=2.0) == 12
+    assert cap_concurrency(quota=60, window_s=10, call_latency_s=0.05) == 2
+    assert cap_visibility_timeout(10.0) == 10
+    assert cap_visibility_timeout(2.0) == 10
+    assert cap_visibility_timeout(60.0) == 60
+
+
+def _derived(name: str, tmp_path: Path) -> tuple[Path, dict]:
+    document = load_template(REAL_TEMPLATE)
+    plan = plan_strategy(name, document, REAL_TEMPLATE.parent, window_s=10.0, max_concurrency=3)
+    path = plan.write_template(tmp_path, REAL_TEMPLATE)
+    return path, json.loads(path.read_text())
+
+
+def test_the_adapter_runs_the_projects_own_template(tmp_path: Path) -> None:
+    plan = plan_strategy("adapter", load_template(REAL_TEMPLATE), REAL_TEMPLATE.parent, window_s=10, max_concurrency=2)
+    assert plan.write_template(tmp_path, REAL_TEMPLATE) == REAL_TEMPLATE
+    assert plan.reset_time_format == "epoch_ms"
+
+
+@pytest.mark.parametrize(("name", "handler"), [("sdk-retry", "sdk_retry_handler"), ("backoff", "backoff_handler")])
+def test_sleeping_baselines_replace_the_upload_handler(tmp_path: Path, name: str, handler: str) -> None:
+    path, _ = _derived(name, tmp_path)
+    resolved = resolve_template(path, stack_name="bench-test")
+    upload = resolved.function("UploadFunction")
+    assert upload.code_uri == HANDLERS_DIR
+    assert upload.handler == f"{handler}.lambda_handler"
+    assert (HANDLERS_DIR / f"{handler}.py").exists()
+    assert upload.timeout_s == BASELINE_TIMEOUT_S
+    assert upload.s3_events, "uploads still trigger it"
+    assert all(not source.enabled for source in resolved.function("RetryFunction").sqs_events)
+
+
+def test_concurrency_cap_consumes_a_work_queue_at_most_n_at_a_time(tmp_path: Path) -> None:
+    path, document = _derived("concurrency-cap", tmp_path)
+    resolved = resolve_template(path, stack_name="bench-test")
+    upload = resolved.function("UploadFunction")
+    assert not upload.s3_events
+    (source,) = upload.sqs_events
+    assert (source.queue_logical_id, source.batch_size, source.maximum_concurrency) == ("WorkQueue", 1, 3)
+    queue = document["Resources"]["WorkQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] == upload.timeout_s == 10
+    assert queue["RedrivePolicy"]["maxReceiveCount"] >= 1
+    assert "WorkQueueUrl" in resolved.outputs
+
+
+# ----------------------------------------------------------------------------------------- targets
+
+
+def _result(**values: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "makespan_over_floor": 1.05,
+        "http_429_after_first_answer": 0,
+        "ddb_limiter_write_units_per_call": 1.0,
+        "lost": 0,
+        "duplicate_calls": 0,
+        "http_429": 0,
+        "calls_wasted": 0,
+    }
+    return {**base, **values}
+
+
+def test_targets_pass_and_fail() -> None:
+    verdicts = report.evaluate_targets(
+        {"adapter": _result(makespan_over_floor=1.2), "backoff": _result(http_429=10, calls_wasted=10)}
+    )["adapter"]
+    assert verdicts["makespan_within_10pct_of_floor"]["pass"] is False
+    assert verdicts["fewest_429s"]["pass"] is True
+    assert all(v["pass"] for k, v in verdicts.items() if k != "makespan_within_10pct_of_floor")
+    alone = report.evaluate_targets({"adapter": _result()})["adapter"]
+    assert alone["fewest_429s"]["pass"] is None, "no other strategy to compare with"
+    assert report.evaluate_targets({"backoff": _result()}) == {}
+
+
+def test_layer_size_says_why_when_pip_cannot_install(tmp_path: Path) -> None:
+    layer = tmp_path / "layers" / "picsart_adapter"
+    (layer / "picsart_adapter").mkdir(parents=True)
+    (layer / "requirements.txt").write_text("this is not a requirement !!\n")  # refused before any download
+    measured = coldstart.layer_size(tmp_path, timeout_s=120)
+    assert measured["measured"] is False
+    assert measured["reason"].startswith("pip could not install the layer")
