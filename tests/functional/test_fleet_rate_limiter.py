@@ -282,3 +282,15 @@ def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str)
     assert isinstance(denial, Denial)
     new_reset = float(stored(table, api_key)["window_reset_ms"]) / 1000
     assert limiter.place_in_line(denial) == pytest.approx(new_reset, abs=0.002), "first in an empty line"
+
+
+def test_no_line_is_planned_on_a_guessed_window(table: Any, api_key: str) -> None:
+    """Before the first answer the window is a probe (one call, two seconds): work refused then comes back at
+    the probe window's end, when the real limit is known, not at places planned on the guess."""
+    clock = Clock()
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant)
+    denial = limiter.acquire()
+    assert isinstance(denial, Denial)
+    assert limiter.place_in_line(denial) == denial.retry_at
+    assert "line_end" not in stored(table, api_key)

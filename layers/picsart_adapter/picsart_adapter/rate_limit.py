@@ -229,6 +229,9 @@ class FleetRateLimiter:
         view = self._view
         if denial.reason != "quota" or view is None or not view.window_open(self._now_ms()):
             return denial.retry_at
+        if view.provisional:
+            # The window's limit and length are the fleet's guess (a probe): no line is planned on a guess.
+            return denial.retry_at
         names = {"#start": "line_start", "#end": "line_end"}
         for _ in range(3):
             try:
