@@ -290,6 +290,10 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _run_soak(args: argparse.Namespace) -> int:
     from picsart_local.soak import SoakSettings, run_soak
 
+    # Stopped by a signal, the soak still stops its stack and every worker process (a background job started
+    # by a script ignores SIGINT unless told otherwise).
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     base = _options(args)
     settings = SoakSettings(
         uploads=args.uploads,

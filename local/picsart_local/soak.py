@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from picsart_adapter.delay_queue import RetryMessage
 from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
-from picsart_local.crash_points import CrashSettings, read_crash_log
+from picsart_local.crash_points import EXIT_STATUS, CrashSettings, read_crash_log
 from picsart_local.emulator import EmulatorSettings
 from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
 from picsart_local.samples import product_photo
@@ -299,18 +299,23 @@ def _upload_all(
 
 
 def _progress(env: LocalEnvironment, settings: SoakSettings, uploaded: int, elapsed: float) -> str:
-    statuses = Counter(str(item.get("status")) for item in _scan(env, f"object#{env.input_bucket}/", "status"))
-    ended = sum(statuses[status] for status in FINAL)
+    """One line of progress, from what costs moto nothing: the emulator's call log, the runner's counters,
+    the queue depths (a scan of the table would hold moto's lock, and slow the soak down, every time)."""
     assert env.runner is not None
     assert env.emulator is not None
     calls = [c for c in env.emulator.calls() if c.image_url_path]
+    versions_ok = len({c.image_url_path for c in calls if c.status == 200})
     counters = env.runner.counters()
     kills = len(read_crash_log(settings.crash_log))
+    depth = env.client("sqs").get_queue_attributes(
+        QueueUrl=env.outputs["DelayQueueUrl"],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    waiting = sum(int(value) for value in depth.values())
     return (
-        f"[{elapsed:5.0f} s] uploaded {uploaded}/{settings.uploads}, ended {ended} "
-        f"(succeeded {statuses['succeeded']}, failed {statuses['failed']}), waiting {statuses['waiting']}, "
-        f"processing {statuses['processing']}; Picsart calls {len(calls)} "
-        f"({sum(1 for c in calls if c.status == 200)} ok); kills {kills}; invocations "
+        f"[{elapsed:5.0f} s] uploaded {uploaded}/{settings.uploads}, called successfully {versions_ok}; "
+        f"Picsart calls {len(calls)} ({sum(1 for c in calls if c.status == 200)} ok); "
+        f"in the delay queue {waiting}; kills {kills}; invocations "
         + ", ".join(f"{name} {count}" for name, count in sorted(counters.invocations.items()))
     )
 
@@ -489,9 +494,16 @@ def account(env: LocalEnvironment, settings: SoakSettings, versions: dict[str, s
             kills_after_success[source.removeprefix(prefix)] += 1
     # An invocation the runner stopped at its timeout was cut short at any point, like a kill.
     timed_out: Counter[str] = Counter()
+    # Invocations that failed for another reason than an injected kill or a timeout: the handler raised.
+    handler_errors: Counter[str] = Counter()
     for invocation in env.runner.history():
-        if invocation.result.error_type == "Sandbox.Timedout":
+        result = invocation.result
+        if result.error_type == "Sandbox.Timedout":
             timed_out.update(_event_keys(invocation.event))
+        elif not result.ok and not (
+            result.error_type == "Runtime.ExitError" and f"exit status {EXIT_STATUS}" in (result.error_message or "")
+        ):
+            handler_errors[f"{invocation.function_logical_id}: {result.error_type}: {result.error_message}"] += 1
     duplicated = sorted(key for key, count in successes.items() if count >= 2)
     unexplained = [
         key for key in duplicated if successes[key] - 1 > kills_after_success[key] + late[key] + timed_out[key]
@@ -550,6 +562,8 @@ def account(env: LocalEnvironment, settings: SoakSettings, versions: dict[str, s
             "by_function": dict(Counter(str(kill.get("function")) for kill in kills)),
             "after_a_successful_call": sum(kills_after_success.values()),
         },
+        "handler_errors": sum(handler_errors.values()),
+        "handler_error_messages": dict(handler_errors),
         "invocations": {
             "by_function": dict(counters.invocations),
             "errors": dict(counters.errors),
@@ -619,6 +633,9 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
     yield f"kills              {kills['total']} {kills['by_point']} {kills['by_function']}"
     yield f"presigned expiry   {calls['presigned_url_expires_seconds']} (X-Amz-Expires seen by Picsart)"
     yield f"invocations        {f['invocations']['by_function']} errors {f['invocations']['errors']}"
+    yield f"handler errors     {f['handler_errors']} (invocations that failed, not by a kill or a timeout)" + "".join(
+        f"\n  {count:5d} x {_short(message)}" for message, count in f["handler_error_messages"].items()
+    )
     if "local_settings" in f:
         yield f"local settings     {f['local_settings']}"
     if seconds:
