@@ -123,6 +123,8 @@ class FakeLimiter:
     """Grants every call unless told to deny; records what each answer told it."""
 
     denial: Denial | None = None
+    #: What the environment already knows without a write (None: it must ask).
+    known: Denial | None = None
     acquired: int = 0
     observed: list[tuple[RateLimitHeaders, bool]] = field(default_factory=list)
     lined_up: list[Denial] = field(default_factory=list)
@@ -130,6 +132,9 @@ class FakeLimiter:
     def acquire(self) -> Grant | Denial:
         self.acquired += 1
         return self.denial or Grant(LimiterState())
+
+    def known_denial(self) -> Denial | None:
+        return self.known
 
     def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
         self.observed.append((headers, throttled))
@@ -543,6 +548,20 @@ def test_a_probe_reports_its_answer_to_the_circuit() -> None:
     assert (admission, outcome) == (Probe(lease_ms=1), Outcome.SUCCESS)
 
 
+def test_the_budget_is_taken_right_before_the_call_after_the_record_and_the_presigned_url() -> None:
+    """A grant counts in the second it was taken: nothing slow may come between it and the call."""
+    w = world(answer(200, SUCCESS_BODY))
+    order: list[str] = []
+    w.limiter.acquire = lambda: (order.append("acquire"), Grant(LimiterState()))[1]  # type: ignore[method-assign]
+    original_call = w.client.call_tool
+    w.client.call_tool = lambda *a: (order.append("call"), original_call(*a))[1]  # type: ignore[method-assign]
+    original_presign = w.store.presigned_get_url
+    w.store.presigned_get_url = lambda *a: (order.append("presign"), original_presign(*a))[1]  # type: ignore[method-assign]
+    w.processor.process(UPLOAD)
+    assert order == ["presign", "acquire", "call"]
+    assert w.jobs.started, "the record was started before"
+
+
 def test_a_probe_without_budget_gives_its_turn_back() -> None:
     w = world(answer(200, SUCCESS_BODY), admission=Probe(lease_ms=1), denial=Denial(retry_at=NOW + 5, reason="quota"))
     assert w.processor.process(UPLOAD).status is JobStatus.WAITING
@@ -679,9 +698,10 @@ def test_work_an_invocation_has_no_time_for_is_handed_back_due_now_without_an_at
 
 
 def test_resumed_work_that_must_wait_again_costs_only_its_message() -> None:
-    """Released at a reset, most parked work finds the window's budget taken: that costs no S3 read, no
-    record write and no idempotency record, only the message that parks it again."""
+    """When the environment already knows the window's budget is taken, parked work that comes back costs
+    no S3 read, no record write and no idempotency record, only the message that parks it again."""
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 10, reason="quota"))
+    w.limiter.known = Denial(retry_at=NOW + 10, reason="quota")
     message = RetryMessage(
         bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=1, due_at=NOW, reason="x"
     )

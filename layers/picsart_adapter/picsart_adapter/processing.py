@@ -93,14 +93,6 @@ class _Job:
         )
 
 
-@dataclass(frozen=True)
-class _Admitted:
-    """May call now: how the circuit let the call through, and the rate-limit grant."""
-
-    admission: Admission
-    grant: Grant
-
-
 class UploadProcessor:
     def __init__(
         self,
@@ -182,44 +174,49 @@ class UploadProcessor:
         return self._skip(job.ref, rejection, stored) if rejection else None
 
     def _attempt(self, job: _Job) -> JobResult:
-        """Admit the call (circuit, budget) before anything costly, then make it: waiting work that cannot go
-        yet costs a read, a write at most and a message, not a record, an idempotency record or S3 reads."""
-        admitted = self._admit(job)
-        if isinstance(admitted, JobResult):
-            return admitted
-        if job.stored is None and (skipped := self._check(job)):
-            self._unused(admitted.admission)
-            return skipped
-        if job.transaction_id is not None:
-            # The call that costs credits was made and accepted: only its result is fetched now.
-            return self._poll(job, admitted)
-        # S3 and SQS deliver at least once: a version that has its final result costs no second call.
-        try:
-            result = self._once.run(job.ref, lambda: self._call_tool(job, admitted))
-        except DuplicateInFlight:
-            self._unused(admitted.admission)
-            return self._park_duplicate(job)
-        if result.duplicate:
-            self._unused(admitted.admission)
-            logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
-            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
-        return result
-
-    def _admit(self, job: _Job) -> _Admitted | JobResult:
-        """The fleet's circuit, then its rate-limit budget: an admission to send now, or the parked job."""
+        """Check what costs nothing first: waiting work that cannot go yet costs a read and a message, not a
+        record, an idempotency record or S3 reads. The budget itself is taken right before the call."""
         # A configuration fault or spent credits seen anywhere in the fleet stops every call until a probe
         # shows it is fixed: the guide warns that hammering through 4xx answers can suspend an integration.
         admission = self._circuit.admit()
         if isinstance(admission, Open):
             return self._hold_for_circuit(job, admission)
-        # The fleet's shared budget: no call is made that the quota or the spike arrest would refuse.
+        known = self._limiter.known_denial()
+        if known is not None:
+            self._unused(admission)
+            return self._defer(job, known)
+        if job.stored is None and (skipped := self._check(job)):
+            self._unused(admission)
+            return skipped
+        if job.transaction_id is not None:
+            # The call that costs credits was made and accepted: only its result is fetched now.
+            return self._poll(job, admission)
+        # S3 and SQS deliver at least once: a version that has its final result costs no second call.
+        try:
+            result = self._once.run(job.ref, lambda: self._call_tool(job, admission))
+        except DuplicateInFlight:
+            self._unused(admission)
+            return self._park_duplicate(job)
+        if result.duplicate:
+            self._unused(admission)
+            logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
+            metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        return result
+
+    def _acquire(self, job: _Job, admission: Admission) -> Grant | JobResult:
+        """The fleet's shared budget, taken right before the call so that it reaches Picsart in the second it
+        was counted in: no call is made that the quota or the spike arrest would refuse."""
         decision = self._limiter.acquire()
+        if isinstance(decision, Grant) and self._clock() > decision.valid_until:
+            # Taking the grant took so long that the call would reach Picsart outside the second it was
+            # counted in: not worth a 429. The unit is lost; the job tries again in a moment.
+            decision = Denial(retry_at=self._clock() + 1.0, reason="spike (grant expired)")
         if isinstance(decision, Denial):
             self._unused(admission)
-            return self._defer(job, decision)
+            return self._defer(job, decision, record=True)
         if isinstance(admission, Probe):
             logger.info("probing Picsart: the fleet's circuit is open")
-        return _Admitted(admission, decision)
+        return decision
 
     def _unused(self, admission: Admission) -> None:
         """An admission not used for a call: a probe's turn goes back (a budget unit stays spent)."""
@@ -227,38 +224,31 @@ class UploadProcessor:
             self._circuit.record(admission, None, None, "the probe's call was not made")
 
     # -- the requests ----------------------------------------------------------------------------------
-    def _call_tool(self, job: _Job, admitted: _Admitted) -> JobResult:
+    def _call_tool(self, job: _Job, admission: Admission) -> JobResult:
         tool, stored = self._settings.tool, job.stored
         assert stored is not None
         self._start_record(job, job.attempts_made + 1)
         image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
-        if expired := self._expired(job, admitted):
-            return expired
+        grant = self._acquire(job, admission)
+        if isinstance(grant, JobResult):
+            return grant
         attempt = Attempt(number=job.attempts_made + 1, started_at=utc_now_iso(), outcome="")
         parameters = self._settings.parameters
         call = lambda: self._client.call_tool(tool, image_url, parameters)  # noqa: E731
-        return self._send(job, admitted.admission, attempt, f"## picsart.{tool.name}", call)
+        return self._send(job, admission, attempt, f"## picsart.{tool.name}", call)
 
-    def _poll(self, job: _Job, admitted: _Admitted) -> JobResult:
+    def _poll(self, job: _Job, admission: Admission) -> JobResult:
         """Ask for the result of an asynchronous job Picsart accepted."""
         tool, transaction_id = self._settings.tool, job.transaction_id
         assert transaction_id is not None
         self._start_record(job, job.attempts_made)
-        if expired := self._expired(job, admitted):
-            return expired
+        grant = self._acquire(job, admission)
+        if isinstance(grant, JobResult):
+            return grant
         job.polls += 1
         attempt = Attempt(number=job.attempts_made, started_at=utc_now_iso(), outcome="", poll=job.polls)
         poll = lambda: self._client.poll(tool, transaction_id)  # noqa: E731
-        return self._send(job, admitted.admission, attempt, f"## picsart.{tool.name}.poll", poll)
-
-    def _expired(self, job: _Job, admitted: _Admitted) -> JobResult | None:
-        """A grant is counted in the second(s) it was taken in (the spike arrest counts arrivals). If getting
-        ready took so long that the call would reach Picsart later, it is not worth a 429: the unit is
-        lost and the job tries again in a moment."""
-        if self._clock() <= admitted.grant.valid_until:
-            return None
-        self._unused(admitted.admission)
-        return self._defer(job, Denial(retry_at=self._clock() + 1.0, reason="spike (grant expired)"))
+        return self._send(job, admission, attempt, f"## picsart.{tool.name}.poll", poll)
 
     def _send(
         self,
@@ -481,8 +471,9 @@ class UploadProcessor:
             picsart_correlation_ids=job.correlation_ids,
         )
 
-    def _defer(self, job: _Job, denial: Denial) -> JobResult:
-        """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt."""
+    def _defer(self, job: _Job, denial: Denial, record: bool = False) -> JobResult:
+        """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt.
+        The record is updated for a new upload, or when this attempt already marked it as processing."""
         now = self._clock()
         if denial.reason == "quota":
             # A place in the fleet's line: the window and the moment this job's budget will be there.
@@ -490,7 +481,7 @@ class UploadProcessor:
         else:
             due_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
-        self._park(job.ref, message, now, record=not job.resumed)
+        self._park(job.ref, message, now, record=record or not job.resumed)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 

@@ -210,6 +210,11 @@ class FleetRateLimiter:
         # Contention so high that four tries lost: come back in a moment rather than spin.
         return Denial(retry_at=(now_ms + 1000) / 1000.0, reason="contention")
 
+    def known_denial(self) -> Denial | None:
+        """The refusal `acquire` would give from what this environment already knows (no read, no write):
+        work that cannot go yet is parked before anything is spent on it."""
+        return self._denial(self._view, self._now_ms()) if self._view is not None else None
+
     def _denial(self, view: LimiterState, now_ms: int) -> Denial | None:
         if view.blocked_until_ms > now_ms:
             return Denial(view.blocked_until_ms / 1000.0, "blocked")
