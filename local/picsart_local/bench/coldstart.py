@@ -6,16 +6,14 @@ Import time: the median over several fresh interpreters of the wall time of impo
 local stack, so the module-level ``get_processor()`` finds its settings; it builds boto3 clients and
 makes no network call). ``process_ms`` is the whole interpreter's run, startup and exit included.
 
-Layer size: ``layers/picsart_adapter/requirements.txt`` installed for Lambda's platform (``pip install
---target --platform manylinux2014_aarch64 --only-binary=:all: --python-version 3.13``) plus the package,
-as ``sam build`` lays the layer out (``python/``); unzipped and zipped sizes. Without an index that has
-those wheels the size is reported as not measured, with pip's reason.
+Layer size: the layer built by its own Makefile exactly as ``sam build`` builds it (arm64 wheels for
+Python 3.13, minus what the runtime ships, plus the package, under ``python/``); unzipped and zipped sizes.
+Without an index that has those wheels the size is reported as not measured, with the reason.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,47 +119,26 @@ def layer_size(repository_root: Path, timeout_s: float = 600.0) -> dict[str, Any
     """Size of the layer as `sam build` would ship it, or why it could not be measured."""
     layer_dir = repository_root / "layers" / "picsart_adapter"
     requirements = layer_dir / "requirements.txt"
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-compile",
-        "--platform",
-        LAYER_PLATFORM,
-        "--only-binary=:all:",
-        "--python-version",
-        LAYER_PYTHON,
-        "--implementation",
-        "cp",
-        "-r",
-        str(requirements),
-    ]
+    # The layer's own Makefile, as `sam build` runs it (BuildMethod: makefile): what it ships is measured.
+    command = ["make", "--no-print-directory", "-C", str(layer_dir), "build-AdapterLayer", f"PYTHON={sys.executable}"]
     described = {"platform": LAYER_PLATFORM, "python": LAYER_PYTHON, "requirements": str(requirements)}
     with tempfile.TemporaryDirectory(prefix="layer-") as folder:
         target = Path(folder) / "python"
         try:
             done = subprocess.run(
-                [*command, "--target", str(target)],
+                [*command, f"ARTIFACTS_DIR={folder}"],
                 capture_output=True,
                 text=True,
                 timeout=timeout_s,
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired) as error:
-            return {**described, "measured": False, "reason": f"pip did not finish: {error}"}
+            return {**described, "measured": False, "reason": f"the layer build did not finish: {error}"}
         if done.returncode != 0:
             lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
             errors = [line for line in lines if "ERROR" in line] or lines
             reason = errors[-1].strip() if errors else f"exit status {done.returncode}"
-            return {**described, "measured": False, "reason": f"pip could not install the layer: {reason}"}
-        shutil.copytree(
-            layer_dir / "picsart_adapter",
-            target / "picsart_adapter",
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
+            return {**described, "measured": False, "reason": f"the layer could not be built: {reason}"}
         unzipped, files = _tree_size(target)
         archive = Path(folder) / "layer.zip"
         with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
