@@ -238,10 +238,11 @@ def test_targets_pass_and_fail() -> None:
     assert report.evaluate_targets({"backoff": _result()}) == {}
 
 
-def test_layer_size_says_why_when_pip_cannot_install(tmp_path: Path) -> None:
+def test_layer_size_says_why_when_the_layer_cannot_be_built(tmp_path: Path, repository_root: Path) -> None:
     layer = tmp_path / "layers" / "picsart_adapter"
     (layer / "picsart_adapter").mkdir(parents=True)
+    (layer / "Makefile").write_text((repository_root / "layers" / "picsart_adapter" / "Makefile").read_text())
     (layer / "requirements.txt").write_text("this is not a requirement !!\n")  # refused before any download
     measured = coldstart.layer_size(tmp_path, timeout_s=120)
     assert measured["measured"] is False
-    assert measured["reason"].startswith("pip could not install the layer")
+    assert measured["reason"].startswith("the layer could not be built")
