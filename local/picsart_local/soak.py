@@ -174,7 +174,13 @@ class SoakReport:
     @property
     def ok(self) -> bool:
         f = self.figures
-        return bool(f["lost"] == 0 and f["orphan_outputs"] == 0 and f["duplicate_successes"]["unexplained"] == 0)
+        return bool(
+            f["settled"]
+            and f["lost"] == 0
+            and f["unfinished"] == 0
+            and f["orphan_outputs"] == 0
+            and f["duplicate_successes"]["unexplained"] == 0
+        )
 
 
 Printer = Callable[[str], None]
@@ -241,8 +247,7 @@ def run_soak(
                 next_progress = time.monotonic() + settings.progress_every_s
         settled_at = time.monotonic()
         echo(f"soak: settled in {settled_at - ready:.0f} s; accounting")
-        report = account(env, settings, versions)
-        report.figures["settled"] = settled
+        report = account(env, settings, versions, settled=settled)
         report.figures["local_settings"] = {
             "function_timeout_s": settings.function_timeout_s or "template",
             "delay_queue_visibility_timeout_s": visibility,
@@ -422,8 +427,12 @@ def _dead_letter(url: str, message: Any) -> DeadLetter:
     return DeadLetter(url, body, attributes, message_attributes, [retry.key], "redrive", reason)
 
 
-def account(env: LocalEnvironment, settings: SoakSettings, versions: dict[str, str | None]) -> SoakReport:
-    """Where every upload ended, the Picsart calls per version, kills and orphan outputs."""
+def account(
+    env: LocalEnvironment, settings: SoakSettings, versions: dict[str, str | None], *, settled: bool = True
+) -> SoakReport:
+    """Where every upload ended, the Picsart calls per version, kills and orphan outputs. When the run did not
+    settle, an upload neither finished nor dead-lettered may still be in the delay queue: it is `unfinished`
+    then, `lost` only when nothing was left in flight."""
     assert env.runner is not None
     assert env.emulator is not None
     assert env.stack is not None
@@ -459,7 +468,7 @@ def account(env: LocalEnvironment, settings: SoakSettings, versions: dict[str, s
             entry["status"] = "dead-lettered"
             entry["reason"] = dead_by_key[key][0].reason
         else:
-            entry["status"] = "lost"
+            entry["status"] = "lost" if settled else "unfinished"
             entry["reason"] = f"job record says {status!r}; not in any dead-letter queue"
         uploads[key] = entry
     missing = settings.uploads - len(versions)  # puts that failed: never uploaded, so not lost by the adapter
@@ -522,7 +531,9 @@ def account(env: LocalEnvironment, settings: SoakSettings, versions: dict[str, s
         "skipped": statuses["skipped"],
         "dead_lettered": statuses["dead-lettered"],
         "lost": statuses["lost"],
-        "accounted": sum(count for status, count in statuses.items() if status != "lost"),
+        "unfinished": statuses["unfinished"],
+        "settled": settled,
+        "accounted": sum(count for status, count in statuses.items() if status not in {"lost", "unfinished"}),
         "failed_reasons": dict(
             Counter(_short(str(e.get("reason"))) for e in uploads.values() if e["status"] == "failed")
         ),
@@ -532,7 +543,7 @@ def account(env: LocalEnvironment, settings: SoakSettings, versions: dict[str, s
             "uploads_named": len(dead_by_key),
             "reasons": dict(Counter(_short(letter.reason) for letter in dead_letters)),
         },
-        "lost_uploads": {key: e for key, e in uploads.items() if e["status"] == "lost"},
+        "lost_uploads": {key: e for key, e in uploads.items() if e["status"] in {"lost", "unfinished"}},
         "dead_lettered_uploads": {key: e for key, e in uploads.items() if e["status"] == "dead-lettered"},
         "orphan_outputs": len(orphans),
         "orphan_output_keys": orphans,
@@ -612,7 +623,9 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
     )
     yield f"skipped            {f['skipped']}"
     yield f"dead-lettered      {f['dead_lettered']} (only in a dead-letter queue)"
-    yield f"lost               {f['lost']}"
+    yield f"lost               {f['lost']}" + (
+        "" if f["settled"] else f" (not settled: {f['unfinished']} unfinished, still in the delay queue or running)"
+    )
     dead = f["dead_letter_messages"]
     yield f"dead-letter msgs   {dead['total']} naming {dead['uploads_named']} uploads {dead['by_source']}" + "".join(
         f"\n  {count:5d} x {reason}" for reason, count in dead["reasons"].items()
