@@ -294,3 +294,27 @@ def test_no_line_is_planned_on_a_guessed_window(table: Any, api_key: str) -> Non
     assert isinstance(denial, Denial)
     assert limiter.place_in_line(denial) == denial.retry_at
     assert "line_end" not in stored(table, api_key)
+
+
+def test_a_view_with_many_old_seconds_still_grants(table: Any, api_key: str) -> None:
+    """Found by the soak: a view holding more old spike seconds than one write removes named them all, and
+    DynamoDB refused the write (unused names)."""
+    clock = Clock()
+    now_ms, second = int(clock.now * 1000), int(clock.now)
+    table.put_item(
+        Item={
+            "pk": f"ratelimit#{key_fingerprint(api_key)}",
+            "sk": "state",
+            "window_reset_ms": now_ms + 60_000,
+            "window_start_ms": now_ms - 20_000,
+            "window_ms": 60_000,
+            "limit": 1000,
+            "granted": 10,
+            "provisional": False,
+            "spike": {str(s): 1 for s in range(second - 20, second - 8)},
+        }
+    )
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant)  # learns the state (the first write fails its condition)
+    assert isinstance(limiter.acquire(), Grant)
+    assert len(stored(table, api_key)["spike"]) < 12, "old seconds are dropped as grants go"

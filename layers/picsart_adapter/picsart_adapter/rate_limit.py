@@ -56,6 +56,8 @@ PROBE_BUDGET = 1
 ARRIVAL_SKEW_MS = 500
 #: A granted call must start at least this long before its counted second (or its window) ends.
 SEND_MARGIN_MS = 150
+#: Old spike-arrest seconds dropped from the item by one grant.
+MAX_SECONDS_REMOVED_PER_WRITE = 8
 #: How long a probe's window is assumed to last when nothing is known yet.
 PROBE_WINDOW_MS = 2_000
 
@@ -285,10 +287,13 @@ class FleetRateLimiter:
                 counts.append(f"#spike.#s{index} = if_not_exists(#spike.#s{index}, :zero) + :one")
                 room.append(f"(attribute_not_exists(#spike.#s{index}) OR #spike.#s{index} < :spike_max)")
             removals = []
-            for index, old_second in enumerate(s for s in view.spike if int(s) < second - 1):
+            # A few old seconds per write keep the item small; each name given must be used (DynamoDB refuses
+            # unused names), so only those removed are named.
+            old_seconds = [s for s in view.spike if int(s) < second - 1][:MAX_SECONDS_REMOVED_PER_WRITE]
+            for index, old_second in enumerate(old_seconds):
                 names[f"#old{index}"] = old_second
                 removals.append(f"#spike.#old{index}")
-            remove = (" REMOVE " + ", ".join(removals[:8])) if removals else ""
+            remove = (" REMOVE " + ", ".join(removals)) if removals else ""
             return {
                 "update": "SET granted = granted + :one, " + ", ".join(counts) + remove,
                 "condition": (
