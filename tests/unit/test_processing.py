@@ -730,3 +730,23 @@ def test_resumed_work_is_described_again_once_it_may_call() -> None:
     assert result is not None
     assert result.status is JobStatus.SUCCEEDED
     assert w.store.described == 1
+
+
+def test_work_that_keeps_finding_its_version_in_progress_ends_in_the_dead_letter_queue() -> None:
+    """Found by the soak: an invocation that dies every time leaves the version in progress again and again;
+    each check sent a new message whose receive count started at zero, so the DLQ was never reached."""
+    w = world(answer(200, SUCCESS_BODY), max_attempts=3)
+    w.once.in_flight = True
+    message = RetryMessage(
+        bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=0, due_at=NOW, reason="x"
+    )
+    for _ in range(3):
+        assert w.processor.resume(message) is not None
+        message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"]).model_copy(update={"due_at": NOW})
+    assert message.in_flight_checks == 3
+    assert w.dead_lettered() == []
+    result = w.processor.resume(message)
+    assert result is not None
+    assert result.status is JobStatus.FAILED
+    (dead,) = w.dead_lettered()
+    assert "keep failing before they finish" in json.loads(dead["MessageBody"])["reason"]

@@ -68,6 +68,7 @@ class _Job:
     #: An asynchronous tool's job at Picsart, polled until its result is ready.
     transaction_id: str | None = None
     polls: int = 0
+    in_flight_checks: int = 0
 
     @property
     def ref(self) -> JobRef:
@@ -90,6 +91,7 @@ class _Job:
             picsart_correlation_ids=self.correlation_ids,
             transaction_id=self.transaction_id,
             polls=self.polls,
+            in_flight_checks=self.in_flight_checks,
         )
 
 
@@ -142,6 +144,7 @@ class UploadProcessor:
             resumed=True,
             transaction_id=message.transaction_id,
             polls=message.polls,
+            in_flight_checks=message.in_flight_checks,
         )
         return self._attempt(job)
 
@@ -499,10 +502,22 @@ class UploadProcessor:
         """Another invocation is working on this version. Dropping the duplicate would lose the upload if
         that invocation crashed, so it comes back once the work in flight is over (then it is a no-op)."""
         now = self._clock()
+        job.in_flight_checks += 1
         message = job.message(
             self._retry_policy.after_budget_returns(now + self._settings.request_timeout_seconds, now),
             "duplicate delivery: another invocation is working on this version",
         )
+        if job.in_flight_checks > self._settings.max_attempts:
+            # An invocation that dies every time it works on this version leaves it "in progress" again and
+            # again: each check would send a new message, and no receive count would ever reach the DLQ.
+            reason = (
+                f"still in progress after {job.in_flight_checks - 1} checks: the invocations working on this "
+                "version keep failing before they finish"
+            )
+            self._queue.dead_letter(message, reason)
+            metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
+            logger.error("job dead-lettered", extra={"reason": reason})
+            return JobResult(JobStatus.FAILED, reason=reason, duplicate=True)
         self._queue.schedule(message, now)
         metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
         logger.info("duplicate delivery while in flight; checked again later", extra={"reason": message.reason})
