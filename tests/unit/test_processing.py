@@ -28,7 +28,7 @@ from picsart_adapter.picsart_client import (
     ResultDownloadError,
     parse_response,
 )
-from picsart_adapter.processing import ProcessorSettings, UploadProcessor
+from picsart_adapter.processing import MAX_IN_FLIGHT_SECONDS, ProcessorSettings, UploadProcessor
 from picsart_adapter.rate_limit import Denial, Grant, LimiterState
 from picsart_adapter.retry_policy import MAX_POLLS, RESET_SPREAD_SECONDS, RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
@@ -734,18 +734,21 @@ def test_resumed_work_is_described_again_once_it_may_call() -> None:
 
 def test_work_that_keeps_finding_its_version_in_progress_ends_in_the_dead_letter_queue() -> None:
     """Found by the soak: an invocation that dies every time leaves the version in progress again and again;
-    each check sent a new message whose receive count started at zero, so the DLQ was never reached."""
-    w = world(answer(200, SUCCESS_BODY), max_attempts=3)
+    each check sent a new message whose receive count started at zero, so the DLQ was never reached. No live
+    invocation holds a version longer than Lambda's longest timeout."""
+    w = world(answer(200, SUCCESS_BODY))
     w.once.in_flight = True
     message = RetryMessage(
         bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=0, due_at=NOW, reason="x"
     )
-    for _ in range(3):
-        assert w.processor.resume(message) is not None
-        message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"]).model_copy(update={"due_at": NOW})
-    assert message.in_flight_checks == 3
-    assert w.dead_lettered() == []
-    result = w.processor.resume(message)
+    assert w.processor.resume(message) is not None
+    checked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert checked.in_flight_since == NOW
+    still = checked.model_copy(update={"due_at": NOW, "in_flight_since": NOW - MAX_IN_FLIGHT_SECONDS + 1})
+    assert w.processor.resume(still) is not None
+    assert w.dead_lettered() == [], "within Lambda's longest timeout: checked again"
+    stuck = checked.model_copy(update={"due_at": NOW, "in_flight_since": NOW - MAX_IN_FLIGHT_SECONDS - 1})
+    result = w.processor.resume(stuck)
     assert result is not None
     assert result.status is JobStatus.FAILED
     (dead,) = w.dead_lettered()

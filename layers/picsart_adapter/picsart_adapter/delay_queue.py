@@ -40,8 +40,8 @@ class RetryMessage(BaseModel):
     #: An asynchronous tool's job to poll (set once Picsart accepted the call with 202), and polls so far.
     transaction_id: str | None = None
     polls: int = Field(default=0, ge=0)
-    #: Times this work found its version in progress in another invocation (bounded: see processing).
-    in_flight_checks: int = Field(default=0, ge=0)
+    #: Since when (epoch seconds) this work has found its version in progress in another invocation.
+    in_flight_since: float | None = None
 
     def upload(self) -> UploadedObject:
         return UploadedObject(

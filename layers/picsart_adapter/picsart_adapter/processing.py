@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 __all__ = ["JobResult", "ProcessorSettings", "UploadProcessor"]
 
+#: Lambda's longest timeout and a margin: no live invocation holds a version "in progress" longer.
+MAX_IN_FLIGHT_SECONDS = 900.0 + 60.0
+
 
 @dataclass(frozen=True)
 class ProcessorSettings:
@@ -68,7 +71,7 @@ class _Job:
     #: An asynchronous tool's job at Picsart, polled until its result is ready.
     transaction_id: str | None = None
     polls: int = 0
-    in_flight_checks: int = 0
+    in_flight_since: float | None = None
 
     @property
     def ref(self) -> JobRef:
@@ -91,7 +94,7 @@ class _Job:
             picsart_correlation_ids=self.correlation_ids,
             transaction_id=self.transaction_id,
             polls=self.polls,
-            in_flight_checks=self.in_flight_checks,
+            in_flight_since=self.in_flight_since,
         )
 
 
@@ -144,7 +147,7 @@ class UploadProcessor:
             resumed=True,
             transaction_id=message.transaction_id,
             polls=message.polls,
-            in_flight_checks=message.in_flight_checks,
+            in_flight_since=message.in_flight_since,
         )
         return self._attempt(job)
 
@@ -502,16 +505,17 @@ class UploadProcessor:
         """Another invocation is working on this version. Dropping the duplicate would lose the upload if
         that invocation crashed, so it comes back once the work in flight is over (then it is a no-op)."""
         now = self._clock()
-        job.in_flight_checks += 1
+        job.in_flight_since = job.in_flight_since or now
         message = job.message(
             self._retry_policy.after_budget_returns(now + self._settings.request_timeout_seconds, now),
             "duplicate delivery: another invocation is working on this version",
         )
-        if job.in_flight_checks > self._settings.max_attempts:
-            # An invocation that dies every time it works on this version leaves it "in progress" again and
-            # again: each check would send a new message, and no receive count would ever reach the DLQ.
+        if now - job.in_flight_since > MAX_IN_FLIGHT_SECONDS:
+            # No invocation holds a version longer than Lambda's longest timeout: one that stays "in progress"
+            # is being worked on by invocations that die every time, and each check would send a new message
+            # whose receive count starts at zero, so the DLQ would never be reached.
             reason = (
-                f"still in progress after {job.in_flight_checks - 1} checks: the invocations working on this "
+                f"still in progress after {now - job.in_flight_since:.0f} s: the invocations working on this "
                 "version keep failing before they finish"
             )
             self._queue.dead_letter(message, reason)
