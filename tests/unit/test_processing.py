@@ -753,3 +753,18 @@ def test_work_that_keeps_finding_its_version_in_progress_ends_in_the_dead_letter
     assert result.status is JobStatus.FAILED
     (dead,) = w.dead_lettered()
     assert "keep failing before they finish" in json.loads(dead["MessageBody"])["reason"]
+
+
+def test_work_that_had_a_place_in_line_and_came_early_keeps_its_turn() -> None:
+    """Windows begin with their first call, so they drift later than planned: work that reached its place
+    before its window reset comes back right after the reset, not at the end of the line."""
+    w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 3, reason="quota"))
+    w.limiter.known = Denial(retry_at=NOW + 3, reason="quota")
+    message = RetryMessage(
+        bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", in_line=True
+    )
+    w.processor.resume(message)
+    assert w.limiter.lined_up == []
+    parked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert NOW + 3 <= parked.due_at <= NOW + 3 + RESET_SPREAD_SECONDS
+    assert parked.in_line

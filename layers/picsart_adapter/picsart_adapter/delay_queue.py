@@ -42,6 +42,8 @@ class RetryMessage(BaseModel):
     polls: int = Field(default=0, ge=0)
     #: Since when (epoch seconds) this work has found its version in progress in another invocation.
     in_flight_since: float | None = None
+    #: Parked at a place in the fleet's line (see rate_limit): come back early, it keeps its turn.
+    in_line: bool = False
 
     def upload(self) -> UploadedObject:
         return UploadedObject(

@@ -72,6 +72,7 @@ class _Job:
     transaction_id: str | None = None
     polls: int = 0
     in_flight_since: float | None = None
+    in_line: bool = False
 
     @property
     def ref(self) -> JobRef:
@@ -95,6 +96,7 @@ class _Job:
             transaction_id=self.transaction_id,
             polls=self.polls,
             in_flight_since=self.in_flight_since,
+            in_line=self.in_line,
         )
 
 
@@ -148,6 +150,7 @@ class UploadProcessor:
             transaction_id=message.transaction_id,
             polls=message.polls,
             in_flight_since=message.in_flight_since,
+            in_line=message.in_line,
         )
         return self._attempt(job)
 
@@ -481,9 +484,14 @@ class UploadProcessor:
         """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt.
         The record is updated for a new upload, or when this attempt already marked it as processing."""
         now = self._clock()
-        if denial.reason == "quota":
+        if denial.reason == "quota" and not job.in_line:
             # A place in the fleet's line: the window and the moment this job's budget will be there.
             due_at = max(self._limiter.place_in_line(denial), now)
+            job.in_line = True
+        elif denial.reason == "quota":
+            # It had a place, and came before its window did (windows start with their first call, so they
+            # drift later than planned): it keeps its turn at the head, right after the reset.
+            due_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
         else:
             due_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
