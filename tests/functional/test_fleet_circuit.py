@@ -7,7 +7,6 @@ not waited for.
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 import pytest
@@ -15,20 +14,9 @@ import pytest
 from picsart_adapter.circuit import CircuitSettings, Closed, FleetCircuit, Open, Probe, Tripped
 from picsart_adapter.outcomes import Outcome
 
+from .conftest import Clock
+
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def api_key() -> str:
-    return f"key-{uuid.uuid4()}"
 
 
 def make(table: Any, api_key: str, clock: Clock, threshold: int = 3) -> FleetCircuit:
@@ -45,12 +33,12 @@ def open_with_401(circuit: FleetCircuit) -> Tripped:
 
 
 def test_calls_go_ahead_while_nothing_went_wrong(table: Any, api_key: str) -> None:
-    assert make(table, api_key, Clock()).admit() == Closed(0)
+    assert make(table, api_key, Clock(T0)).admit() == Closed(0)
 
 
 @pytest.mark.parametrize(("status", "outcome"), [(401, Outcome.CONFIGURATION), (402, Outcome.CREDITS)])
 def test_a_fault_opens_the_circuit_for_every_invocation(table: Any, api_key: str, status: int, outcome: Any) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     tripped = make(table, api_key, clock).record(Closed(), outcome, status, f"HTTP {status}: refused", "corr-x")
     assert tripped == Tripped(T0 + 60, f"HTTP {status}: refused", opened_now=True)
     other_invocation = make(table, api_key, clock)
@@ -61,7 +49,7 @@ def test_a_fault_opens_the_circuit_for_every_invocation(table: Any, api_key: str
 
 
 def test_only_the_first_invocation_to_see_the_fault_opens_it(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     first = open_with_401(make(table, api_key, clock))
     clock.now += 5
     second = open_with_401(make(table, api_key, clock))
@@ -70,7 +58,7 @@ def test_only_the_first_invocation_to_see_the_fault_opens_it(table: Any, api_key
 
 
 def test_exactly_one_of_many_concurrent_invocations_probes(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     open_with_401(make(table, api_key, clock))
     clock.now = T0 + 61
     callers = 12
@@ -92,7 +80,7 @@ def test_exactly_one_of_many_concurrent_invocations_probes(table: Any, api_key: 
 
 
 def test_a_successful_probe_closes_the_circuit(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     open_with_401(make(table, api_key, clock))
     clock.now = T0 + 61
     circuit = make(table, api_key, clock)
@@ -103,7 +91,7 @@ def test_a_successful_probe_closes_the_circuit(table: Any, api_key: str) -> None
 
 
 def test_a_failed_probe_keeps_it_open_and_doubles_the_wait_up_to_the_cap(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     open_with_401(make(table, api_key, clock))
     waits = []
     probe_at = T0 + 60
@@ -123,7 +111,7 @@ def test_a_failed_probe_keeps_it_open_and_doubles_the_wait_up_to_the_cap(table: 
 
 def test_an_inconclusive_probe_lets_another_invocation_probe(table: Any, api_key: str) -> None:
     """A 429 or a 5xx says nothing about the key: the probe's turn is given back, the wait is not doubled."""
-    clock = Clock()
+    clock = Clock(T0)
     open_with_401(make(table, api_key, clock))
     clock.now = T0 + 61
     circuit = make(table, api_key, clock)
@@ -134,7 +122,7 @@ def test_an_inconclusive_probe_lets_another_invocation_probe(table: Any, api_key
 
 
 def test_a_crashed_probe_holds_the_circuit_only_until_its_lease_runs_out(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     open_with_401(make(table, api_key, clock))
     clock.now = T0 + 61
     assert isinstance(make(table, api_key, clock).admit(), Probe)  # and never answers
@@ -147,7 +135,7 @@ def test_a_crashed_probe_holds_the_circuit_only_until_its_lease_runs_out(table: 
 
 def test_a_stream_of_validation_failures_opens_the_circuit(table: Any, api_key: str) -> None:
     """A bad parameter in the configuration would otherwise fail every upload with a 422, call after call."""
-    clock = Clock()
+    clock = Clock(T0)
     circuit = make(table, api_key, clock, threshold=3)
     assert circuit.record(Closed(), Outcome.PERMANENT, 422, "HTTP 422: bg_blur") is None
     assert circuit.record(Closed(), Outcome.PERMANENT, 400, "HTTP 400: bad request") is None
@@ -159,7 +147,7 @@ def test_a_stream_of_validation_failures_opens_the_circuit(table: Any, api_key: 
 
 
 def test_a_success_breaks_the_validation_streak(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     circuit = make(table, api_key, clock, threshold=3)
     circuit.record(Closed(), Outcome.PERMANENT, 422, "HTTP 422")
     circuit.record(Closed(), Outcome.PERMANENT, 422, "HTTP 422")
@@ -172,7 +160,7 @@ def test_a_success_breaks_the_validation_streak(table: Any, api_key: str) -> Non
 
 def test_input_specific_refusals_do_not_count_towards_the_streak(table: Any, api_key: str) -> None:
     """413 and 415 are about one image, not about the configuration."""
-    circuit = make(table, api_key, Clock(), threshold=2)
+    circuit = make(table, api_key, Clock(T0), threshold=2)
     for status in (413, 415, 413, 415):
         assert circuit.record(Closed(), Outcome.PERMANENT, status, f"HTTP {status}") is None
     assert circuit.admit() == Closed(0)

@@ -7,7 +7,6 @@ the reset" are set, not waited for.
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 import pytest
@@ -15,20 +14,9 @@ import pytest
 from picsart_adapter.picsart_client import RateLimitHeaders
 from picsart_adapter.rate_limit import PROBE_WINDOW_MS, Denial, FleetRateLimiter, Grant, key_fingerprint
 
+from .conftest import Clock
+
 T0 = 1_800_000_000.25  # a quarter into a wall-clock second
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def api_key() -> str:
-    return f"key-{uuid.uuid4()}"
 
 
 def make(table: Any, api_key: str, clock: Clock, spike: int = 300, floor: float = 60.0) -> FleetRateLimiter:
@@ -71,7 +59,7 @@ def acquire_concurrently(table: Any, api_key: str, clock: Clock, callers: int, s
 
 
 def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     first, second = make(table, api_key, clock), make(table, api_key, clock)
     assert isinstance(first.acquire(), Grant)
     refused = second.acquire()
@@ -91,7 +79,7 @@ def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: A
 
 
 def test_concurrent_callers_get_exactly_the_budget(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     learn_window(table, api_key, clock, limit=20, window_s=60)
     results = acquire_concurrently(table, api_key, clock, callers=40)
     granted = [r for r in results if isinstance(r, Grant)]
@@ -116,7 +104,7 @@ def test_spike_arrest_caps_the_fleet_per_second(table: Any, api_key: str) -> Non
 
 
 def test_after_the_reset_the_next_window_opens_with_the_learned_length(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     reset = learn_window(table, api_key, clock, limit=3, window_s=10)
     limiter = make(table, api_key, clock)
     assert isinstance(limiter.acquire(), Grant)
@@ -138,7 +126,7 @@ def test_after_the_reset_the_next_window_opens_with_the_learned_length(table: An
 
 
 def test_a_late_answer_from_an_older_window_never_overwrites_newer_state(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     old_reset = learn_window(table, api_key, clock, limit=5, window_s=5)
     clock.now = old_reset + 2  # the next window: the fleet opens it
     limiter = make(table, api_key, clock)
@@ -182,7 +170,7 @@ def test_reset_time_in_each_form(table: Any, api_key: str, form: str, value: Any
 
 def test_429_without_headers_holds_the_whole_fleet_for_the_floor(table: Any, api_key: str) -> None:
     """Guide: no usable rate-limit header -> wait at least one minute before trying again."""
-    clock = Clock()
+    clock = Clock(T0)
     limiter = make(table, api_key, clock, floor=60)
     assert isinstance(limiter.acquire(), Grant)
     limiter.observe(RateLimitHeaders(), throttled=True)
@@ -195,7 +183,7 @@ def test_429_without_headers_holds_the_whole_fleet_for_the_floor(table: Any, api
 
 def test_one_write_per_call_at_steady_state(table: Any, api_key: str) -> None:
     """Budget: at most 2 write units per call; the goal is 1 once the window is known."""
-    clock = Clock()
+    clock = Clock(T0)
     limiter = make(table, api_key, clock)
     reset_ms = str(int((clock.now + 60) * 1000))
     assert isinstance(limiter.acquire(), Grant)
@@ -227,7 +215,7 @@ def test_calls_granted_just_before_a_second_turns_count_in_the_next_too(table: A
 def test_work_refused_for_quota_queues_for_the_windows_ahead(table: Any, api_key: str) -> None:
     """Each refused call takes a place in the line: a window's limit of places per window, spaced by the
     spike arrest within it, so each reset releases as much work as the window can take, no more."""
-    clock = Clock()
+    clock = Clock(T0)
     reset = learn_window(table, api_key, clock, limit=3, window_s=10, spike=2)
     limiter = make(table, api_key, clock, spike=2)
     for _ in range(2):
@@ -246,7 +234,7 @@ def test_work_refused_for_quota_queues_for_the_windows_ahead(table: Any, api_key
 def test_opening_a_window_moves_the_line_on_by_its_limit(table: Any, api_key: str) -> None:
     """Places 1-2 were for the window that opens: the next refused call's place follows the ones still
     waiting (3, 4, 5), in the window after next."""
-    clock = Clock()
+    clock = Clock(T0)
     reset = learn_window(table, api_key, clock, limit=2, window_s=10)
     limiter = make(table, api_key, clock)
     clock.now += 0.6
@@ -266,7 +254,7 @@ def test_opening_a_window_moves_the_line_on_by_its_limit(table: Any, api_key: st
 
 
 def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str) -> None:
-    clock = Clock()
+    clock = Clock(T0)
     reset = learn_window(table, api_key, clock, limit=3, window_s=10)
     limiter = make(table, api_key, clock)
     clock.now += 0.6
@@ -287,7 +275,7 @@ def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str)
 def test_no_line_is_planned_on_a_guessed_window(table: Any, api_key: str) -> None:
     """Before the first answer the window is a probe (one call, two seconds): work refused then comes back at
     the probe window's end, when the real limit is known, not at places planned on the guess."""
-    clock = Clock()
+    clock = Clock(T0)
     limiter = make(table, api_key, clock)
     assert isinstance(limiter.acquire(), Grant)
     denial = limiter.acquire()
@@ -299,7 +287,7 @@ def test_no_line_is_planned_on_a_guessed_window(table: Any, api_key: str) -> Non
 def test_a_view_with_many_old_seconds_still_grants(table: Any, api_key: str) -> None:
     """Found by the soak: a view holding more old spike seconds than one write removes named them all, and
     DynamoDB refused the write (unused names)."""
-    clock = Clock()
+    clock = Clock(T0)
     now_ms, second = int(clock.now * 1000), int(clock.now)
     table.put_item(
         Item={
