@@ -306,3 +306,41 @@ def test_a_view_with_many_old_seconds_still_grants(table: Any, api_key: str) -> 
     assert isinstance(limiter.acquire(), Grant)  # learns the state (the first write fails its condition)
     assert isinstance(limiter.acquire(), Grant)
     assert len(stored(table, api_key)["spike"]) < 12, "old seconds are dropped as grants go"
+
+
+def test_a_grant_that_expired_in_its_write_is_counted_again_keeping_its_unit(table: Any, api_key: str) -> None:
+    """Found by the bench: on a loaded machine a grant's own write can outlast its second. Dropping it lost
+    the quota unit (40 of one window's 60); counting it again where the call will land keeps it."""
+    clock = Clock(T0)
+    learn_window(table, api_key, clock, limit=10, window_s=10)
+    limiter = make(table, api_key, clock, spike=2)
+    grant = limiter.acquire()
+    assert isinstance(grant, Grant)
+    granted = stored(table, api_key)["granted"]
+    clock.now = grant.valid_until + 0.5  # the write was slow: the grant's second is over
+    again = limiter.recount(grant)
+    assert isinstance(again, Grant)
+    assert again.valid_until > clock.now
+    state = stored(table, api_key)
+    assert state["granted"] == granted, "the same quota unit: no second one is taken"
+    assert state["spike"][str(int(clock.now))] == 1, "counted in the second the call now reaches Picsart in"
+
+
+def test_a_recount_waits_for_a_full_second_and_is_refused_after_its_window(table: Any, api_key: str) -> None:
+    clock = Clock(T0)
+    reset = learn_window(table, api_key, clock, limit=10, window_s=10)
+    clock.now = T0 + 1  # the probe had the first second's one call
+    limiter = make(table, api_key, clock, spike=1)
+    grant = limiter.acquire()
+    assert isinstance(grant, Grant)
+    clock.now = float(int(T0) + 2) + 0.1
+    assert isinstance(make(table, api_key, clock, spike=1).acquire(), Grant), "this second's one call"
+    full = limiter.recount(grant)
+    assert isinstance(full, Denial), "the spike arrest's second is full"
+    assert (full.reason, full.retry_at) == ("spike", float(int(T0) + 3)), "the unit is still the call's then"
+    clock.now = float(int(T0) + 3) + 0.1
+    assert isinstance(limiter.recount(grant), Grant)
+    state = stored(table, api_key)
+    assert state["granted"] == 3, "the probe, the grant and the second's one call: the recount took none"
+    clock.now = reset + 0.5
+    assert limiter.recount(grant) is None, "the call would land in a window that did not count it"

@@ -28,7 +28,14 @@ from picsart_adapter.picsart_client import (
     ResultDownloadError,
     parse_response,
 )
-from picsart_adapter.processing import MAX_IN_FLIGHT_SECONDS, ProcessorSettings, UploadProcessor
+from picsart_adapter.processing import (
+    MAX_IN_FLIGHT_SECONDS,
+    MAX_RECOUNTS,
+    MAX_SHORT_WAITS,
+    SHORT_WAIT_SECONDS,
+    ProcessorSettings,
+    UploadProcessor,
+)
 from picsart_adapter.rate_limit import Denial, Grant, LimiterState
 from picsart_adapter.retry_policy import MAX_POLLS, RESET_SPREAD_SECONDS, RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
@@ -129,9 +136,22 @@ class FakeLimiter:
     observed: list[tuple[RateLimitHeaders, bool]] = field(default_factory=list)
     lined_up: list[Denial] = field(default_factory=list)
 
+    #: What acquire answers, in turn, before it falls back on `denial` (tests of waits and expired grants).
+    script: list[Grant | Denial] = field(default_factory=list)
+    #: What recount answers for an expired grant, in turn (a Denial: the second is full; None: the window
+    #: ended, and the unit with it).
+    recounts: list[Grant | Denial | None] = field(default_factory=list)
+    recounted: int = 0
+
     def acquire(self) -> Grant | Denial:
         self.acquired += 1
+        if self.script:
+            return self.script.pop(0)
         return self.denial or Grant(LimiterState())
+
+    def recount(self, grant: Grant) -> Grant | Denial | None:
+        self.recounted += 1
+        return self.recounts.pop(0) if self.recounts else None
 
     def known_denial(self) -> Denial | None:
         return self.known
@@ -201,6 +221,33 @@ class RecordingSqs:
 
 
 @dataclass
+class Clock:
+    """Time that passes only when the processor waits."""
+
+    now: float = NOW
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class FakeContext:
+    remaining_ms: int
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def _no_sleep(seconds: float) -> None:
+    raise AssertionError(f"the processor waited {seconds} s where no wait was expected")
+
+
+@dataclass
 class World:
     processor: UploadProcessor
     store: FakeStore
@@ -235,6 +282,7 @@ def world(
     denial: Denial | None = None,
     admission: Admission | None = None,
     tool: str = "removebg",
+    clock: Clock | None = None,
 ) -> World:
     store = FakeStore(stored if stored is not None else stored_object())
     jobs = FakeJobs()
@@ -263,7 +311,8 @@ def world(
         limiter=cast(Any, limiter),
         circuit=cast(Any, circuit),
         once=cast(Any, once),
-        clock=lambda: NOW,
+        clock=clock or (lambda: NOW),
+        sleep=clock.sleep if clock else _no_sleep,
     )
     return World(processor, store, jobs, client, sqs, limiter, circuit, once)
 
@@ -500,8 +549,9 @@ def test_a_refused_budget_parks_the_job_without_a_call_or_an_attempt() -> None:
     (parked,) = w.parked()
     message = RetryMessage.model_validate_json(parked["MessageBody"])
     assert message.attempt == 2, "a deferral is not an attempt"
-    assert NOW + 40 <= message.due_at <= NOW + 40 + RESET_SPREAD_SECONDS
-    assert parked["DelaySeconds"] in (40, 41, 42)
+    # Its place in line, a short wait early (SQS delays are whole seconds, and the reads come first).
+    assert message.due_at == NOW + 40 - SHORT_WAIT_SECONDS
+    assert parked["DelaySeconds"] == 39
     assert w.jobs.finished[-1]["attempt"] is None
     assert "quota" in w.jobs.finished[-1]["reason"]
     assert w.limiter.lined_up == [Denial(retry_at=NOW + 40, reason="quota")], "it took a place in the line"
@@ -766,5 +816,79 @@ def test_work_that_had_a_place_in_line_and_came_early_keeps_its_turn() -> None:
     w.processor.resume(message)
     assert w.limiter.lined_up == []
     parked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
-    assert NOW + 3 <= parked.due_at <= NOW + 3 + RESET_SPREAD_SECONDS
+    assert NOW + 3 - SHORT_WAIT_SECONDS <= parked.due_at <= NOW + 3 + RESET_SPREAD_SECONDS - SHORT_WAIT_SECONDS
     assert parked.in_line
+
+
+def test_a_budget_back_within_a_short_wait_is_waited_for_not_parked() -> None:
+    """The spike arrest's next second, or a reset about to happen: a delay-queue hop would take longer."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Denial(retry_at=NOW + 0.4, reason="spike"), Grant(LimiterState(), valid_until=NOW + 10)]
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.SUCCEEDED
+    assert clock.slept == [pytest.approx(0.4)]
+    assert (w.limiter.acquired, w.parked()) == (2, [])
+
+
+def test_work_that_knows_the_budget_returns_soon_is_prepared_then_waits() -> None:
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.known = Denial(retry_at=NOW + 1.0, reason="quota")
+    w.limiter.script = [Denial(retry_at=NOW + 1.0, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
+    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert clock.slept == [pytest.approx(1.0)]
+
+
+def test_a_longer_wait_or_too_little_time_left_parks_the_job() -> None:
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Denial(retry_at=NOW + SHORT_WAIT_SECONDS + 0.5, reason="quota")]
+    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert clock.slept == []
+
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.processor.register_lambda_context(cast(Any, FakeContext(remaining_ms=w.processor.time_needed_ms + 100)))
+    w.limiter.script = [Denial(retry_at=NOW + 1.0, reason="spike")]
+    assert w.processor.process(UPLOAD).status is JobStatus.WAITING, "no time for the wait and the call"
+    assert clock.slept == []
+
+
+def test_short_waits_are_bounded() -> None:
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.denial = Denial(retry_at=NOW, reason="contention")  # never granted, always "in a moment"
+    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert len(clock.slept) == MAX_SHORT_WAITS
+    assert len(w.parked()) == 1
+
+
+def test_a_grant_that_expired_in_its_write_is_counted_again_not_dropped() -> None:
+    """A slow write can outlast the grant's second; the call is counted again where it lands (its quota unit
+    kept) rather than risking a 429 or losing the unit. A full second is waited out, the unit still held."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Grant(LimiterState(), valid_until=NOW - 0.1)]
+    w.limiter.recounts = [Denial(retry_at=NOW + 0.3, reason="spike"), Grant(LimiterState(), valid_until=NOW + 0.9)]
+    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert (w.limiter.acquired, w.limiter.recounted, len(w.client.calls)) == (1, 2, 1), "one unit, counted again"
+    assert clock.slept == [pytest.approx(0.3)]
+
+
+def test_an_expired_grant_whose_window_ended_takes_a_new_unit() -> None:
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Grant(LimiterState(), valid_until=NOW - 0.1), Grant(LimiterState(), valid_until=NOW + 5)]
+    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert (w.limiter.acquired, w.limiter.recounted, clock.slept) == (2, 1, [])
+    assert len(w.client.calls) == 1
+
+
+def test_a_grant_that_keeps_expiring_parks_the_job_rather_than_risk_a_429() -> None:
+    w = world(answer(200, SUCCESS_BODY), clock=Clock())
+    expired = Grant(LimiterState(), valid_until=NOW - 0.1)
+    w.limiter.script = [expired]
+    w.limiter.recounts = [expired] * MAX_RECOUNTS
+    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert w.client.calls == []
+    assert "grant expired" in RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"]).reason

@@ -42,6 +42,13 @@ __all__ = ["JobResult", "ProcessorSettings", "UploadProcessor"]
 
 #: Lambda's longest timeout and a margin: no live invocation holds a version "in progress" longer.
 MAX_IN_FLIGHT_SECONDS = 900.0 + 60.0
+#: A budget that returns sooner than this is waited for in the invocation. A delay-queue hop takes longer
+#: (SQS delays are whole seconds, then a receive and an invocation) and costs a message and a write.
+SHORT_WAIT_SECONDS = 1.5
+#: Short waits in a row before the job is parked (each one ends at a reset or a second's turn).
+MAX_SHORT_WAITS = 3
+#: How many times a grant that expired during its own (slow) write is counted again before the job waits.
+MAX_RECOUNTS = 2
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class UploadProcessor:
         circuit: FleetCircuit,
         once: OncePerVersion,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -124,9 +132,13 @@ class UploadProcessor:
         self._circuit = circuit
         self._once = once
         self._clock = clock
+        self._sleep = sleep
+        self._context: LambdaContext | None = None
 
     def register_lambda_context(self, context: LambdaContext) -> None:
-        """Called by the handlers at each invocation: work in progress is known to end with it."""
+        """Called by the handlers at each invocation: work in progress is known to end with it, and a short
+        wait is taken only when the invocation has time for it."""
+        self._context = context
         self._once.register_lambda_context(context)
 
     def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
@@ -191,7 +203,7 @@ class UploadProcessor:
         if isinstance(admission, Open):
             return self._hold_for_circuit(job, admission)
         known = self._limiter.known_denial()
-        if known is not None:
+        if known is not None and not self._can_wait_for(known):
             self._unused(admission)
             return self._defer(job, known)
         if job.stored is None and (skipped := self._check(job)):
@@ -214,18 +226,42 @@ class UploadProcessor:
 
     def _acquire(self, job: _Job, admission: Admission) -> Grant | JobResult:
         """The fleet's shared budget, taken right before the call so that it reaches Picsart in the second it
-        was counted in: no call is made that the quota or the spike arrest would refuse."""
+        was counted in: no call is made that the quota or the spike arrest would refuse. A budget that returns
+        within SHORT_WAIT_SECONDS (the next second, a reset about to happen) is waited for here."""
         decision = self._limiter.acquire()
+        #: A unit this job holds whose grant expired during its own (slow) write: it is counted again where
+        #: the call will land rather than lost (and a 429 is not worth risking).
+        held: Grant | None = None
+        recounts = waits = 0
+        while True:
+            if isinstance(decision, Grant) and self._clock() > decision.valid_until and recounts < MAX_RECOUNTS:
+                held, recounts = decision, recounts + 1
+                metrics.add_metric(name="GrantsRecounted", unit=MetricUnit.Count, value=1)
+            elif isinstance(decision, Denial) and waits < MAX_SHORT_WAITS and self._can_wait_for(decision):
+                self._sleep(max(0.0, decision.retry_at - self._clock()))
+                waits += 1
+            else:
+                break
+            recounted = self._limiter.recount(held) if held is not None else None
+            if recounted is None:
+                held = None  # its window is over, and the unit with it: a new one is needed
+            decision = recounted or self._limiter.acquire()
         if isinstance(decision, Grant) and self._clock() > decision.valid_until:
-            # Taking the grant took so long that the call would reach Picsart outside the second it was
-            # counted in: not worth a 429. The unit is lost; the job tries again in a moment.
-            decision = Denial(retry_at=self._clock() + 1.0, reason="spike (grant expired)")
+            decision = Denial(self._clock() + 1.0, "spike (grant expired)")
         if isinstance(decision, Denial):
             self._unused(admission)
             return self._defer(job, decision, record=True)
         if isinstance(admission, Probe):
             logger.info("probing Picsart: the fleet's circuit is open")
         return decision
+
+    def _can_wait_for(self, denial: Denial) -> bool:
+        """A wait shorter than a delay-queue hop, with time left in the invocation for it and the call."""
+        wait = denial.retry_at - self._clock()
+        if wait > SHORT_WAIT_SECONDS:
+            return False
+        remaining_ms = self._context.get_remaining_time_in_millis() if self._context is not None else None
+        return remaining_ms is None or remaining_ms > self.time_needed_ms + wait * 1000
 
     def _unused(self, admission: Admission) -> None:
         """An admission not used for a call: a probe's turn goes back (a budget unit stays spent)."""
@@ -485,13 +521,14 @@ class UploadProcessor:
         The record is updated for a new upload, or when this attempt already marked it as processing."""
         now = self._clock()
         if denial.reason == "quota" and not job.in_line:
-            # A place in the fleet's line: the window and the moment this job's budget will be there.
-            due_at = max(self._limiter.place_in_line(denial), now)
+            # A place in the fleet's line: the window and the moment this job's budget will be there. It is
+            # due a short wait early: SQS delays are whole seconds, and the S3 read and records come first.
+            due_at = max(self._limiter.place_in_line(denial) - SHORT_WAIT_SECONDS, now)
             job.in_line = True
         elif denial.reason == "quota":
             # It had a place, and came before its window did (windows start with their first call, so they
             # drift later than planned): it keeps its turn at the head, right after the reset.
-            due_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
+            due_at = max(self._retry_policy.after_budget_returns(denial.retry_at, now) - SHORT_WAIT_SECONDS, now)
         else:
             due_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")

@@ -60,6 +60,8 @@ SEND_MARGIN_MS = 150
 MAX_SECONDS_REMOVED_PER_WRITE = 8
 #: How long a probe's window is assumed to last when nothing is known yet.
 PROBE_WINDOW_MS = 2_000
+#: No call while the fleet is blocked (a 429 without a usable reset time); `:now` is the write's clock.
+_NOT_BLOCKED = "(attribute_not_exists(blocked_until_ms) OR blocked_until_ms <= :now)"
 
 
 @dataclass(frozen=True)
@@ -206,11 +208,58 @@ class FleetRateLimiter:
                         return denial
                 continue
             self._view = LimiterState.from_item(item)
-            counted_until = (self._seconds_counted(now_ms)[-1] + 1) * 1000
-            valid_until_ms = min(counted_until, self._view.window_reset_ms) - SEND_MARGIN_MS
-            return Grant(self._view, valid_until=valid_until_ms / 1000.0)
+            return self._grant(now_ms)
         # Contention so high that four tries lost: come back in a moment rather than spin.
         return Denial(retry_at=(now_ms + 1000) / 1000.0, reason="contention")
+
+    def recount(self, grant: Grant) -> Grant | Denial | None:
+        """Count a granted call again in the second(s) it will reach Picsart in now, when its grant expired
+        before the call could start (the write was slow). It keeps its quota unit: one write, and no unit is
+        lost to a slow write. A Denial when those seconds are full (the unit is still the call's: count it
+        again then); None when its window has ended, and the unit with it.
+        """
+        now_ms = self._now_ms()
+        window_reset_ms = grant.state.window_reset_ms
+        if window_reset_ms - SEND_MARGIN_MS <= now_ms:
+            return None  # it would reach Picsart in the next window, which has not counted it
+        names: dict[str, str] = {"#spike": "spike"}
+        values: dict[str, Any] = {":known": window_reset_ms, ":now": now_ms}
+        counts, room = self._spike_terms(now_ms, names, values)
+        try:
+            item = self._write(
+                update="SET " + ", ".join(counts),
+                condition=f"window_reset_ms = :known AND {' AND '.join(room)} AND {_NOT_BLOCKED}",
+                names=names,
+                values=values,
+            )
+        except _ConditionFailed as failed:
+            self._view = LimiterState.from_item(failed.item) if failed.item else self._view
+            view = self._view
+            if view is None or view.window_reset_ms != window_reset_ms:
+                return None
+            if view.blocked_until_ms > now_ms:
+                return Denial(view.blocked_until_ms / 1000.0, "blocked")
+            return Denial(float(self._seconds_counted(now_ms)[-1] + 1), "spike")
+        self._view = LimiterState.from_item(item)
+        return self._grant(now_ms)
+
+    def _grant(self, granted_at_ms: int) -> Grant:
+        """A grant counted at `granted_at_ms`: valid while the call still reaches Picsart in a second (and the
+        window) that counted it."""
+        assert self._view is not None
+        counted_until = (self._seconds_counted(granted_at_ms)[-1] + 1) * 1000
+        valid_until_ms = min(counted_until, self._view.window_reset_ms) - SEND_MARGIN_MS
+        return Grant(self._view, valid_until=valid_until_ms / 1000.0)
+
+    def _spike_terms(self, now_ms: int, names: dict[str, str], values: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """The spike-arrest counts a call granted now adds, and the room they need (names and values added)."""
+        values.update({":one": 1, ":zero": 0, ":spike_max": self._spike})
+        counts, room = [], []
+        for index, counted in enumerate(self._seconds_counted(now_ms)):
+            names[f"#s{index}"] = str(counted)
+            counts.append(f"#spike.#s{index} = if_not_exists(#spike.#s{index}, :zero) + :one")
+            room.append(f"(attribute_not_exists(#spike.#s{index}) OR #spike.#s{index} < :spike_max)")
+        return counts, room
 
     def known_denial(self) -> Denial | None:
         """The refusal `acquire` would give from what this environment already knows (no read, no write):
@@ -276,16 +325,10 @@ class FleetRateLimiter:
 
     def _grant_update(self, view: LimiterState | None, now_ms: int) -> dict[str, Any]:
         second = now_ms // 1000
-        not_blocked = "(attribute_not_exists(blocked_until_ms) OR blocked_until_ms <= :now)"
         values: dict[str, Any] = {":now": now_ms, ":one": 1}
         if view is not None and view.window_open(now_ms):
             names = {"#spike": "spike", "#limit": "limit"}
-            values.update({":zero": 0, ":spike_max": self._spike})
-            counts, room = [], []
-            for index, counted in enumerate(self._seconds_counted(now_ms)):
-                names[f"#s{index}"] = str(counted)
-                counts.append(f"#spike.#s{index} = if_not_exists(#spike.#s{index}, :zero) + :one")
-                room.append(f"(attribute_not_exists(#spike.#s{index}) OR #spike.#s{index} < :spike_max)")
+            counts, room = self._spike_terms(now_ms, names, values)
             removals = []
             # A few old seconds per write keep the item small; each name given must be used (DynamoDB refuses
             # unused names), so only those removed are named.
@@ -297,7 +340,7 @@ class FleetRateLimiter:
             return {
                 "update": "SET granted = granted + :one, " + ", ".join(counts) + remove,
                 "condition": (
-                    "window_reset_ms > :now AND granted < #limit AND " + " AND ".join(room) + f" AND {not_blocked}"
+                    "window_reset_ms > :now AND granted < #limit AND " + " AND ".join(room) + f" AND {_NOT_BLOCKED}"
                 ),
                 "names": names,
                 "values": values,
@@ -317,7 +360,7 @@ class FleetRateLimiter:
                 # The first places in the line were for this window: the line moves on by its limit.
                 "line_start = if_not_exists(line_start, :zero) + if_not_exists(#limit, :probe)"
             ),
-            "condition": f"(attribute_not_exists(window_reset_ms) OR window_reset_ms <= :now) AND {not_blocked}",
+            "condition": f"(attribute_not_exists(window_reset_ms) OR window_reset_ms <= :now) AND {_NOT_BLOCKED}",
             "names": {"#spike": "spike", "#limit": "limit"},
             "values": values,
         }
