@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -50,34 +51,35 @@ class ObjectStore:
         self._s3 = s3
 
     def describe(self, bucket: str, key: str, version_id: str | None) -> StoredObject | None:
-        """Size, identity and first bytes of the object, or None when it no longer exists."""
+        """Size, identity and first bytes of the object, or None when it no longer exists.
+
+        One ranged GET tells all of it (the total size is in Content-Range); an empty object, which has no
+        byte 0 to give (InvalidRange), is described by a HEAD instead.
+        """
+        version: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         try:
-            if version_id:
-                head = self._s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
-            else:
-                head = self._s3.head_object(Bucket=bucket, Key=key)
+            try:
+                part = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SNIFF_BYTES - 1}", **version)
+                answer: Mapping[str, Any] = part
+                first = part["Body"].read()
+                size = _total_size(part.get("ContentRange"), int(part["ContentLength"]))
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "InvalidRange":
+                    raise
+                answer, first = self._s3.head_object(Bucket=bucket, Key=key, **version), b""
+                size = int(answer["ContentLength"])
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in _MISSING:
                 return None
             raise
-        size = int(head["ContentLength"])
-        found = head.get("VersionId")
-        # "null" is the version id S3 gives objects written before versioning was enabled.
-        found_version = found if found and found != "null" else None
-        first = b""
-        if size > 0:
-            byte_range = f"bytes=0-{SNIFF_BYTES - 1}"
-            if found_version:
-                part = self._s3.get_object(Bucket=bucket, Key=key, Range=byte_range, VersionId=found_version)
-            else:
-                part = self._s3.get_object(Bucket=bucket, Key=key, Range=byte_range)
-            first = part["Body"].read()
+        found = answer.get("VersionId")
         return StoredObject(
             bucket=bucket,
             key=key,
             size=size,
-            etag=str(head.get("ETag", "")).strip('"'),
-            version_id=found_version,
+            etag=str(answer.get("ETag", "")).strip('"'),
+            # "null" is the version id S3 gives objects written before versioning was enabled.
+            version_id=found if found and found != "null" else None,
             head=first,
         )
 
@@ -92,3 +94,12 @@ class ObjectStore:
         # S3 user metadata travels as HTTP headers: ASCII only, so values are percent-encoded.
         safe = {name: quote(value, safe="/:@=+,;-_.~") for name, value in metadata.items()}
         self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=safe)
+
+
+def _total_size(content_range: str | None, content_length: int) -> int:
+    """The object's size from a ranged GET: `bytes 0-31/5000` -> 5000 (no Content-Range: the whole object)."""
+    if content_range and "/" in content_range:
+        total = content_range.rpartition("/")[2]
+        if total.isdigit():
+            return int(total)
+    return content_length
