@@ -6,6 +6,12 @@ Import time: the median over several fresh interpreters of the wall time of impo
 local stack, so the module-level ``get_processor()`` finds its settings; it builds boto3 clients and
 makes no network call). ``process_ms`` is the whole interpreter's run, startup and exit included.
 
+Where a Python 3.13 is found (the one the layer's Makefile compiles bytecode with), the interpreter is made
+like Lambda's: Python 3.13, the layer as its Makefile builds it (for this machine's platform), boto3 as the
+runtime ships it, the site-packages of no venv, and no bytecode written (Lambda's /opt is read-only). The
+bare handler imports Powertools from the same layer. Without one, this venv's interpreter is used, and the
+report says so.
+
 Layer size: the layer built by its own Makefile exactly as ``sam build`` builds it (arm64 wheels for
 Python 3.13, minus what the runtime ships, plus the package, under ``python/``); unzipped and zipped sizes.
 Without an index that has those wheels the size is reported as not measured, with the reason.
@@ -14,11 +20,13 @@ Without an index that has those wheels the size is reported as not measured, wit
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -67,40 +75,124 @@ UNZIPPED_LIMIT_BYTES: Final = 250 * 1024 * 1024
 
 def import_times(template_path: Path, runs: int) -> dict[str, Any]:
     """Median import time of each function's handler module and of a bare Powertools handler."""
+    repository_root = template_path.parent.resolve()
     stack = LocalStack(template_path=template_path, stack_name="bench-cold-start").start()
     try:
-        results: dict[str, Any] = {}
-        template = stack.template
-        for logical_id in ("UploadFunction", "RetryFunction"):
-            if logical_id not in template.functions:
-                continue
-            function = template.function(logical_id)
-            environment = stack.function_environment(logical_id)
-            path = Path(function.code_uri) / f"{function.handler_module}.py"
-            try:
-                label = str(path.relative_to(template_path.parent.resolve()))
-            except ValueError:
-                label = str(path)
-            results[label] = _measure(function.code_uri, function.handler_module, environment, runs)
-        with tempfile.TemporaryDirectory(prefix="bare-powertools-") as folder:
-            (Path(folder) / "bare_handler.py").write_text(BARE_HANDLER)
+        with (
+            tempfile.TemporaryDirectory(prefix="cold-start-") as folder,
+            tempfile.TemporaryDirectory(prefix="bare-powertools-") as bare,
+        ):
+            interpreter = _lambda_like(repository_root, Path(folder))
+            results: dict[str, Any] = {}
+            template = stack.template
+            for logical_id in ("UploadFunction", "RetryFunction"):
+                if logical_id not in template.functions:
+                    continue
+                function = template.function(logical_id)
+                environment = stack.function_environment(logical_id)
+                path = Path(function.code_uri) / f"{function.handler_module}.py"
+                try:
+                    label = str(path.relative_to(repository_root))
+                except ValueError:
+                    label = str(path)
+                results[label] = _measure(interpreter, function.code_uri, function.handler_module, environment, runs)
+            (Path(bare) / "bare_handler.py").write_text(BARE_HANDLER)
             environment = stack.function_environment(next(iter(template.functions)))
-            results["bare Powertools handler"] = _measure(Path(folder), "bare_handler", environment, runs)
+            results["bare Powertools handler"] = _measure(interpreter, Path(bare), "bare_handler", environment, runs)
     finally:
         stack.stop()
-    return {"runs": runs, "python": sys.version.split()[0], "modules": results}
+    return {
+        "runs": runs,
+        "python": interpreter.version,
+        "lambda_like": interpreter.lambda_like,
+        "interpreter": interpreter.description,
+        "modules": results,
+    }
 
 
-def _measure(code_uri: Path, module: str, function_environment: dict[str, str], runs: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Interpreter:
+    command: tuple[str, ...]
+    version: str
+    lambda_like: bool
+    description: str
+    #: Added to the environment: the layer and the runtime's boto3 on the path, no bytecode written.
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def _lambda_like(repository_root: Path, folder: Path) -> _Interpreter:
+    """An interpreter like Lambda's for the import, or this venv's with the reason it is not."""
+    this_venv = _Interpreter(
+        (sys.executable,), sys.version.split()[0], False, "this venv's interpreter, bytecode cached"
+    )
+    layer_dir = repository_root / "layers" / "picsart_adapter"
+    make = ["make", "--no-print-directory", "-C", str(layer_dir)]
+    try:
+        found = subprocess.run([*make, "print-pyc-python"], capture_output=True, text=True, timeout=60, check=False)
+        python313 = found.stdout.strip()
+        if not python313:
+            return replace(this_venv, description=this_venv.description + " (no Python 3.13 found)")
+        platform_tag = f"manylinux2014_{platform.machine()}"
+        steps = [
+            [
+                *make,
+                "build-AdapterLayer",
+                f"PYTHON={sys.executable}",
+                f"PLATFORM={platform_tag}",
+                f"ARTIFACTS_DIR={folder}",
+            ],
+            [
+                python313,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+                str(folder / "runtime"),
+                "boto3",
+            ],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
+            if done.returncode != 0:
+                lines = (done.stderr or done.stdout).strip().splitlines()
+                reason = lines[-1] if lines else f"exit status {done.returncode}"
+                return replace(this_venv, description=this_venv.description + f" (no Lambda-like layer: {reason})")
+        version = subprocess.run(
+            [python313, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as error:
+        return replace(this_venv, description=this_venv.description + f" (no Lambda-like layer: {error})")
+    return _Interpreter(
+        (python313, "-s"),
+        version,
+        True,
+        f"Lambda-like: the layer as its Makefile builds it ({platform_tag}), boto3 as the runtime ships it, "
+        "no bytecode written (/opt is read-only)",
+        {"PYTHONPATH": f"{folder / 'python'}{os.pathsep}{folder / 'runtime'}", "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+
+
+def _measure(
+    interpreter: _Interpreter, code_uri: Path, module: str, function_environment: dict[str, str], runs: int
+) -> dict[str, Any]:
     environment = {name: os.environ[name] for name in _KEPT if name in os.environ}
+    if interpreter.lambda_like:
+        environment.pop("VIRTUAL_ENV", None)
     environment.update(function_environment)
     environment.update(_ISOLATION)
+    environment.update(interpreter.environment)
     imports: list[float] = []
     processes: list[float] = []
     for _ in range(max(1, runs)):
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-c", _PROBE, str(code_uri), module],
+            [*interpreter.command, "-c", _PROBE, str(code_uri), module],
             env=environment,
             capture_output=True,
             text=True,

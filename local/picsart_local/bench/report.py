@@ -141,7 +141,7 @@ def cold_start_lines(report: Mapping[str, Any]) -> list[str]:
     if cold:
         lines.append(
             f"Cold start: median import of each handler module, {cold['runs']} fresh interpreters "
-            f"(Python {cold['python']})"
+            f"(Python {cold['python']}; {cold.get('interpreter', 'this venv')})"
         )
         rows = [("module", "import ms", "process ms")]
         for module, measured in cold["modules"].items():
