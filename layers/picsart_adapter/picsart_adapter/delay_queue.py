@@ -1,7 +1,8 @@
 """The SQS delay queue: work that must wait (throttled, or retrying) and the dead-letter queue.
 
 SQS delays a message at most 900 s. Work due later is sent with the longest delay and carries its due time,
-so the retry function sends it on again ("hops") until it is due. No Lambda ever sleeps through a wait.
+so the retry function sends it on again ("hops") until it is due. No Lambda sleeps through a wait longer
+than a hop would take.
 A message carries what resuming and reporting need, and nothing secret: no API key, no presigned URL.
 """
 

@@ -3,8 +3,8 @@
 Many invocations run at once. Before each call an invocation takes one unit of budget with a single
 conditional write on one item per API key; every answer's `X-Picsart-RateLimit-*` headers correct that item
 when they tell something new (a new window, or calls the fleet did not make). So the fleet stays under the
-quota and the spike arrest together, and nobody sleeps: a refused call goes to the delay queue, due when
-the budget returns.
+quota and the spike arrest together. A refused call goes to the delay queue, due when the budget returns
+(processing.py waits in the invocation only when that is sooner than a delay-queue hop).
 
 The item (pk `ratelimit#<sha256 of the key>`, sk `state`; the key itself is never stored):
   window_reset_ms  end of the current window, epoch ms, with the header's precision added (conservative)
