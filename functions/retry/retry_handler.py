@@ -22,7 +22,7 @@ processor = get_processor()
 batch = BatchProcessor(event_type=EventType.SQS)
 
 
-def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> dict[str, Any]:
+def handle_record(record: SQSRecord) -> dict[str, Any]:
     # Indexing (not .get) gives Powertools' typed attribute, or None when the attribute is absent.
     s3_request_id = record.message_attributes["s3_request_id"]
     logger.set_correlation_id(s3_request_id.string_value if s3_request_id else None)
@@ -34,7 +34,7 @@ def handle_record(record: SQSRecord, lambda_context: LambdaContext) -> dict[str,
         processor.dead_letter_unreadable(record.body, f"unreadable delay-queue message: {problems}")
         return {"status": "dead-lettered"}
     logger.append_keys(bucket=message.bucket, key=message.key, attempt=message.attempt + 1)
-    if lambda_context.get_remaining_time_in_millis() < processor.time_needed_ms:
+    if not processor.has_time_for():
         # Not enough time left for one more call: hand the work straight back to the queue rather than
         # risk a timeout that would hold the whole batch until the visibility timeout.
         processor.hand_back(message)

@@ -892,3 +892,16 @@ def test_a_grant_that_keeps_expiring_parks_the_job_rather_than_risk_a_429() -> N
     assert w.processor.process(UPLOAD).status is JobStatus.WAITING
     assert w.client.calls == []
     assert "grant expired" in RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"]).reason
+
+
+def test_time_left_for_one_more_job_comes_from_the_registered_context() -> None:
+    """The retry function hands work back, and a short wait is skipped, when the invocation is ending."""
+    w = world(answer(200, SUCCESS_BODY))
+    assert w.processor.has_time_for(), "no Lambda context: always"
+    needed = w.processor.time_needed_ms
+    w.processor.register_lambda_context(cast(Any, FakeContext(remaining_ms=needed - 1)))
+    assert not w.processor.has_time_for()
+    w.processor.register_lambda_context(cast(Any, FakeContext(remaining_ms=needed + 1000)))
+    assert w.processor.has_time_for()
+    assert w.processor.has_time_for(1.0)
+    assert not w.processor.has_time_for(1.5)

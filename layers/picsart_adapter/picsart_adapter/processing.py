@@ -255,13 +255,17 @@ class UploadProcessor:
             logger.info("probing Picsart: the fleet's circuit is open")
         return decision
 
+    def has_time_for(self, wait_seconds: float = 0.0) -> bool:
+        """Whether this invocation has time left for one more job after waiting `wait_seconds` (always, when no
+        Lambda context is registered)."""
+        if self._context is None:
+            return True
+        return self._context.get_remaining_time_in_millis() >= self.time_needed_ms + wait_seconds * 1000
+
     def _can_wait_for(self, denial: Denial) -> bool:
         """A wait shorter than a delay-queue hop, with time left in the invocation for it and the call."""
         wait = denial.retry_at - self._clock()
-        if wait > SHORT_WAIT_SECONDS:
-            return False
-        remaining_ms = self._context.get_remaining_time_in_millis() if self._context is not None else None
-        return remaining_ms is None or remaining_ms > self.time_needed_ms + wait * 1000
+        return wait <= SHORT_WAIT_SECONDS and self.has_time_for(wait)
 
     def _unused(self, admission: Admission) -> None:
         """An admission not used for a call: a probe's turn goes back (a budget unit stays spent)."""
@@ -521,16 +525,17 @@ class UploadProcessor:
         The record is updated for a new upload, or when this attempt already marked it as processing."""
         now = self._clock()
         if denial.reason == "quota" and not job.in_line:
-            # A place in the fleet's line: the window and the moment this job's budget will be there. It is
-            # due a short wait early: SQS delays are whole seconds, and the S3 read and records come first.
-            due_at = max(self._limiter.place_in_line(denial) - SHORT_WAIT_SECONDS, now)
+            # A place in the fleet's line: the window and the moment this job's budget will be there.
+            budget_back_at = self._limiter.place_in_line(denial)
             job.in_line = True
-        elif denial.reason == "quota":
-            # It had a place, and came before its window did (windows start with their first call, so they
-            # drift later than planned): it keeps its turn at the head, right after the reset.
-            due_at = max(self._retry_policy.after_budget_returns(denial.retry_at, now) - SHORT_WAIT_SECONDS, now)
         else:
-            due_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
+            # For quota: it had a place, and came before its window did (windows start with their first call,
+            # so they drift later than planned): it keeps its turn at the head, right after the reset.
+            budget_back_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
+        # Work waiting for quota is due a short wait early: SQS delays are whole seconds, and the S3 read and
+        # records come first.
+        lead = SHORT_WAIT_SECONDS if denial.reason == "quota" else 0.0
+        due_at = max(budget_back_at - lead, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
         self._park(job.ref, message, now, record=record or not job.resumed)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
