@@ -197,12 +197,20 @@ def test_one_write_per_call_at_steady_state(table: Any, api_key: str) -> None:
     assert limiter.write_units - start_units == pytest.approx(30.0)
 
 
-def test_calls_granted_just_before_a_second_turns_count_in_the_next_too(table: Any, api_key: str) -> None:
-    """Picsart's spike arrest counts arrivals: a call granted at .9 s may arrive after the second turns."""
+def test_a_call_granted_too_late_for_its_second_counts_in_the_next_only_and_waits_for_it(
+    table: Any, api_key: str
+) -> None:
+    """Picsart's spike arrest counts arrivals: a call granted at .9 s cannot start before the second turns, so
+    it counts in the next second alone and is not sent before it. Each call counts in exactly one second, so
+    the fleet can use the spike arrest's whole rate."""
     clock = Clock(float(int(T0)) - 3)
     learn_window(table, api_key, clock, limit=100, window_s=60, spike=5)
     clock.now = float(int(T0)) + 0.9
-    assert sum(isinstance(r, Grant) for r in acquire_concurrently(table, api_key, clock, 8, spike=5)) == 5
+    grants = [r for r in acquire_concurrently(table, api_key, clock, 8, spike=5) if isinstance(r, Grant)]
+    assert len(grants) == 5
+    assert {(g.valid_from, g.valid_until) for g in grants} == {(float(int(T0) + 1), int(T0) + 2 - 0.15)}
+    spike = stored(table, api_key)["spike"]
+    assert (spike.get(str(int(T0))), spike[str(int(T0) + 1)]) == (None, 5)
     clock.now = float(int(T0)) + 1.1
     refused = make(table, api_key, clock, spike=5).acquire()
     assert isinstance(refused, Denial), "the next second's budget went to the calls granted at .9 s"
@@ -210,6 +218,44 @@ def test_calls_granted_just_before_a_second_turns_count_in_the_next_too(table: A
     assert refused.retry_at == float(int(T0) + 2)
     clock.now = float(int(T0)) + 2.1
     assert isinstance(make(table, api_key, clock, spike=5).acquire(), Grant)
+
+
+def test_a_call_early_in_its_second_counts_in_that_second_alone(table: Any, api_key: str) -> None:
+    clock = Clock(float(int(T0)) - 3)
+    learn_window(table, api_key, clock, limit=100, window_s=60, spike=5)
+    clock.now = float(int(T0)) + 0.2
+    grant = make(table, api_key, clock, spike=5).acquire()
+    assert isinstance(grant, Grant)
+    assert grant.valid_from <= clock.now < grant.valid_until == int(T0) + 1 - 0.15
+    spike = stored(table, api_key)["spike"]
+    assert (spike[str(int(T0))], spike.get(str(int(T0) + 1))) == (1, None)
+
+
+class SlowWrites:
+    """The table, with each write taking `seconds` on the test's clock (a loaded machine, a far region)."""
+
+    def __init__(self, table: Any, clock: Clock, seconds: float) -> None:
+        self._table, self._clock, self._seconds = table, clock, seconds
+
+    def update_item(self, **request: Any) -> Any:
+        self._clock.now += self._seconds
+        return self._table.update_item(**request)
+
+
+def test_how_long_writes_take_decides_which_second_a_call_counts_in(table: Any, api_key: str) -> None:
+    """A grant must come back in time for the call to start in its second: an environment whose writes take
+    0.6 s counts a call asked for at .3 s in the next second, rather than have its grant expire on arrival."""
+    clock = Clock(float(int(T0)) - 3)
+    learn_window(table, api_key, clock, limit=100, window_s=60)
+    slow = FleetRateLimiter(SlowWrites(table, clock, 0.6), lambda: api_key, clock=clock)
+    clock.now = float(int(T0)) - 1 + 0.1
+    assert isinstance(slow.acquire(), Grant)  # learns how long its writes take
+    clock.now = float(int(T0)) + 0.3
+    grant = slow.acquire()
+    assert isinstance(grant, Grant)
+    assert grant.valid_from == float(int(T0) + 1), "counted in the next second"
+    assert clock.now < grant.valid_until, "back from its write in time: not expired"
+    assert grant.valid_from - clock.now == pytest.approx(0.1, abs=1e-3), "the call waits for its second"
 
 
 def test_work_refused_for_quota_queues_for_the_windows_ahead(table: Any, api_key: str) -> None:
@@ -344,3 +390,60 @@ def test_a_recount_waits_for_a_full_second_and_is_refused_after_its_window(table
     assert state["granted"] == 3, "the probe, the grant and the second's one call: the recount took none"
     clock.now = reset + 0.5
     assert limiter.recount(grant) is None, "the call would land in a window that did not count it"
+
+
+def test_a_late_answer_from_the_window_before_takes_nothing_from_the_new_one(table: Any, api_key: str) -> None:
+    """Found by the bench: an answer about the window before, observed once the new window was confirmed, was
+    taken for calls the fleet had not granted, and its count (the old window's) marked the new window's budget
+    spent: 16 of a window's 60 units went unused while work waited."""
+    clock = Clock(T0)
+    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    clock.now = old_reset + 0.5
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant), "the new window opens"
+    new_reset = clock.now + 10
+    limiter.observe(headers(60, 59, str(int(new_reset * 1000))), throttled=False)
+    assert stored(table, api_key)["provisional"] is False
+    writes = limiter.writes
+
+    limiter.observe(headers(60, 16, str(int(old_reset * 1000))), throttled=False)
+    limiter.observe(headers(60, 0, str(int(old_reset * 1000))), throttled=True)
+    state = stored(table, api_key)
+    assert state["granted"] == 1, "the old window's count is not the new window's"
+    assert int(state["window_reset_ms"]) == pytest.approx(new_reset * 1000 + 1, abs=2)
+    assert limiter.writes == writes, "an answer about a window that is over is not written at all"
+
+
+def test_an_answer_from_the_window_before_is_not_written_while_the_new_one_is_a_guess(table: Any, api_key: str) -> None:
+    """Its reset is before the guessed window's start, so it cannot confirm it: no write tries to."""
+    clock = Clock(T0)
+    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    clock.now = old_reset + 0.5
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant), "the new window opens, its end a guess"
+    writes = limiter.writes
+    limiter.observe(headers(60, 3, str(int(old_reset * 1000))), throttled=False)
+    assert limiter.writes == writes
+    assert stored(table, api_key)["provisional"] is True
+
+
+def test_a_grant_from_before_its_window_was_confirmed_is_counted_again_in_it(table: Any, api_key: str) -> None:
+    """Found by the bench: the first answer of a window moves its reset from the fleet's guess to Picsart's. A
+    grant from before that, counted again after, was taken for one from a window that had ended, and its unit
+    was lost (59 calls in a window of 60)."""
+    clock = Clock(T0)
+    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    clock.now = old_reset + 0.1
+    opener, slow = make(table, api_key, clock), make(table, api_key, clock)
+    assert isinstance(opener.acquire(), Grant), "the new window opens, its end a guess"
+    grant = slow.acquire()
+    assert isinstance(grant, Grant)
+    assert grant.state.provisional is True
+    opener.observe(headers(60, 59, str(int((clock.now + 10.3) * 1000))), throttled=False)
+    assert stored(table, api_key)["provisional"] is False, "Picsart's answer confirms the window, later than guessed"
+    granted = stored(table, api_key)["granted"]
+
+    clock.now = grant.valid_until + 0.3
+    again = slow.recount(grant)
+    assert isinstance(again, Grant), "the same window: the unit is kept"
+    assert stored(table, api_key)["granted"] == granted

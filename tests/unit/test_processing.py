@@ -884,6 +884,16 @@ def test_an_expired_grant_whose_window_ended_takes_a_new_unit() -> None:
     assert len(w.client.calls) == 1
 
 
+def test_a_grant_counted_in_the_next_second_is_sent_in_it_not_before() -> None:
+    """Each call counts in one second of the spike arrest: a grant back before its second begins waits for it."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Grant(LimiterState(), valid_from=NOW + 0.3, valid_until=NOW + 1.1)]
+    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert clock.slept == [pytest.approx(0.3)]
+    assert (w.limiter.acquired, w.limiter.recounted, len(w.client.calls)) == (1, 0, 1)
+
+
 def test_a_grant_that_keeps_expiring_parks_the_job_rather_than_risk_a_429() -> None:
     w = world(answer(200, SUCCESS_BODY), clock=Clock())
     expired = Grant(LimiterState(), valid_until=NOW - 0.1)

@@ -246,6 +246,9 @@ class UploadProcessor:
             if recounted is None:
                 held = None  # its window is over, and the unit with it: a new one is needed
             decision = recounted or self._limiter.acquire()
+        if isinstance(decision, Grant) and self._clock() < decision.valid_from:
+            # Counted in the second about to begin: sent now, it would land in one that did not count it.
+            self._sleep(decision.valid_from - self._clock())
         if isinstance(decision, Grant) and self._clock() > decision.valid_until:
             decision = Denial(self._clock() + 1.0, "spike (grant expired)")
         if isinstance(decision, Denial):

@@ -51,15 +51,17 @@ _EPOCH_S_THRESHOLD = 1e9
 SPIKE_ARREST_PER_SECOND = 300
 #: Calls allowed while the limit is unknown: one probe, whose answer tells the fleet the limit.
 PROBE_BUDGET = 1
-#: How late after its grant a call may reach Picsart. A grant this close to the next second counts in both
-#: seconds, so the spike arrest, which counts arrivals, is kept at second boundaries too.
-ARRIVAL_SKEW_MS = 500
 #: A granted call must start at least this long before its counted second (or its window) ends.
 SEND_MARGIN_MS = 150
+#: How long a grant's write is taken to last until this environment has timed one: a call is counted in the
+#: second it can still start in once the write is back, so each call counts in exactly one second.
+ASSUMED_WRITE_MS = 250
 #: Old spike-arrest seconds dropped from the item by one grant.
 MAX_SECONDS_REMOVED_PER_WRITE = 8
 #: How long a probe's window is assumed to last when nothing is known yet.
 PROBE_WINDOW_MS = 2_000
+#: Resets closer than this are the same window's (the header's second forms are precise to one second).
+_SAME_WINDOW_MS = 1000
 #: No call while the fleet is blocked (a 429 without a usable reset time); `:now` is the write's clock.
 _NOT_BLOCKED = "(attribute_not_exists(blocked_until_ms) OR blocked_until_ms <= :now)"
 
@@ -140,14 +142,17 @@ class LimiterState:
 
 @dataclass(frozen=True)
 class Grant:
-    """Go ahead: one call is the fleet's, if it starts before `valid_until` (epoch seconds).
+    """Go ahead: one call is the fleet's, if it starts between `valid_from` and `valid_until` (epoch seconds).
 
-    The grant was counted in the second(s) the call should reach Picsart in; a call started later (a slow
-    write, a paused process) could land in a second, or a window, that did not count it.
+    The grant was counted in the one second the call should reach Picsart in, which Picsart's spike arrest
+    counts it in too: a call started earlier (its write came back before the second began) must wait for it,
+    and one started later (a slow write, a paused process) could land in a second, or a window, that did not
+    count it.
     """
 
     state: LimiterState
     valid_until: float = math.inf
+    valid_from: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,8 @@ class FleetRateLimiter:
         self._clock = clock
         self._view: LimiterState | None = None
         self._fingerprint: tuple[str, str] | None = None
+        #: How long this environment's last write to the item took (ms): how late a grant comes back.
+        self._write_ms = float(ASSUMED_WRITE_MS)
         #: DynamoDB write units this instance consumed (failed conditional writes are charged too).
         self.write_units = 0.0
         self.writes = 0
@@ -191,75 +198,79 @@ class FleetRateLimiter:
     def acquire(self) -> Grant | Denial:
         """Take one call from the fleet's budget, or learn when to come back. At most a few writes; none
         when this environment already knows the budget is spent (it stops calling for the batch)."""
-        now_ms = self._now_ms()
         if self._view is not None:
-            denial = self._denial(self._view, now_ms)
+            denial = self._denial(self._view, self._now_ms())
             if denial is not None:
                 return denial
         for _ in range(4):
+            now_ms = self._now_ms()
+            counted = self._second_counted(now_ms)
             try:
-                item = self._write(**self._grant_update(self._view, now_ms))
+                item = self._write(**self._grant_update(self._view, now_ms, counted))
             except _ConditionFailed as failed:
                 # Another invocation moved the state on: decide again from what it is now.
                 self._view = LimiterState.from_item(failed.item) if failed.item else None
                 if self._view is not None:
-                    denial = self._denial(self._view, now_ms)
+                    denial = self._denial(self._view, self._now_ms())
                     if denial is not None:
                         return denial
                 continue
             self._view = LimiterState.from_item(item)
-            return self._grant(now_ms)
+            return self._grant(counted)
         # Contention so high that four tries lost: come back in a moment rather than spin.
         return Denial(retry_at=(now_ms + 1000) / 1000.0, reason="contention")
 
     def recount(self, grant: Grant) -> Grant | Denial | None:
-        """Count a granted call again in the second(s) it will reach Picsart in now, when its grant expired
+        """Count a granted call again in the second it will reach Picsart in now, when its grant expired
         before the call could start (the write was slow). It keeps its quota unit: one write, and no unit is
-        lost to a slow write. A Denial when those seconds are full (the unit is still the call's: count it
+        lost to a slow write. A Denial when that second is full (the unit is still the call's: count it
         again then); None when its window has ended, and the unit with it.
+
+        The window is known by its start: an answer confirming it in the meantime moves its reset, not its start.
         """
         now_ms = self._now_ms()
-        window_reset_ms = grant.state.window_reset_ms
-        if window_reset_ms - SEND_MARGIN_MS <= now_ms:
+        counted = self._second_counted(now_ms)
+        window_start_ms = grant.state.window_start_ms
+        view = self._view if self._view and self._view.window_start_ms == window_start_ms else grant.state
+        arrival_by_ms = max(now_ms, counted * 1000) + SEND_MARGIN_MS
+        if arrival_by_ms >= view.window_reset_ms:
             return None  # it would reach Picsart in the next window, which has not counted it
         names: dict[str, str] = {"#spike": "spike"}
-        values: dict[str, Any] = {":known": window_reset_ms, ":now": now_ms}
-        counts, room = self._spike_terms(now_ms, names, values)
+        values: dict[str, Any] = {":start": window_start_ms, ":arrival": arrival_by_ms, ":now": now_ms}
+        count, room = self._spike_terms(counted, names, values)
         try:
             item = self._write(
-                update="SET " + ", ".join(counts),
-                condition=f"window_reset_ms = :known AND {' AND '.join(room)} AND {_NOT_BLOCKED}",
+                update=f"SET {count}",
+                condition=f"window_start_ms = :start AND window_reset_ms > :arrival AND {room} AND {_NOT_BLOCKED}",
                 names=names,
                 values=values,
             )
         except _ConditionFailed as failed:
-            self._view = LimiterState.from_item(failed.item) if failed.item else self._view
-            view = self._view
-            if view is None or view.window_reset_ms != window_reset_ms:
+            if not failed.item:
                 return None
-            if view.blocked_until_ms > now_ms:
-                return Denial(view.blocked_until_ms / 1000.0, "blocked")
-            return Denial(float(self._seconds_counted(now_ms)[-1] + 1), "spike")
+            self._view = now_view = LimiterState.from_item(failed.item)
+            if now_view.window_start_ms != window_start_ms or now_view.window_reset_ms <= arrival_by_ms:
+                return None
+            if now_view.blocked_until_ms > now_ms:
+                return Denial(now_view.blocked_until_ms / 1000.0, "blocked")
+            return Denial(float(counted + 1), "spike")
         self._view = LimiterState.from_item(item)
-        return self._grant(now_ms)
+        return self._grant(counted)
 
-    def _grant(self, granted_at_ms: int) -> Grant:
-        """A grant counted at `granted_at_ms`: valid while the call still reaches Picsart in a second (and the
-        window) that counted it."""
+    def _grant(self, counted: int) -> Grant:
+        """A grant counted in second `counted`: valid while the call reaches Picsart in that second (and in the
+        window)."""
         assert self._view is not None
-        counted_until = (self._seconds_counted(granted_at_ms)[-1] + 1) * 1000
-        valid_until_ms = min(counted_until, self._view.window_reset_ms) - SEND_MARGIN_MS
-        return Grant(self._view, valid_until=valid_until_ms / 1000.0)
+        valid_until_ms = min((counted + 1) * 1000, self._view.window_reset_ms) - SEND_MARGIN_MS
+        return Grant(self._view, valid_until=valid_until_ms / 1000.0, valid_from=float(counted))
 
-    def _spike_terms(self, now_ms: int, names: dict[str, str], values: dict[str, Any]) -> tuple[list[str], list[str]]:
-        """The spike-arrest counts a call granted now adds, and the room they need (names and values added)."""
+    def _spike_terms(self, counted: int, names: dict[str, str], values: dict[str, Any]) -> tuple[str, str]:
+        """The spike-arrest count a call counted in second `counted` adds, and the room it needs (names and
+        values added)."""
         values.update({":one": 1, ":zero": 0, ":spike_max": self._spike})
-        counts, room = [], []
-        for index, counted in enumerate(self._seconds_counted(now_ms)):
-            names[f"#s{index}"] = str(counted)
-            counts.append(f"#spike.#s{index} = if_not_exists(#spike.#s{index}, :zero) + :one")
-            room.append(f"(attribute_not_exists(#spike.#s{index}) OR #spike.#s{index} < :spike_max)")
-        return counts, room
+        names["#counted"] = str(counted)
+        count = "#spike.#counted = if_not_exists(#spike.#counted, :zero) + :one"
+        return count, "(attribute_not_exists(#spike.#counted) OR #spike.#counted < :spike_max)"
 
     def known_denial(self) -> Denial | None:
         """The refusal `acquire` would give from what this environment already knows (no read, no write):
@@ -271,9 +282,9 @@ class FleetRateLimiter:
             return Denial(view.blocked_until_ms / 1000.0, "blocked")
         if view.window_open(now_ms) and view.granted >= view.limit:
             return Denial(view.window_reset_ms / 1000.0, "quota")
-        full = [second for second in self._seconds_counted(now_ms) if view.spike.get(str(second), 0) >= self._spike]
-        if full:
-            return Denial(float(max(full) + 1), "spike")
+        counted = self._second_counted(now_ms)
+        if view.spike.get(str(counted), 0) >= self._spike:
+            return Denial(float(counted + 1), "spike")
         return None
 
     def place_in_line(self, denial: Denial) -> float:
@@ -317,18 +328,19 @@ class FleetRateLimiter:
             return (view.window_reset_ms + windows_ahead * window_ms) / 1000.0 + position / self._spike
         return denial.retry_at
 
-    def _seconds_counted(self, now_ms: int) -> list[int]:
-        """The wall-clock seconds a call granted now may reach Picsart in (where its spike arrest counts
-        it): this one, and the next too when the grant is within ARRIVAL_SKEW_MS of it."""
+    def _second_counted(self, now_ms: int) -> int:
+        """The wall-clock second a call granted by a write starting now reaches Picsart in, where its spike
+        arrest counts it: this one when the write (as long as this environment's last) leaves time to start
+        the call in it, else the next, which the call then waits for."""
         second = now_ms // 1000
-        return [second, second + 1] if now_ms % 1000 >= 1000 - ARRIVAL_SKEW_MS else [second]
+        return second if now_ms + self._write_ms + SEND_MARGIN_MS < (second + 1) * 1000 else second + 1
 
-    def _grant_update(self, view: LimiterState | None, now_ms: int) -> dict[str, Any]:
+    def _grant_update(self, view: LimiterState | None, now_ms: int, counted: int) -> dict[str, Any]:
         second = now_ms // 1000
         values: dict[str, Any] = {":now": now_ms, ":one": 1}
         if view is not None and view.window_open(now_ms):
             names = {"#spike": "spike", "#limit": "limit"}
-            counts, room = self._spike_terms(now_ms, names, values)
+            count, room = self._spike_terms(counted, names, values)
             removals = []
             # A few old seconds per write keep the item small; each name given must be used (DynamoDB refuses
             # unused names), so only those removed are named.
@@ -338,18 +350,15 @@ class FleetRateLimiter:
                 removals.append(f"#spike.#old{index}")
             remove = (" REMOVE " + ", ".join(removals)) if removals else ""
             return {
-                "update": "SET granted = granted + :one, " + ", ".join(counts) + remove,
-                "condition": (
-                    "window_reset_ms > :now AND granted < #limit AND " + " AND ".join(room) + f" AND {_NOT_BLOCKED}"
-                ),
+                "update": f"SET granted = granted + :one, {count}{remove}",
+                "condition": f"window_reset_ms > :now AND granted < #limit AND {room} AND {_NOT_BLOCKED}",
                 "names": names,
                 "values": values,
             }
         # No window open (or none known to this environment yet): open one. Its end is a guess from the
         # last window's length (a short probe window at first) until an answer confirms it.
         recent = {k: v for k, v in (view.spike if view is not None else {}).items() if int(k) >= second - 1}
-        for counted in self._seconds_counted(now_ms):
-            recent[str(counted)] = recent.get(str(counted), 0) + 1
+        recent[str(counted)] = recent.get(str(counted), 0) + 1
         values.update(
             {":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True, ":spike": recent, ":zero": 0}
         )
@@ -388,7 +397,7 @@ class FleetRateLimiter:
         view = self._view
         for _ in range(3):
             try:
-                update = self._observe_update(view, reset_ms, limit, used, headers.credits)
+                update = self._observe_update(view, reset_ms, limit, used, headers.credits, now_ms)
                 if update is None:
                     return
                 self._view = LimiterState.from_item(self._write(**update))
@@ -398,10 +407,24 @@ class FleetRateLimiter:
                 self._view = view
 
     def _observe_update(
-        self, view: LimiterState | None, reset_ms: int, limit: int | None, used: int | None, credits: int | None
+        self,
+        view: LimiterState | None,
+        reset_ms: int,
+        limit: int | None,
+        used: int | None,
+        credits: int | None,
+        received_ms: int,
     ) -> dict[str, Any] | None:
         if view is None:
             return None  # no state yet: the next acquire creates it
+        # An answer about a window that is over (the call was answered late) says nothing about this one: its
+        # count is not this window's. A guessed window is known by its start, a confirmed one by its reset.
+        if view.provisional:
+            window_over = reset_ms <= view.window_start_ms
+        else:
+            window_over = reset_ms < view.window_reset_ms - _SAME_WINDOW_MS
+        if window_over:
+            return None
         values: dict[str, Any] = {":reset": reset_ms, ":false": False}
         names = {"#provisional": "provisional"}
         sets = ["window_reset_ms = :reset", "#provisional = :false"]
@@ -412,7 +435,7 @@ class FleetRateLimiter:
         if credits is not None:
             values[":credits"] = credits
             sets.append("credits = :credits")
-        newer_window = view.provisional or reset_ms > view.window_reset_ms + 1000
+        newer_window = view.provisional or reset_ms > view.window_reset_ms + _SAME_WINDOW_MS
         if newer_window:
             if view.provisional:
                 # Confirm the window the fleet opened; an answer from the window before cannot (its reset
@@ -425,11 +448,13 @@ class FleetRateLimiter:
                     values[":used"] = used
                     sets.append("granted = :used")
             else:
-                # An answer from a window the fleet has not opened yet (the call crossed the reset).
+                # An answer from a window the fleet has not opened yet (the call crossed the reset). It is a new
+                # window: a new start too (grants of the last one are not counted again in it).
                 values[":known"] = view.window_reset_ms
                 condition = "provisional = :false AND window_reset_ms = :known"
                 values[":used"] = used if used is not None else 1
-                sets.append("granted = :used")
+                values[":received"] = received_ms
+                sets.extend(["granted = :used", "window_start_ms = :received"])
             return {"update": "SET " + ", ".join(sets), "condition": condition, "names": names, "values": values}
         if used is not None and used > view.granted and view.window_open(self._now_ms()):
             # Picsart counted calls the fleet did not grant (another client on the same key): catch up.
@@ -456,6 +481,7 @@ class FleetRateLimiter:
     # -- DynamoDB --------------------------------------------------------------------------------------
     def _write(self, update: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
+        started = self._clock()
         try:
             answer = self._table.update_item(
                 Key=self._item_key,
@@ -467,6 +493,7 @@ class FleetRateLimiter:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
+            self._write_ms = (self._clock() - started) * 1000
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             raw: dict[str, Any] = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
@@ -474,6 +501,7 @@ class FleetRateLimiter:
             # DynamoDB charges a failed conditional write like a write.
             self.write_units += write_units_of(item or {})
             raise _ConditionFailed(item) from None
+        self._write_ms = (self._clock() - started) * 1000
         item = dict(answer.get("Attributes", {}))
         self.write_units += write_units_of(item)
         return item
