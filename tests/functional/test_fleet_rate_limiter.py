@@ -447,3 +447,60 @@ def test_a_grant_from_before_its_window_was_confirmed_is_counted_again_in_it(tab
     again = slow.recount(grant)
     assert isinstance(again, Grant), "the same window: the unit is kept"
     assert stored(table, api_key)["granted"] == granted
+
+
+def test_a_guessed_window_is_confirmed_by_its_first_calls_answers_not_by_every_one(table: Any, api_key: str) -> None:
+    """Each later answer would find the window confirmed already: a failed write each (53 in a bench run)."""
+    clock = Clock(T0)
+    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    clock.now = old_reset + 0.1
+    limiters = [make(table, api_key, clock) for _ in range(6)]
+    assert all(isinstance(limiter.acquire(), Grant) for limiter in limiters)
+    new_reset = str(int((clock.now + 10.2) * 1000))
+    late = limiters[-1]
+    writes = late.writes
+    late.observe(headers(60, 54, new_reset), throttled=False)
+    assert late.writes == writes, "the sixth call's answer leaves the confirming to the first ones"
+    assert stored(table, api_key)["provisional"] is True
+
+    limiters[1].observe(headers(60, 58, new_reset), throttled=False)
+    assert stored(table, api_key)["provisional"] is False, "the second call's answer confirms it"
+
+    late.observe(headers(60, 0, new_reset), throttled=True)
+    assert stored(table, api_key)["granted"] == 60, "a 429 is always told to the fleet"
+
+
+def test_after_a_reset_a_busy_fleet_asks_for_grants_and_one_environment_opens_the_window(
+    table: Any, api_key: str
+) -> None:
+    """Every environment's view shows the window over after a reset. Each used to try opening the next window
+    and all but one failed (a write each); they ask for a grant in the open window instead, and the one that
+    finds none open opens it."""
+    clock = Clock(T0)
+    reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    limiters = [make(table, api_key, clock) for _ in range(10)]
+    for limiter in limiters:
+        clock.now += 0.06
+        assert isinstance(limiter.acquire(), Grant)
+    clock.now = reset + 0.2
+    before = sum(limiter.writes for limiter in limiters)
+    assert all(isinstance(limiter.acquire(), Grant) for limiter in limiters)
+    assert sum(limiter.writes for limiter in limiters) - before == 11, "one failed write: the opener's grant"
+    assert stored(table, api_key)["granted"] == 10
+
+
+def test_an_environment_alone_opens_each_window_without_a_failed_write_once_it_has_learned_to(
+    table: Any, api_key: str
+) -> None:
+    clock = Clock(T0)
+    reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    alone = make(table, api_key, clock)
+    writes = []
+    for _ in range(3):
+        clock.now = reset + 0.2
+        before = alone.writes
+        assert isinstance(alone.acquire(), Grant)
+        writes.append(alone.writes - before)
+        reset = clock.now + 10
+        alone.observe(headers(60, 59, str(int(reset * 1000))), throttled=False)
+    assert writes == [2, 1, 1], "asked for a grant once, found no window open: opens the next ones itself"

@@ -555,6 +555,35 @@ def test_a_refused_budget_parks_the_job_without_a_call_or_an_attempt() -> None:
     assert w.jobs.finished[-1]["attempt"] is None
     assert "quota" in w.jobs.finished[-1]["reason"]
     assert w.limiter.lined_up == [Denial(retry_at=NOW + 40, reason="quota")], "it took a place in the line"
+    assert message.turn_at == NOW + 40, "the message carries when its place comes"
+
+
+def test_work_back_from_the_line_asks_for_budget_at_its_turn_not_at_the_reset() -> None:
+    """The work a reset releases asks in line order, spaced by the spike arrest: asking all at once, all but
+    one would fail to open the window (a write each)."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.known = Denial(retry_at=NOW + 0.2, reason="quota")
+    w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
+    message = RetryMessage(
+        bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", in_line=True
+    )
+    w.processor.resume(message.model_copy(update={"turn_at": NOW + 0.7}))
+    assert clock.slept == [pytest.approx(0.7)], "its turn, after the reset"
+    assert (w.limiter.acquired, len(w.client.calls)) == (2, 1)
+
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="spike"), Grant(LimiterState(), valid_until=NOW + 10)]
+    w.processor.resume(message.model_copy(update={"turn_at": NOW + 0.7}))
+    assert clock.slept == [pytest.approx(0.2)], "a full second is not a turn in line: the next second will do"
+
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="quota")]
+    w.processor.resume(message.model_copy(update={"turn_at": NOW + SHORT_WAIT_SECONDS + 1}))
+    assert clock.slept == [], "a turn further off than a short wait: parked"
+    assert len(w.parked()) == 1
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, 405, 406, 402])

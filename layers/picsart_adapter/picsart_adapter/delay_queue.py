@@ -45,6 +45,8 @@ class RetryMessage(BaseModel):
     in_flight_since: float | None = None
     #: Parked at a place in the fleet's line (see rate_limit): come back early, it keeps its turn.
     in_line: bool = False
+    #: When that place comes (epoch seconds): it asks for budget then, not before.
+    turn_at: float | None = None
 
     def upload(self) -> UploadedObject:
         return UploadedObject(

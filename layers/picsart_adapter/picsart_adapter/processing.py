@@ -80,6 +80,8 @@ class _Job:
     polls: int = 0
     in_flight_since: float | None = None
     in_line: bool = False
+    #: When its place in the fleet's line comes (epoch seconds).
+    turn_at: float | None = None
 
     @property
     def ref(self) -> JobRef:
@@ -104,6 +106,7 @@ class _Job:
             polls=self.polls,
             in_flight_since=self.in_flight_since,
             in_line=self.in_line,
+            turn_at=self.turn_at,
         )
 
 
@@ -163,6 +166,7 @@ class UploadProcessor:
             polls=message.polls,
             in_flight_since=message.in_flight_since,
             in_line=message.in_line,
+            turn_at=message.turn_at,
         )
         return self._attempt(job)
 
@@ -203,7 +207,7 @@ class UploadProcessor:
         if isinstance(admission, Open):
             return self._hold_for_circuit(job, admission)
         known = self._limiter.known_denial()
-        if known is not None and not self._can_wait_for(known):
+        if known is not None and not self._can_wait_until(self._wait_target(job, known)):
             self._unused(admission)
             return self._defer(job, known)
         if job.stored is None and (skipped := self._check(job)):
@@ -237,8 +241,12 @@ class UploadProcessor:
             if isinstance(decision, Grant) and self._clock() > decision.valid_until and recounts < MAX_RECOUNTS:
                 held, recounts = decision, recounts + 1
                 metrics.add_metric(name="GrantsRecounted", unit=MetricUnit.Count, value=1)
-            elif isinstance(decision, Denial) and waits < MAX_SHORT_WAITS and self._can_wait_for(decision):
-                self._sleep(max(0.0, decision.retry_at - self._clock()))
+            elif (
+                isinstance(decision, Denial)
+                and waits < MAX_SHORT_WAITS
+                and self._can_wait_until(until := self._wait_target(job, decision))
+            ):
+                self._sleep(max(0.0, until - self._clock()))
                 waits += 1
             else:
                 break
@@ -265,9 +273,18 @@ class UploadProcessor:
             return True
         return self._context.get_remaining_time_in_millis() >= self.time_needed_ms + wait_seconds * 1000
 
-    def _can_wait_for(self, denial: Denial) -> bool:
+    @staticmethod
+    def _wait_target(job: _Job, denial: Denial) -> float:
+        """When to ask again: when the budget returns, and for quota not before the job's turn in the fleet's
+        line, so that the work a reset releases asks in line order, spaced by the spike arrest, rather than
+        all at once (all but one of such a crowd would fail to open the window, a write each)."""
+        if denial.reason == "quota" and job.turn_at is not None:
+            return max(denial.retry_at, job.turn_at)
+        return denial.retry_at
+
+    def _can_wait_until(self, until: float) -> bool:
         """A wait shorter than a delay-queue hop, with time left in the invocation for it and the call."""
-        wait = denial.retry_at - self._clock()
+        wait = until - self._clock()
         return wait <= SHORT_WAIT_SECONDS and self.has_time_for(wait)
 
     def _unused(self, admission: Admission) -> None:
@@ -535,6 +552,8 @@ class UploadProcessor:
             # For quota: it had a place, and came before its window did (windows start with their first call,
             # so they drift later than planned): it keeps its turn at the head, right after the reset.
             budget_back_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
+        if denial.reason == "quota":
+            job.turn_at = budget_back_at
         # Work waiting for quota is due a short wait early: SQS delays are whole seconds, and the S3 read and
         # records come first.
         lead = SHORT_WAIT_SECONDS if denial.reason == "quota" else 0.0

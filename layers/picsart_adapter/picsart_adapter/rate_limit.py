@@ -58,6 +58,9 @@ SEND_MARGIN_MS = 150
 ASSUMED_WRITE_MS = 250
 #: Old spike-arrest seconds dropped from the item by one grant.
 MAX_SECONDS_REMOVED_PER_WRITE = 8
+#: A guessed window is confirmed by the answers to its first few calls: the answers to later ones would, as a
+#: rule, only find it confirmed already (a failed write each).
+CONFIRMING_CALLS = 3
 #: How long a probe's window is assumed to last when nothing is known yet.
 PROBE_WINDOW_MS = 2_000
 #: Resets closer than this are the same window's (the header's second forms are precise to one second).
@@ -183,6 +186,11 @@ class FleetRateLimiter:
         self._fingerprint: tuple[str, str] | None = None
         #: How long this environment's last write to the item took (ms): how late a grant comes back.
         self._write_ms = float(ASSUMED_WRITE_MS)
+        #: Whether, when its view shows the window over, another invocation has as a rule opened the next one
+        #: already (a busy fleet), so a grant is asked for rather than a window opened: learned from which
+        #: of the two last failed. In a busy fleet every environment tried to open each window, and all but
+        #: one failed (a write each, 34 a window in the bench).
+        self._others_open_windows = True
         #: DynamoDB write units this instance consumed (failed conditional writes are charged too).
         self.write_units = 0.0
         self.writes = 0
@@ -205,11 +213,16 @@ class FleetRateLimiter:
         for _ in range(4):
             now_ms = self._now_ms()
             counted = self._second_counted(now_ms)
+            view = self._view
+            opening = not (view is not None and view.window_open(now_ms)) and not self._others_open_windows
             try:
-                item = self._write(**self._grant_update(self._view, now_ms, counted))
+                item = self._write(**self._grant_update(view, now_ms, counted, opening))
             except _ConditionFailed as failed:
                 # Another invocation moved the state on: decide again from what it is now.
                 self._view = LimiterState.from_item(failed.item) if failed.item else None
+                window_was_open = self._view is not None and self._view.window_open(now_ms)
+                if opening == window_was_open:
+                    self._others_open_windows = window_was_open
                 if self._view is not None:
                     denial = self._denial(self._view, self._now_ms())
                     if denial is not None:
@@ -335,16 +348,18 @@ class FleetRateLimiter:
         second = now_ms // 1000
         return second if now_ms + self._write_ms + SEND_MARGIN_MS < (second + 1) * 1000 else second + 1
 
-    def _grant_update(self, view: LimiterState | None, now_ms: int, counted: int) -> dict[str, Any]:
+    def _grant_update(self, view: LimiterState | None, now_ms: int, counted: int, opening: bool) -> dict[str, Any]:
         second = now_ms // 1000
         values: dict[str, Any] = {":now": now_ms, ":one": 1}
-        if view is not None and view.window_open(now_ms):
+        if not opening:
+            # A grant in the window that is open, whoever opened it (its condition checks it is).
             names = {"#spike": "spike", "#limit": "limit"}
             count, room = self._spike_terms(counted, names, values)
             removals = []
             # A few old seconds per write keep the item small; each name given must be used (DynamoDB refuses
             # unused names), so only those removed are named.
-            old_seconds = [s for s in view.spike if int(s) < second - 1][:MAX_SECONDS_REMOVED_PER_WRITE]
+            known_seconds = view.spike if view is not None else {}
+            old_seconds = [s for s in known_seconds if int(s) < second - 1][:MAX_SECONDS_REMOVED_PER_WRITE]
             for index, old_second in enumerate(old_seconds):
                 names[f"#old{index}"] = old_second
                 removals.append(f"#spike.#old{index}")
@@ -355,8 +370,8 @@ class FleetRateLimiter:
                 "names": names,
                 "values": values,
             }
-        # No window open (or none known to this environment yet): open one. Its end is a guess from the
-        # last window's length (a short probe window at first) until an answer confirms it.
+        # No window open: open one. Its end is a guess from the last window's length (a short probe window at
+        # first) until an answer confirms it.
         recent = {k: v for k, v in (view.spike if view is not None else {}).items() if int(k) >= second - 1}
         recent[str(counted)] = recent.get(str(counted), 0) + 1
         values.update(
@@ -397,7 +412,7 @@ class FleetRateLimiter:
         view = self._view
         for _ in range(3):
             try:
-                update = self._observe_update(view, reset_ms, limit, used, headers.credits, now_ms)
+                update = self._observe_update(view, reset_ms, limit, used, headers.credits, now_ms, throttled)
                 if update is None:
                     return
                 self._view = LimiterState.from_item(self._write(**update))
@@ -414,6 +429,7 @@ class FleetRateLimiter:
         used: int | None,
         credits: int | None,
         received_ms: int,
+        throttled: bool,
     ) -> dict[str, Any] | None:
         if view is None:
             return None  # no state yet: the next acquire creates it
@@ -425,6 +441,8 @@ class FleetRateLimiter:
             window_over = reset_ms < view.window_reset_ms - _SAME_WINDOW_MS
         if window_over:
             return None
+        if view.provisional and view.granted > CONFIRMING_CALLS and not throttled:
+            return None  # the answers to the window's first calls confirm it
         values: dict[str, Any] = {":reset": reset_ms, ":false": False}
         names = {"#provisional": "provisional"}
         sets = ["window_reset_ms = :reset", "#provisional = :false"]
