@@ -59,6 +59,21 @@ def test_a_spike_arrested_call_does_not_open_a_window() -> None:
     assert [start for start, _ in metrics.windows(calls, window_s=10.0)] == [0.0, 10.6]
 
 
+def test_the_makespan_splits_into_the_windows_and_where_the_rest_went() -> None:
+    """Uploads from t=-1.5; windows of 10 s opening at 0, 10.5 and 20.6; the last output at 22.0."""
+    calls = [call(0.0), call(1.0), call(10.5), call(12.0), call(20.6), call(21.1)]
+    parts = metrics.makespan_parts(calls, start=-1.5, end=22.0, window_s=10.0)
+    assert parts == metrics.MakespanParts(
+        to_first_call_s=1.5,
+        idle_after_resets_s=pytest.approx(0.6),
+        last_window_s=pytest.approx(0.5),
+        after_last_call_s=pytest.approx(0.9),
+    )
+    windows = 2 * 10.0
+    assert sum(vars(parts).values()) + windows == pytest.approx(22.0 + 1.5), "the parts add up to the makespan"
+    assert metrics.makespan_parts([], start=0.0, end=1.0, window_s=10.0) is None
+
+
 def test_only_429s_after_the_windows_first_answer_are_late() -> None:
     calls = [
         call(0.0, duration=0.5),  # first answer of the window at 0.5

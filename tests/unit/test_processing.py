@@ -29,6 +29,8 @@ from picsart_adapter.picsart_client import (
     parse_response,
 )
 from picsart_adapter.processing import (
+    ASSUMED_PREPARATION_SECONDS,
+    DELAY_ROUNDING_SECONDS,
     MAX_IN_FLIGHT_SECONDS,
     MAX_RECOUNTS,
     MAX_SHORT_WAITS,
@@ -549,13 +551,30 @@ def test_a_refused_budget_parks_the_job_without_a_call_or_an_attempt() -> None:
     (parked,) = w.parked()
     message = RetryMessage.model_validate_json(parked["MessageBody"])
     assert message.attempt == 2, "a deferral is not an attempt"
-    # Its place in line, a short wait early (SQS delays are whole seconds, and the reads come first).
-    assert message.due_at == NOW + 40 - SHORT_WAIT_SECONDS
+    # Its place in line, early by its preparation (none on this clock) and SQS's whole-second rounding.
+    assert message.due_at == NOW + 40 - DELAY_ROUNDING_SECONDS
     assert parked["DelaySeconds"] == 39
     assert w.jobs.finished[-1]["attempt"] is None
     assert "quota" in w.jobs.finished[-1]["reason"]
     assert w.limiter.lined_up == [Denial(retry_at=NOW + 40, reason="quota")], "it took a place in the line"
     assert message.turn_at == NOW + 40, "the message carries when its place comes"
+
+
+def test_work_parked_for_its_turn_is_due_early_by_how_long_preparing_a_job_takes_here() -> None:
+    """Taken up again, the job reads its object and writes its records before it may ask for budget: on a
+    slow machine that took 2 s, and work due 1.5 s early reached its turn late, window after window."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 40, reason="quota"), clock=clock)
+
+    def slow_describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        clock.now += 2.0
+        return stored_object()
+
+    w.store.describe = slow_describe  # type: ignore[method-assign]
+    w.processor.process(UPLOAD)
+    message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert message.due_at == pytest.approx(NOW + 40 - 2.0 - DELAY_ROUNDING_SECONDS)
+    assert message.turn_at == NOW + 40
 
 
 def test_work_back_from_the_line_asks_for_budget_at_its_turn_not_at_the_reset() -> None:
@@ -845,7 +864,8 @@ def test_work_that_had_a_place_in_line_and_came_early_keeps_its_turn() -> None:
     w.processor.resume(message)
     assert w.limiter.lined_up == []
     parked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
-    assert NOW + 3 - SHORT_WAIT_SECONDS <= parked.due_at <= NOW + 3 + RESET_SPREAD_SECONDS - SHORT_WAIT_SECONDS
+    lead = ASSUMED_PREPARATION_SECONDS + DELAY_ROUNDING_SECONDS  # no job prepared here yet: nothing timed
+    assert NOW + 3 - lead <= parked.due_at <= NOW + 3 + RESET_SPREAD_SECONDS - lead
     assert parked.in_line
 
 

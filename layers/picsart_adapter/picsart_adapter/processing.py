@@ -49,6 +49,11 @@ SHORT_WAIT_SECONDS = 1.5
 MAX_SHORT_WAITS = 3
 #: How many times a grant that expired during its own (slow) write is counted again before the job waits.
 MAX_RECOUNTS = 2
+#: SQS delays are whole seconds (rounded up): parked work arrives up to this much after it is due.
+DELAY_ROUNDING_SECONDS = 1.0
+#: What a job's preparation (reading the object, its records, the circuit) is taken to last until this
+#: environment has timed one.
+ASSUMED_PREPARATION_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class _Job:
     in_line: bool = False
     #: When its place in the fleet's line comes (epoch seconds).
     turn_at: float | None = None
+    #: When this invocation took it up (epoch seconds).
+    taken_up_at: float = field(default_factory=time.time)
 
     @property
     def ref(self) -> JobRef:
@@ -137,6 +144,8 @@ class UploadProcessor:
         self._clock = clock
         self._sleep = sleep
         self._context: LambdaContext | None = None
+        #: How long this environment's last job took from being taken up to asking for budget (seconds).
+        self._preparation_seconds = ASSUMED_PREPARATION_SECONDS
 
     def register_lambda_context(self, context: LambdaContext) -> None:
         """Called by the handlers at each invocation: work in progress is known to end with it, and a short
@@ -146,7 +155,7 @@ class UploadProcessor:
 
     def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
         """Handle one new upload: checked first (nothing known to fail is sent, and no budget is spent on it)."""
-        job = _Job(upload, attempts_made, list(correlation_ids))
+        job = _Job(upload, attempts_made, list(correlation_ids), taken_up_at=self._clock())
         return self._check(job) or self._attempt(job)
 
     def resume(self, message: RetryMessage) -> JobResult | None:
@@ -167,6 +176,7 @@ class UploadProcessor:
             in_flight_since=message.in_flight_since,
             in_line=message.in_line,
             turn_at=message.turn_at,
+            taken_up_at=now,
         )
         return self._attempt(job)
 
@@ -232,6 +242,7 @@ class UploadProcessor:
         """The fleet's shared budget, taken right before the call so that it reaches Picsart in the second it
         was counted in: no call is made that the quota or the spike arrest would refuse. A budget that returns
         within SHORT_WAIT_SECONDS (the next second, a reset about to happen) is waited for here."""
+        self._preparation_seconds = self._clock() - job.taken_up_at
         decision = self._limiter.acquire()
         #: A unit this job holds whose grant expired during its own (slow) write: it is counted again where
         #: the call will land rather than lost (and a 429 is not worth risking).
@@ -554,9 +565,10 @@ class UploadProcessor:
             budget_back_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
         if denial.reason == "quota":
             job.turn_at = budget_back_at
-        # Work waiting for quota is due a short wait early: SQS delays are whole seconds, and the S3 read and
-        # records come first.
-        lead = SHORT_WAIT_SECONDS if denial.reason == "quota" else 0.0
+        # Work waiting for quota is due early enough to be prepared (S3 read, records: as long as this
+        # environment's last job took) by its turn, whatever SQS's whole-second rounding: it then waits at
+        # most DELAY_ROUNDING_SECONDS for its turn, in the invocation.
+        lead = self._preparation_seconds + DELAY_ROUNDING_SECONDS if denial.reason == "quota" else 0.0
         due_at = max(budget_back_at - lead, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
         self._park(job.ref, message, now, record=record or not job.resumed)

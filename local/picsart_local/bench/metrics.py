@@ -19,6 +19,7 @@ Definitions (times are epoch seconds):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,36 @@ def windows(calls: Sequence[Call], window_s: float) -> list[tuple[float, list[Ca
         if found and call.at < found[-1][0] + window_s:
             found[-1][1].append(call)
     return found
+
+
+@dataclass(frozen=True)
+class MakespanParts:
+    """Where a run's time went, beyond the windows the quota imposes: makespan = to_first_call +
+    (windows - 1) * W + idle_after_resets + last_window + after_last_call."""
+
+    #: First upload to the first call's arrival (notification, cold start, reading, the first grant).
+    to_first_call_s: float
+    #: Summed over the windows: from a window's end to the next window's first call, when the quota lay idle.
+    idle_after_resets_s: float
+    #: The last window's first call to its last call.
+    last_window_s: float
+    #: The last call's arrival to the last output written (the call itself and storing its result).
+    after_last_call_s: float
+
+
+def makespan_parts(calls: Sequence[Call], start: float, end: float, window_s: float) -> MakespanParts | None:
+    """The makespan split as MakespanParts, from the emulator's windows; None without calls."""
+    opened = windows(calls, window_s)
+    if not opened:
+        return None
+    starts = [at for at, _ in opened]
+    last_call = max(call.at for call in calls)
+    return MakespanParts(
+        to_first_call_s=starts[0] - start,
+        idle_after_resets_s=sum(later - (earlier + window_s) for earlier, later in itertools.pairwise(starts)),
+        last_window_s=last_call - starts[-1],
+        after_last_call_s=end - last_call,
+    )
 
 
 def late_429s(calls: Sequence[Call], window_s: float) -> int:

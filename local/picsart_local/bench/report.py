@@ -75,6 +75,10 @@ ROWS: tuple[tuple[str, str, str, str | None], ...] = (
     ("makespan (s)", "makespan_s", "{:.1f}", None),
     ("floor (s)", "floor_s", "{:.1f}", None),
     ("makespan / floor", "makespan_over_floor", "{:.2f}", "makespan_within_10pct_of_floor"),
+    ("  upload to 1st call (s)", "makespan_parts.to_first_call_s", "{:.1f}", None),
+    ("  quota idle after resets (s)", "makespan_parts.idle_after_resets_s", "{:.1f}", None),
+    ("  last window, 1st to last call (s)", "makespan_parts.last_window_s", "{:.1f}", None),
+    ("  last call to last output (s)", "makespan_parts.after_last_call_s", "{:.1f}", None),
     ("calls", "calls", "{}", None),
     ("HTTP 429", "http_429", "{}", "fewest_429s"),
     ("429 after window's 1st answer", "http_429_after_first_answer", "{}", "no_429_after_first_answer_of_window"),
@@ -109,7 +113,7 @@ def table_lines(report: Mapping[str, Any]) -> list[str]:
     for label, field, form, target_name in ROWS:
         row = [label]
         for name in names:
-            value = strategies[name].get(field)
+            value = _field(strategies[name], field)
             cell = "-" if value is None else form.format(value)
             if field == "lambda_errors":
                 cell += f" ({strategies[name]['lambda_timeouts']})"
@@ -128,6 +132,14 @@ def table_lines(report: Mapping[str, Any]) -> list[str]:
         if index == 0:
             lines.append("  ".join("-" * width for width in widths))
     return lines
+
+
+def _field(result: Result, path: str) -> Any:
+    """A result's field by its dotted path ("makespan_parts.last_window_s"); None where any part is missing."""
+    value: Any = result
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
 
 
 def _verdict(target: Mapping[str, Any]) -> str:

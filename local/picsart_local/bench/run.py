@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -56,6 +56,9 @@ _IDLE_CHECK_S = 2.0
 #: What the numbers mean, written into bench.json beside them (metrics.py and metering.py say more).
 DEFINITIONS = {
     "makespan_s": "first upload (its S3 write) to the last output written",
+    "makespan_parts": "the makespan less the (windows - 1) full windows the quota imposes: first upload to "
+    "first call, quota idle between a window's end and the next window's first call, the last window's first "
+    "to last call, and the last call to the last output",
     "floor_s": "(ceil(C/Q) - 1) * W + max(0, ceil(r/S) - 2) + t_call: C uploads (one call each), Q calls per "
     "W-second window, r = calls in the last window, S = spike arrest per second, t_call = median duration of "
     "the run's successful calls",
@@ -308,6 +311,7 @@ def summarize(
     ]
     results = [result for _, result in invocations]
     http_429 = sum(1 for call in calls if call.status == 429)
+    parts = metrics.makespan_parts(calls, start, end, options.window_s) if start and end else None
     return {
         "strategy": plan.name,
         "description": plan.description,
@@ -318,6 +322,7 @@ def summarize(
         "makespan_s": makespan,
         "floor_s": floor,
         "makespan_over_floor": metrics.ratio(makespan, floor),
+        "makespan_parts": asdict(parts) if parts is not None else None,
         "call_s": call_s,
         "calls": len(calls),
         "calls_ok": len(ok),
