@@ -12,7 +12,14 @@ from typing import Any
 import pytest
 
 from picsart_adapter.picsart_client import RateLimitHeaders
-from picsart_adapter.rate_limit import PROBE_WINDOW_MS, Denial, FleetRateLimiter, Grant, key_fingerprint
+from picsart_adapter.rate_limit import (
+    CONFIRMED_WITHIN_MS,
+    PROBE_WINDOW_MS,
+    Denial,
+    FleetRateLimiter,
+    Grant,
+    key_fingerprint,
+)
 
 from .conftest import Clock
 
@@ -504,3 +511,15 @@ def test_an_environment_alone_opens_each_window_without_a_failed_write_once_it_h
         reset = clock.now + 10
         alone.observe(headers(60, 59, str(int(reset * 1000))), throttled=False)
     assert writes == [2, 1, 1], "asked for a grant once, found no window open: opens the next ones itself"
+
+
+def test_a_guess_its_first_calls_did_not_confirm_is_confirmed_by_a_later_answer(table: Any, api_key: str) -> None:
+    """The first calls' answers may tell nothing (no headers, no answer): the window must not stay a guess."""
+    clock = Clock(T0)
+    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    clock.now = old_reset + 0.1
+    limiters = [make(table, api_key, clock) for _ in range(6)]
+    assert all(isinstance(limiter.acquire(), Grant) for limiter in limiters)
+    clock.now += CONFIRMED_WITHIN_MS / 1000 + 0.5
+    limiters[-1].observe(headers(60, 54, str(int((clock.now + 6) * 1000))), throttled=False)
+    assert stored(table, api_key)["provisional"] is False

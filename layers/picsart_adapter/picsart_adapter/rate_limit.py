@@ -59,8 +59,10 @@ ASSUMED_WRITE_MS = 250
 #: Old spike-arrest seconds dropped from the item by one grant.
 MAX_SECONDS_REMOVED_PER_WRITE = 8
 #: A guessed window is confirmed by the answers to its first few calls: the answers to later ones would, as a
-#: rule, only find it confirmed already (a failed write each).
+#: rule, only find it confirmed already (a failed write each). Any answer confirms a window still a guess
+#: this long after it opened (its first calls' answers told nothing: no headers, no answer).
 CONFIRMING_CALLS = 3
+CONFIRMED_WITHIN_MS = 3_000
 #: How long a probe's window is assumed to last when nothing is known yet.
 PROBE_WINDOW_MS = 2_000
 #: Resets closer than this are the same window's (the header's second forms are precise to one second).
@@ -441,7 +443,12 @@ class FleetRateLimiter:
             window_over = reset_ms < view.window_reset_ms - _SAME_WINDOW_MS
         if window_over:
             return None
-        if view.provisional and view.granted > CONFIRMING_CALLS and not throttled:
+        if (
+            view.provisional
+            and view.granted > CONFIRMING_CALLS
+            and received_ms < view.window_start_ms + CONFIRMED_WITHIN_MS
+            and not throttled
+        ):
             return None  # the answers to the window's first calls confirm it
         values: dict[str, Any] = {":reset": reset_ms, ":false": False}
         names = {"#provisional": "provisional"}
