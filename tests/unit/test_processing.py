@@ -32,6 +32,7 @@ from picsart_adapter.processing import (
     ASSUMED_PREPARATION_SECONDS,
     DELAY_ROUNDING_SECONDS,
     MAX_IN_FLIGHT_SECONDS,
+    MAX_PREPARATION_SECONDS,
     MAX_RECOUNTS,
     MAX_SHORT_WAITS,
     SHORT_WAIT_SECONDS,
@@ -575,6 +576,17 @@ def test_work_parked_for_its_turn_is_due_early_by_how_long_preparing_a_job_takes
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.due_at == pytest.approx(NOW + 40 - 2.0 - DELAY_ROUNDING_SECONDS)
     assert message.turn_at == NOW + 40
+
+    def stalled_describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        clock.now += 20.0
+        return stored_object()
+
+    w.store.describe = stalled_describe  # type: ignore[method-assign]
+    w.processor.process(UPLOAD)
+    message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert message.due_at == pytest.approx(NOW + 40 - MAX_PREPARATION_SECONDS - DELAY_ROUNDING_SECONDS), (
+        "a stalled preparation is not planned for"
+    )
 
 
 def test_work_back_from_the_line_asks_for_budget_at_its_turn_not_at_the_reset() -> None:

@@ -52,8 +52,10 @@ MAX_RECOUNTS = 2
 #: SQS delays are whole seconds (rounded up): parked work arrives up to this much after it is due.
 DELAY_ROUNDING_SECONDS = 1.0
 #: What a job's preparation (reading the object, its records, the circuit) is taken to last until this
-#: environment has timed one.
+#: environment has timed one, and the most that is planned for (a slower one, e.g. a job that first waited
+#: for a duplicate, would bring work back so early that it parks again).
 ASSUMED_PREPARATION_SECONDS = 0.5
+MAX_PREPARATION_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -568,7 +570,8 @@ class UploadProcessor:
         # Work waiting for quota is due early enough to be prepared (S3 read, records: as long as this
         # environment's last job took) by its turn, whatever SQS's whole-second rounding: it then waits at
         # most DELAY_ROUNDING_SECONDS for its turn, in the invocation.
-        lead = self._preparation_seconds + DELAY_ROUNDING_SECONDS if denial.reason == "quota" else 0.0
+        preparation = min(self._preparation_seconds, MAX_PREPARATION_SECONDS)
+        lead = preparation + DELAY_ROUNDING_SECONDS if denial.reason == "quota" else 0.0
         due_at = max(budget_back_at - lead, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
         self._park(job.ref, message, now, record=record or not job.resumed)
