@@ -65,6 +65,16 @@ def acquire_concurrently(table: Any, api_key: str, clock: Clock, callers: int, s
     return results
 
 
+def grants_in_a_guessed_window(table: Any, api_key: str, clock: Clock, environments: int) -> list[FleetRateLimiter]:
+    """After a learned window of 60 calls in 10 s, a new window opens (its end a guess): one grant for each of
+    `environments` environments, in order."""
+    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
+    clock.now = old_reset + 0.1
+    limiters = [make(table, api_key, clock) for _ in range(environments)]
+    assert all(isinstance(limiter.acquire(), Grant) for limiter in limiters)
+    return limiters
+
+
 def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: Any, api_key: str) -> None:
     clock = Clock(T0)
     first, second = make(table, api_key, clock), make(table, api_key, clock)
@@ -459,10 +469,7 @@ def test_a_grant_from_before_its_window_was_confirmed_is_counted_again_in_it(tab
 def test_a_guessed_window_is_confirmed_by_its_first_calls_answers_not_by_every_one(table: Any, api_key: str) -> None:
     """Each later answer would find the window confirmed already: a failed write each (53 in a bench run)."""
     clock = Clock(T0)
-    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
-    clock.now = old_reset + 0.1
-    limiters = [make(table, api_key, clock) for _ in range(6)]
-    assert all(isinstance(limiter.acquire(), Grant) for limiter in limiters)
+    limiters = grants_in_a_guessed_window(table, api_key, clock, environments=6)
     new_reset = str(int((clock.now + 10.2) * 1000))
     late = limiters[-1]
     writes = late.writes
@@ -516,10 +523,7 @@ def test_an_environment_alone_opens_each_window_without_a_failed_write_once_it_h
 def test_a_guess_its_first_calls_did_not_confirm_is_confirmed_by_a_later_answer(table: Any, api_key: str) -> None:
     """The first calls' answers may tell nothing (no headers, no answer): the window must not stay a guess."""
     clock = Clock(T0)
-    old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
-    clock.now = old_reset + 0.1
-    limiters = [make(table, api_key, clock) for _ in range(6)]
-    assert all(isinstance(limiter.acquire(), Grant) for limiter in limiters)
+    limiters = grants_in_a_guessed_window(table, api_key, clock, environments=6)
     clock.now += CONFIRMED_WITHIN_MS / 1000 + 0.5
     limiters[-1].observe(headers(60, 54, str(int((clock.now + 6) * 1000))), throttled=False)
     assert stored(table, api_key)["provisional"] is False

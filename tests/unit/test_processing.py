@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -567,21 +567,20 @@ def test_work_parked_for_its_turn_is_due_early_by_how_long_preparing_a_job_takes
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 40, reason="quota"), clock=clock)
 
-    def slow_describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
-        clock.now += 2.0
-        return stored_object()
+    def describe_taking(seconds: float) -> Callable[[str, str, str | None], StoredObject | None]:
+        def describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+            clock.now += seconds
+            return stored_object()
 
-    w.store.describe = slow_describe  # type: ignore[method-assign]
+        return describe
+
+    w.store.describe = describe_taking(2.0)  # type: ignore[method-assign]
     w.processor.process(UPLOAD)
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.due_at == pytest.approx(NOW + 40 - 2.0 - DELAY_ROUNDING_SECONDS)
     assert message.turn_at == NOW + 40
 
-    def stalled_describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
-        clock.now += 20.0
-        return stored_object()
-
-    w.store.describe = stalled_describe  # type: ignore[method-assign]
+    w.store.describe = describe_taking(20.0)  # type: ignore[method-assign]
     w.processor.process(UPLOAD)
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.due_at == pytest.approx(NOW + 40 - MAX_PREPARATION_SECONDS - DELAY_ROUNDING_SECONDS), (

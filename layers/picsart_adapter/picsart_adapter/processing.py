@@ -565,13 +565,13 @@ class UploadProcessor:
             # For quota: it had a place, and came before its window did (windows start with their first call,
             # so they drift later than planned): it keeps its turn at the head, right after the reset.
             budget_back_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
+        lead = 0.0
         if denial.reason == "quota":
             job.turn_at = budget_back_at
-        # Work waiting for quota is due early enough to be prepared (S3 read, records: as long as this
-        # environment's last job took) by its turn, whatever SQS's whole-second rounding: it then waits at
-        # most DELAY_ROUNDING_SECONDS for its turn, in the invocation.
-        preparation = min(self._preparation_seconds, MAX_PREPARATION_SECONDS)
-        lead = preparation + DELAY_ROUNDING_SECONDS if denial.reason == "quota" else 0.0
+            # Due early enough to be prepared (S3 read, records: as long as this environment's last job took)
+            # by its turn, whatever SQS's whole-second rounding: it then waits at most DELAY_ROUNDING_SECONDS
+            # for its turn, in the invocation.
+            lead = min(self._preparation_seconds, MAX_PREPARATION_SECONDS) + DELAY_ROUNDING_SECONDS
         due_at = max(budget_back_at - lead, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
         self._park(job.ref, message, now, record=record or not job.resumed)
