@@ -7,19 +7,38 @@ is dead-lettered at once with the reason, since no retry can make it readable.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from picsart_adapter.config import get_settings
 from picsart_adapter.delay_queue import RetryMessage
-from picsart_adapter.dependencies import get_processor
+from picsart_adapter.dependencies import get_processor, init_runs_ahead_of_traffic
 from picsart_adapter.observability import logger, metrics, tracer
 
-processor = get_processor()
-batch = BatchProcessor(event_type=EventType.SQS)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+# Checked at cold start: an invalid configuration fails here, naming the variable, before any event. The
+# processor is built at the first event that needs it, or here when the init runs ahead of traffic.
+get_settings()
+
+
+@cache
+def batch_processor() -> BatchProcessor:
+    # Loaded at the first batch, like the processor: Powertools' batch utility imports every event data class
+    # it supports, about a tenth of a bare Powertools cold start.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.SQS)
+
+
+if init_runs_ahead_of_traffic():
+    get_processor()
+    batch_processor()
 
 
 def handle_record(record: SQSRecord) -> dict[str, Any]:
@@ -27,6 +46,7 @@ def handle_record(record: SQSRecord) -> dict[str, Any]:
     s3_request_id = record.message_attributes["s3_request_id"]
     logger.set_correlation_id(s3_request_id.string_value if s3_request_id else None)
     logger.remove_keys(["picsart_correlation_id"])
+    processor = get_processor()
     try:
         message = RetryMessage.model_validate_json(record.body)
     except ValidationError as error:
@@ -47,5 +67,9 @@ def handle_record(record: SQSRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
-    processor.register_lambda_context(context)
-    return process_partial_response(event=event, record_handler=handle_record, processor=batch, context=context)
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
+    get_processor().register_lambda_context(context)
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=batch_processor(), context=context
+    )

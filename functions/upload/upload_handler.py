@@ -11,23 +11,28 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from picsart_adapter.dependencies import get_processor
+from picsart_adapter.config import get_settings
+from picsart_adapter.dependencies import get_processor, init_runs_ahead_of_traffic
 from picsart_adapter.observability import logger, metrics, tracer
 from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
 
-# Built at cold start: an invalid configuration fails here, naming the variable, before any event.
-processor = get_processor()
+# Checked at cold start: an invalid configuration fails here, naming the variable, before any event. The
+# processor is built at the first event that needs it, or here when the init runs ahead of traffic.
+get_settings()
+if init_runs_ahead_of_traffic():
+    get_processor()
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    processor.register_lambda_context(context)
     notification = parse_s3_event(event)
     if notification.is_test_event:
         logger.info("s3:TestEvent received; nothing to process")
         return {"results": [], "test_event": True}
+    processor = get_processor()
+    processor.register_lambda_context(context)
     results = []
     for upload in notification.uploads:
         logger.set_correlation_id(upload.s3_request_id)

@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
         default="epoch_ms",
         help="Reset-Time form the emulator writes for the adapter (the baselines get the form they expect)",
     )
-    bench.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per import time (default 5)")
+    bench.add_argument("--import-runs", type=int, default=9, help="fresh interpreters per import time (default 9)")
     bench.add_argument("--skip-cold-start", action="store_true", help="no import times and no layer size")
     bench.add_argument("--skip-layer-size", action="store_true", help="no layer size (it needs pip and an index)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

@@ -171,7 +171,7 @@ class ExecutionEnvironment:
     def prewarm(self) -> InvocationResult | None:
         """Start the worker and run its init now (like provisioned concurrency); the init error, if any."""
         with self._lock:
-            return self._start("prewarm") if self._process is None else None
+            return self._start("prewarm", "provisioned-concurrency") if self._process is None else None
 
     def invoke(
         self,
@@ -188,7 +188,7 @@ class ExecutionEnvironment:
         with self._lock:
             cold = self._process is None
             if cold:
-                failed = self._start(request_id)
+                failed = self._start(request_id, "on-demand")
                 if failed is not None:
                     return failed
             assert self._connection is not None
@@ -248,8 +248,9 @@ class ExecutionEnvironment:
 
     # -- internals (called with the lock held)
 
-    def _start(self, request_id: str) -> InvocationResult | None:
-        """Start a worker and wait for its init; the init error as a result when it fails."""
+    def _start(self, request_id: str, initialization_type: str) -> InvocationResult | None:
+        """Start a worker and wait for its init; the init error as a result when it fails. The worker is told
+        how it was initialised as Lambda tells it (on-demand, or provisioned-concurrency: ahead of traffic)."""
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         log_path = self._log_dir / f"{self.function.logical_id}-{next(_worker_numbers):04d}.log"
@@ -260,7 +261,11 @@ class ExecutionEnvironment:
         config = lambda_worker.WorkerConfig(
             code_uri=str(self.function.code_uri),
             handler=self.function.handler,
-            environment={**self._environment, "AWS_LAMBDA_LOG_STREAM_NAME": stream},
+            environment={
+                **self._environment,
+                "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
+            },
             log_path=str(log_path),
             function_name=self.function.name,
             function_version="$LATEST",

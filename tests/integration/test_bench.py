@@ -83,6 +83,10 @@ def test_bench_runs_every_strategy_and_reports(tmp_path: Path, capsys: pytest.Ca
         modules
     )
     assert all(module["import_ms"] > 0 for module in modules.values())
+    bare = modules["bare Powertools handler"]
+    for name in ("functions/upload/upload_handler.py", "functions/retry/retry_handler.py"):
+        assert modules[name]["first_event_ms"] > 0, "the first event (building the processor) is timed"
+        assert modules[name]["import_vs_bare"] == pytest.approx(modules[name]["import_ms"] / bare["import_ms"])
     assert report["layer"] is None
 
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -91,4 +95,5 @@ def test_bench_runs_every_strategy_and_reports(tmp_path: Path, capsys: pytest.Ca
         assert label in table
     assert all(name in table for name in STRATEGIES)
     assert "bare Powertools handler" in table
+    assert "first event ms" in table
     assert "12/12 adapter" in printed.err, "the progress bar"

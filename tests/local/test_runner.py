@@ -55,6 +55,7 @@ def test_environment_is_cold_once_then_warm_and_survives_handler_errors(
         "GREETING": "hello",
         "OVERRIDDEN": "from-function",
         "AWS_LAMBDA_FUNCTION_NAME": fixture_stack.template.function("OnUpload").name,
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
     }
     assert not failed.ok
     assert not failed.cold_start
@@ -65,6 +66,19 @@ def test_environment_is_cold_once_then_warm_and_survives_handler_errors(
     assert not third.cold_start
     assert third.payload["invocations"] == 3
     assert third.payload["pid"] == first.payload["pid"]
+
+
+def test_a_prewarmed_environment_is_initialised_as_provisioned_concurrency(
+    fixture_stack: LocalStack, tmp_path: Path
+) -> None:
+    """Like Lambda's provisioned concurrency, the init runs ahead of traffic and the function is told so."""
+    with environment_of(fixture_stack, "OnUpload", tmp_path) as environment:
+        assert environment.prewarm() is None
+        result = environment.invoke({"action": "none"})
+
+    assert result.ok
+    assert not result.cold_start
+    assert result.payload["environment_at_import"]["AWS_LAMBDA_INITIALIZATION_TYPE"] == "provisioned-concurrency"
 
 
 def test_handler_gets_a_lambda_context(fixture_stack: LocalStack, tmp_path: Path) -> None:

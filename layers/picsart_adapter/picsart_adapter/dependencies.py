@@ -1,27 +1,28 @@
-"""Builds the processor from the settings, once per execution environment (at cold start).
+"""Builds the processor from the settings, once per execution environment.
+
+The settings are checked at cold start (the handlers call `get_settings()` at import, so a bad deployment
+fails before any event). The AWS SDK, the clients and the domain modules are imported and built here, at
+the first event that needs them (an S3 test event never does): an on-demand init and the first event are
+both on that event's path, and the cold start stays close to a bare Powertools handler's. An init that runs
+ahead of traffic (provisioned concurrency, SnapStart) builds the processor in the init instead, off every
+event's path.
 
 AWS clients honour AWS_ENDPOINT_URL, which is how the local stack points them at its moto server.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cache
+from typing import TYPE_CHECKING
 
-import boto3
-from aws_lambda_powertools.utilities import parameters
-from botocore.config import Config
-
-from picsart_adapter.circuit import CircuitSettings, FleetCircuit
 from picsart_adapter.config import AdapterSettings, ConfigurationError, get_settings
-from picsart_adapter.delay_queue import DelayQueue
-from picsart_adapter.idempotency import OncePerVersion
-from picsart_adapter.jobs import JobStore
-from picsart_adapter.picsart_client import PicsartClient
-from picsart_adapter.processing import ProcessorSettings, UploadProcessor
-from picsart_adapter.rate_limit import FleetRateLimiter
-from picsart_adapter.retry_policy import RetryPolicy
-from picsart_adapter.storage import ObjectStore
 
+if TYPE_CHECKING:
+    from picsart_adapter.processing import UploadProcessor
+
+#: Lambda's initialization types (AWS_LAMBDA_INITIALIZATION_TYPE) whose init runs before any event waits on it.
+INIT_AHEAD_OF_TRAFFIC = frozenset({"provisioned-concurrency", "snap-start"})
 #: How long a fetched API key is reused before Secrets Manager is asked again (rotation takes effect then).
 SECRET_MAX_AGE_SECONDS = 300
 
@@ -33,6 +34,8 @@ class SecretApiKey:
         self._secret_id = secret_id
 
     def __call__(self) -> str:
+        from aws_lambda_powertools.utilities import parameters
+
         value = parameters.get_secret(self._secret_id, max_age=SECRET_MAX_AGE_SECONDS)
         if not isinstance(value, str) or not value.strip():
             raise ConfigurationError(f"secret {self._secret_id!r} must hold the Picsart API key as a plain string")
@@ -43,6 +46,19 @@ class SecretApiKey:
 
 
 def build_processor(settings: AdapterSettings) -> UploadProcessor:
+    import boto3
+    from botocore.config import Config
+
+    from picsart_adapter.circuit import CircuitSettings, FleetCircuit
+    from picsart_adapter.delay_queue import DelayQueue
+    from picsart_adapter.idempotency import OncePerVersion
+    from picsart_adapter.jobs import JobStore
+    from picsart_adapter.picsart_client import PicsartClient
+    from picsart_adapter.processing import ProcessorSettings, UploadProcessor
+    from picsart_adapter.rate_limit import FleetRateLimiter
+    from picsart_adapter.retry_policy import RetryPolicy
+    from picsart_adapter.storage import ObjectStore
+
     session = boto3.session.Session()
     table = session.resource("dynamodb").Table(settings.jobs_table)
     api_key = SecretApiKey(settings.api_key_secret)
@@ -93,3 +109,9 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
 @cache
 def get_processor() -> UploadProcessor:
     return build_processor(get_settings())
+
+
+def init_runs_ahead_of_traffic() -> bool:
+    """Whether this environment's init runs before any event waits on it, so work done in it costs no event
+    any time (provisioned concurrency; SnapStart's snapshot)."""
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") in INIT_AHEAD_OF_TRAFFIC

@@ -1,10 +1,15 @@
 """Cold start and size: how long each handler module takes to import in a fresh interpreter, next to a bare
 Powertools handler, and how big the layer `sam build` ships is.
 
-Import time: the median over several fresh interpreters of the wall time of importing the handler module
+Import time: the median over several fresh interpreters (the modules take turns, so a change in the
+machine's load touches them all alike) of the wall time of importing the handler module
 (as Lambda's runtime does, from its CodeUri), with the environment Lambda would give the function (from the
-local stack, so the module-level ``get_processor()`` finds its settings; it builds boto3 clients and
-makes no network call). ``process_ms`` is the whole interpreter's run, startup and exit included.
+local stack, so the module-level settings check finds its variables), and its ratio to the bare handler's.
+``process_ms`` is the whole interpreter's run, startup and exit included. ``first_event_ms`` is the
+handler's first invocation, with an event of no records (which the retry function's batch utility refuses,
+once loaded), right after the import: what a handler leaves to its first event (the adapter's handlers
+build their processor then: the AWS SDK, its clients, the domain; no network call). Import plus first event
+is what an environment pays before its first upload's own work starts.
 
 Where a Python 3.13 is found (the one the layer's Makefile compiles bytecode with), the interpreter is made
 like Lambda's: Python 3.13, the layer as its Makefile builds it (for this machine's platform), boto3 as the
@@ -51,8 +56,28 @@ spec = importlib.util.spec_from_file_location(name, code_uri + "/" + name + ".py
 module = importlib.util.module_from_spec(spec)
 sys.modules[name] = module
 spec.loader.exec_module(module)
-print((time.perf_counter() - started) * 1000)
+imported = time.perf_counter()
+
+
+class Context:
+    function_name = log_stream_name = aws_request_id = "cold-start-probe"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cold-start-probe"
+    memory_limit_in_mb = 1024
+    log_group_name = "/aws/lambda/cold-start-probe"
+
+    def get_remaining_time_in_millis(self):
+        return 60000
+
+
+try:
+    module.lambda_handler({"Records": []}, Context())
+except Exception:
+    pass  # Powertools' batch utility refuses an empty batch, once it and the handler's processor are loaded
+print("%s %f %f" % (sys.argv[3], (imported - started) * 1000, (time.perf_counter() - imported) * 1000))
 """
+#: Marks the probe's result among what the handler logs.
+_RESULT_MARK: Final = "cold-start-probe-result"
 BARE_HANDLER: Final = '''"""A bare Powertools handler: the floor any Powertools function pays at cold start."""
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
@@ -67,6 +92,7 @@ metrics = Metrics()
 def lambda_handler(event, context):
     return {"ok": True}
 '''
+BARE_LABEL: Final = "bare Powertools handler"
 LAYER_PLATFORM: Final = "manylinux2014_aarch64"
 LAYER_PYTHON: Final = "3.13"
 #: Lambda's limits for a function and its layers.
@@ -83,22 +109,23 @@ def import_times(template_path: Path, runs: int) -> dict[str, Any]:
             tempfile.TemporaryDirectory(prefix="bare-powertools-") as bare,
         ):
             interpreter = _lambda_like(repository_root, Path(folder))
-            results: dict[str, Any] = {}
+            subjects: list[_Subject] = []
             template = stack.template
             for logical_id in ("UploadFunction", "RetryFunction"):
                 if logical_id not in template.functions:
                     continue
                 function = template.function(logical_id)
-                environment = stack.function_environment(logical_id)
                 path = Path(function.code_uri) / f"{function.handler_module}.py"
                 try:
                     label = str(path.relative_to(repository_root))
                 except ValueError:
                     label = str(path)
-                results[label] = _measure(interpreter, function.code_uri, function.handler_module, environment, runs)
+                environment = stack.function_environment(logical_id)
+                subjects.append(_Subject(label, function.code_uri, function.handler_module, environment))
             (Path(bare) / "bare_handler.py").write_text(BARE_HANDLER)
             environment = stack.function_environment(next(iter(template.functions)))
-            results["bare Powertools handler"] = _measure(interpreter, Path(bare), "bare_handler", environment, runs)
+            subjects.append(_Subject(BARE_LABEL, Path(bare), "bare_handler", environment))
+            results = _measure_in_turns(interpreter, subjects, runs)
     finally:
         stack.stop()
     return {
@@ -178,33 +205,72 @@ def _lambda_like(repository_root: Path, folder: Path) -> _Interpreter:
     )
 
 
-def _measure(
-    interpreter: _Interpreter, code_uri: Path, module: str, function_environment: dict[str, str], runs: int
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Subject:
+    label: str
+    code_uri: Path
+    module: str
+    function_environment: dict[str, str]
+
+
+def _measure_in_turns(interpreter: _Interpreter, subjects: list[_Subject], runs: int) -> dict[str, Any]:
+    """Each run imports every subject once, in turn, so a change in the machine's load touches all alike."""
+    samples: dict[str, list[tuple[float, float, float]]] = {subject.label: [] for subject in subjects}
+    errors: dict[str, str] = {}
+    for _ in range(max(1, runs)):
+        for subject in subjects:
+            if subject.label in errors:
+                continue
+            sample = _import_once(interpreter, subject)
+            if isinstance(sample, str):
+                errors[subject.label] = sample
+            else:
+                samples[subject.label].append(sample)
+    results: dict[str, Any] = {}
+    for subject in subjects:
+        if subject.label in errors:
+            results[subject.label] = {"error": errors[subject.label]}
+            continue
+        imports = [sample[0] for sample in samples[subject.label]]
+        results[subject.label] = {
+            "import_ms": median(imports),
+            "first_event_ms": median([sample[1] for sample in samples[subject.label]]),
+            "process_ms": median([sample[2] for sample in samples[subject.label]]),
+            "samples_ms": imports,
+        }
+    bare = results.get(BARE_LABEL, {})
+    for measured in results.values():
+        if "import_ms" in measured and "import_ms" in bare:
+            measured["import_vs_bare"] = measured["import_ms"] / bare["import_ms"]
+    return results
+
+
+def _import_once(interpreter: _Interpreter, subject: _Subject) -> tuple[float, float, float] | str:
+    """(import ms, first event ms, whole process ms) of one fresh interpreter, or why it failed."""
     environment = {name: os.environ[name] for name in _KEPT if name in os.environ}
     if interpreter.lambda_like:
         environment.pop("VIRTUAL_ENV", None)
-    environment.update(function_environment)
+    environment.update(subject.function_environment)
     environment.update(_ISOLATION)
     environment.update(interpreter.environment)
-    imports: list[float] = []
-    processes: list[float] = []
-    for _ in range(max(1, runs)):
-        started = time.perf_counter()
-        done = subprocess.run(
-            [*interpreter.command, "-c", _PROBE, str(code_uri), module],
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        processes.append((time.perf_counter() - started) * 1000)
-        if done.returncode != 0:
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
-        imports.append(float(done.stdout.strip().splitlines()[-1]))
-    return {"import_ms": median(imports), "process_ms": median(processes), "samples_ms": imports}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*interpreter.command, "-c", _PROBE, str(subject.code_uri), subject.module, _RESULT_MARK],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    process_ms = (time.perf_counter() - started) * 1000
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return lines[-1] if lines else f"exit status {done.returncode}"
+    results = [line.split() for line in done.stdout.splitlines() if line.startswith(_RESULT_MARK + " ")]
+    if not results:
+        return f"no result printed: {done.stdout.strip()[-300:]!r}"
+    _, import_ms, first_event_ms = results[-1]
+    return float(import_ms), float(first_event_ms), process_ms
 
 
 def layer_size(repository_root: Path, timeout_s: float = 600.0) -> dict[str, Any]:

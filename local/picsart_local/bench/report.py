@@ -155,15 +155,26 @@ def cold_start_lines(report: Mapping[str, Any]) -> list[str]:
             f"Cold start: median import of each handler module, {cold['runs']} fresh interpreters "
             f"(Python {cold['python']}; {cold.get('interpreter', 'this venv')})"
         )
-        rows = [("module", "import ms", "process ms")]
+        rows = [("module", "import ms", "x bare", "first event ms", "process ms")]
         for module, measured in cold["modules"].items():
             if "error" in measured:
-                rows.append((module, "error", measured["error"]))
+                rows.append((module, "error", measured["error"], "", ""))
             else:
-                rows.append((module, f"{measured['import_ms']:.0f}", f"{measured['process_ms']:.0f}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+                ratio = measured.get("import_vs_bare")
+                rows.append(
+                    (
+                        module,
+                        f"{measured['import_ms']:.0f}",
+                        f"{ratio:.2f}" if ratio is not None else "",
+                        f"{measured.get('first_event_ms', 0.0):.0f}",
+                        f"{measured['process_ms']:.0f}",
+                    )
+                )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for index, row in enumerate(rows):
-            lines.append(f"  {row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}  {row[2].rjust(widths[2])}")
+            numbers = (cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))
+            cells = [row[0].ljust(widths[0]), *numbers]
+            lines.append("  " + "  ".join(cells))
             if index == 0:
                 lines.append("  " + "  ".join("-" * width for width in widths))
     layer = report.get("layer")

@@ -100,7 +100,7 @@ class BenchOptions:
     #: MaximumConcurrency of the concurrency-cap strategy; None: from the quota and the call latency.
     cap_concurrency: int | None = None
     adapter_reset_form: ResetTimeFormat = "epoch_ms"
-    import_runs: int = 5
+    import_runs: int = 9
     skip_cold_start: bool = False
     skip_layer_size: bool = False
     progress: bool = True
