@@ -335,6 +335,36 @@ def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str)
     assert limiter.place_in_line(denial) == pytest.approx(new_reset, abs=0.002), "first in an empty line"
 
 
+def test_joining_the_line_takes_one_write_whether_it_is_empty_or_not(table: Any, api_key: str) -> None:
+    """The refusal's write returns the item, line included: the place is taken with the write that fits, not
+    after a failed try of the other (an empty line, at each window's first refusal, cost two)."""
+    clock = Clock(T0)
+    reset = learn_window(table, api_key, clock, limit=3, window_s=10, spike=2)
+    limiter = make(table, api_key, clock, spike=2)
+    for _ in range(2):
+        clock.now += 0.6
+        assert isinstance(limiter.acquire(), Grant)
+    for expected in (0.001, 0.501, 1.001, 10.001):  # 2 a second, 3 a window
+        denial = limiter.acquire()
+        assert isinstance(denial, Denial)
+        writes = limiter.writes
+        assert limiter.place_in_line(denial) == pytest.approx(reset + expected, abs=0.002)
+        assert limiter.writes - writes == 1, f"{expected:g} s after the reset: one write"
+    clock.now = reset + 0.01
+    assert isinstance(limiter.acquire(), Grant), "the new window opens: the first three places are its budget"
+    limiter.observe(headers(3, 2, str(int((reset + 10) * 1000))), throttled=False)
+    for _ in range(2):
+        clock.now += 0.6
+        assert isinstance(limiter.acquire(), Grant)
+    other = make(table, api_key, clock, spike=2)
+    denial = other.acquire()
+    assert isinstance(denial, Denial)
+    writes = other.writes
+    new_reset = float(stored(table, api_key)["window_reset_ms"]) / 1000
+    assert other.place_in_line(denial) == pytest.approx(new_reset + 0.5, abs=0.002), "after the one waiting"
+    assert other.writes - writes == 1
+
+
 def test_no_line_is_planned_on_a_guessed_window(table: Any, api_key: str) -> None:
     """Before the first answer the window is a probe (one call, two seconds): work refused then comes back at
     the probe window's end, when the real limit is known, not at places planned on the guess."""

@@ -122,6 +122,9 @@ class LimiterState:
     granted: int = 0
     spike: Mapping[str, int] = field(default_factory=dict)
     blocked_until_ms: int = 0
+    #: The line of work refused for quota: places line_start..line_end are waiting (none when start > end).
+    line_start: int | None = None
+    line_end: int | None = None
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> LimiterState:
@@ -139,7 +142,14 @@ class LimiterState:
             granted=number("granted"),
             spike={str(k): int(v) for k, v in spike.items()},
             blocked_until_ms=number("blocked_until_ms"),
+            line_start=int(item["line_start"]) if item.get("line_start") is not None else None,
+            line_end=int(item["line_end"]) if item.get("line_end") is not None else None,
         )
+
+    @property
+    def line_waiting(self) -> bool:
+        """Whether work is waiting in the line (so a new place follows the last one)."""
+        return self.line_start is not None and self.line_end is not None and self.line_end >= self.line_start
 
     def window_open(self, now_ms: int) -> bool:
         return self.window_reset_ms > now_ms
@@ -315,18 +325,19 @@ class FleetRateLimiter:
             # The window's limit and length are the fleet's guess (a probe): no line is planned on a guess.
             return denial.retry_at
         names = {"#start": "line_start", "#end": "line_end"}
-        for _ in range(3):
+        # Which of the two writes fits is read from the item as the last write saw it (the refusal's, as a
+        # rule), so an empty line costs no failed write; a failed one tells which fits now.
+        waiting = view.line_waiting
+        for _ in range(4):
             try:
-                item = self._write(
-                    update="SET #end = #end + :one",
-                    condition="window_reset_ms = :known AND #end >= #start",
-                    names=names,
-                    values={":known": view.window_reset_ms, ":one": 1},
-                )
-            except _ConditionFailed as failed:
-                if not failed.item or failed.item.get("window_reset_ms") != view.window_reset_ms:
-                    return denial.retry_at  # the window moved on: come back at the reset, and queue then
-                try:
+                if waiting:
+                    item = self._write(
+                        update="SET #end = #end + :one",
+                        condition="window_reset_ms = :known AND #end >= #start",
+                        names=names,
+                        values={":known": view.window_reset_ms, ":one": 1},
+                    )
+                else:
                     # The line is empty (or was never started): it starts again at this place.
                     item = self._write(
                         update="SET #start = if_not_exists(#end, :zero), #end = if_not_exists(#end, :zero) + :one",
@@ -335,8 +346,13 @@ class FleetRateLimiter:
                         names=names,
                         values={":known": view.window_reset_ms, ":one": 1, ":zero": 0},
                     )
-                except _ConditionFailed:
-                    continue  # another invocation started it: take the next place
+            except _ConditionFailed as failed:
+                if not failed.item or failed.item.get("window_reset_ms") != view.window_reset_ms:
+                    return denial.retry_at  # the window moved on: come back at the reset, and queue then
+                self._view = LimiterState.from_item(failed.item)
+                waiting = self._view.line_waiting
+                continue
+            self._view = LimiterState.from_item(item)
             place = int(item["line_end"]) - int(item.get("line_start", 0))
             window_ms = view.window_ms or (view.window_reset_ms - view.window_start_ms)
             windows_ahead, position = (place - 1) // view.limit, (place - 1) % view.limit
