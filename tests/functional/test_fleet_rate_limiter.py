@@ -335,9 +335,11 @@ def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str)
     assert limiter.place_in_line(denial) == pytest.approx(new_reset, abs=0.002), "first in an empty line"
 
 
-def test_joining_the_line_takes_one_write_whether_it_is_empty_or_not(table: Any, api_key: str) -> None:
-    """The refusal's write returns the item, line included: the place is taken with the write that fits, not
-    after a failed try of the other (an empty line, at each window's first refusal, cost two)."""
+def test_joining_the_line_takes_one_write_when_it_was_never_started_and_when_work_waits(
+    table: Any, api_key: str
+) -> None:
+    """The refusal's write returns the item, line included: a line never started is started with one write,
+    not after a failed try to take the next place (the first refusal cost two)."""
     clock = Clock(T0)
     reset = learn_window(table, api_key, clock, limit=3, window_s=10, spike=2)
     limiter = make(table, api_key, clock, spike=2)

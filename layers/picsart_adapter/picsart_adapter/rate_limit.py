@@ -325,9 +325,11 @@ class FleetRateLimiter:
             # The window's limit and length are the fleet's guess (a probe): no line is planned on a guess.
             return denial.retry_at
         names = {"#start": "line_start", "#end": "line_end"}
-        # Which of the two writes fits is read from the item as the last write saw it (the refusal's, as a
-        # rule), so an empty line costs no failed write; a failed one tells which fits now.
-        waiting = view.line_waiting
+        # Taking the next place fits as a rule: a line is empty only from a window's opening to its first
+        # refusal, and environments refused at once would all see it empty and all but one fail to restart it.
+        # A line never started (in the item as this environment last saw it) is started at once. A failed
+        # write returns the item, which tells which write fits now.
+        waiting = view.line_end is not None
         for _ in range(4):
             try:
                 if waiting:
