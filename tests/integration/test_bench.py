@@ -96,4 +96,6 @@ def test_bench_runs_every_strategy_and_reports(tmp_path: Path, capsys: pytest.Ca
     assert all(name in table for name in STRATEGIES)
     assert "bare Powertools handler" in table
     assert "first event ms" in table
+    assert "handler import against the bare handler's: " in table
+    assert report["cold_start"]["target"]["pass"] in (True, False)
     assert "12/12 adapter" in printed.err, "the progress bar"

@@ -253,6 +253,31 @@ def test_targets_pass_and_fail() -> None:
     assert report.evaluate_targets({"backoff": _result()}) == {}
 
 
+@pytest.mark.parametrize(
+    ("upload", "retry", "verdict"),
+    [(1.44, 1.41, True), (1.44, 1.52, False), (1.44, None, None)],
+)
+def test_the_cold_start_target_is_the_slowest_handlers_import_against_the_bare_one(
+    upload: float, retry: float | None, verdict: bool | None
+) -> None:
+    def measured(ratio: float) -> dict[str, float]:
+        return {"import_ms": 180.0 * ratio, "first_event_ms": 150.0, "process_ms": 600.0, "import_vs_bare": ratio}
+
+    modules = {
+        "functions/upload/upload_handler.py": measured(upload),
+        "functions/retry/retry_handler.py": {"error": "ImportError"} if retry is None else measured(retry),
+        coldstart.BARE_LABEL: measured(1.0),
+    }
+    target = coldstart.import_target(modules)
+    assert target["pass"] is verdict
+    assert target["value"] == (max(upload, retry) if retry is not None else upload)
+    lines = report.cold_start_lines(
+        {"cold_start": {"runs": 9, "python": "3.13.0", "modules": modules, "target": target}}
+    )
+    expected = {True: "PASS (<= 1.5x bare)", False: "FAIL (<= 1.5x bare)", None: "n/a (<= 1.5x bare)"}[verdict]
+    assert f"handler import against the bare handler's: {expected}" in lines[-1]
+
+
 def test_layer_size_says_why_when_the_layer_cannot_be_built(tmp_path: Path, repository_root: Path) -> None:
     layer = tmp_path / "layers" / "picsart_adapter"
     (layer / "picsart_adapter").mkdir(parents=True)

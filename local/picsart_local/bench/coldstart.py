@@ -93,6 +93,8 @@ def lambda_handler(event, context):
     return {"ok": True}
 '''
 BARE_LABEL: Final = "bare Powertools handler"
+#: The issue's target: each handler's import within this many times the bare Powertools handler's.
+IMPORT_TARGET_VS_BARE: Final = 1.5
 LAYER_PLATFORM: Final = "manylinux2014_aarch64"
 LAYER_PYTHON: Final = "3.13"
 #: Lambda's limits for a function and its layers.
@@ -134,6 +136,21 @@ def import_times(template_path: Path, runs: int) -> dict[str, Any]:
         "lambda_like": interpreter.lambda_like,
         "interpreter": interpreter.description,
         "modules": results,
+        "target": import_target(results),
+    }
+
+
+def import_target(results: dict[str, Any]) -> dict[str, Any]:
+    """The target on the slowest handler's import against the bare handler's ("pass" None when a module
+    could not be measured)."""
+    handlers = [measured for label, measured in results.items() if label != BARE_LABEL]
+    ratios = [measured.get("import_vs_bare") for measured in handlers]
+    worst = max((ratio for ratio in ratios if ratio is not None), default=None)
+    measured_all = bool(handlers) and None not in ratios
+    return {
+        "target": f"<= {IMPORT_TARGET_VS_BARE:g}x bare",
+        "value": worst,
+        "pass": (worst <= IMPORT_TARGET_VS_BARE) if measured_all and worst is not None else None,
     }
 
 

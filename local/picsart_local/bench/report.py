@@ -177,6 +177,10 @@ def cold_start_lines(report: Mapping[str, Any]) -> list[str]:
             lines.append("  " + "  ".join(cells))
             if index == 0:
                 lines.append("  " + "  ".join("-" * width for width in widths))
+        target = cold.get("target")
+        if target:
+            worst = "" if target["value"] is None else f", slowest {target['value']:.2f}x"
+            lines.append(f"  handler import against the bare handler's: {_verdict(target)}{worst}")
     layer = report.get("layer")
     if layer:
         where = f"{layer['platform']}, Python {layer['python']}"
