@@ -34,6 +34,7 @@ class SecretApiKey:
         self._secret_id = secret_id
 
     def __call__(self) -> str:
+        # Imported at the first call: Powertools Parameters imports boto3, which the init leaves to the first event.
         from aws_lambda_powertools.utilities import parameters
 
         value = parameters.get_secret(self._secret_id, max_age=SECRET_MAX_AGE_SECONDS)
