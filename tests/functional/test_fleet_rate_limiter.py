@@ -275,15 +275,21 @@ def test_how_long_writes_take_decides_which_second_a_call_counts_in(table: Any, 
     assert grant.valid_from - clock.now == pytest.approx(0.1, abs=1e-3), "the call waits for its second"
 
 
-def test_work_refused_for_quota_queues_for_the_windows_ahead(table: Any, api_key: str) -> None:
-    """Each refused call takes a place in the line: a window's limit of places per window, spaced by the
-    spike arrest within it, so each reset releases as much work as the window can take, no more."""
-    clock = Clock(T0)
+def spent_window_of_three(table: Any, api_key: str, clock: Clock) -> tuple[float, FleetRateLimiter]:
+    """A learned window of 3 calls (10 s, 2 a second), spent by its probe and two grants: (reset, limiter)."""
     reset = learn_window(table, api_key, clock, limit=3, window_s=10, spike=2)
     limiter = make(table, api_key, clock, spike=2)
     for _ in range(2):
         clock.now += 0.6
         assert isinstance(limiter.acquire(), Grant)
+    return reset, limiter
+
+
+def test_work_refused_for_quota_queues_for_the_windows_ahead(table: Any, api_key: str) -> None:
+    """Each refused call takes a place in the line: a window's limit of places per window, spaced by the
+    spike arrest within it, so each reset releases as much work as the window can take, no more."""
+    clock = Clock(T0)
+    reset, limiter = spent_window_of_three(table, api_key, clock)
     places = []
     for _ in range(7):
         denial = limiter.acquire()
@@ -341,11 +347,7 @@ def test_joining_the_line_takes_one_write_when_it_was_never_started_and_when_wor
     """The refusal's write returns the item, line included: a line never started is started with one write,
     not after a failed try to take the next place (the first refusal cost two)."""
     clock = Clock(T0)
-    reset = learn_window(table, api_key, clock, limit=3, window_s=10, spike=2)
-    limiter = make(table, api_key, clock, spike=2)
-    for _ in range(2):
-        clock.now += 0.6
-        assert isinstance(limiter.acquire(), Grant)
+    reset, limiter = spent_window_of_three(table, api_key, clock)
     for expected in (0.001, 0.501, 1.001, 10.001):  # 2 a second, 3 a window
         denial = limiter.acquire()
         assert isinstance(denial, Denial)
