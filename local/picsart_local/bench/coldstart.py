@@ -122,10 +122,10 @@ def import_times(template_path: Path, runs: int) -> dict[str, Any]:
                     label = str(path.relative_to(repository_root))
                 except ValueError:
                     label = str(path)
-                environment = stack.function_environment(logical_id)
+                environment = _environment(interpreter, stack.function_environment(logical_id))
                 subjects.append(_Subject(label, function.code_uri, function.handler_module, environment))
             (Path(bare) / "bare_handler.py").write_text(BARE_HANDLER)
-            environment = stack.function_environment(next(iter(template.functions)))
+            environment = _environment(interpreter, stack.function_environment(next(iter(template.functions))))
             subjects.append(_Subject(BARE_LABEL, Path(bare), "bare_handler", environment))
             results = _measure_in_turns(interpreter, subjects, runs)
     finally:
@@ -227,7 +227,8 @@ class _Subject:
     label: str
     code_uri: Path
     module: str
-    function_environment: dict[str, str]
+    #: The interpreter's whole environment (see `_environment`).
+    environment: dict[str, str]
 
 
 def _measure_in_turns(interpreter: _Interpreter, subjects: list[_Subject], runs: int) -> dict[str, Any]:
@@ -262,18 +263,24 @@ def _measure_in_turns(interpreter: _Interpreter, subjects: list[_Subject], runs:
     return results
 
 
-def _import_once(interpreter: _Interpreter, subject: _Subject) -> tuple[float, float, float] | str:
-    """(import ms, first event ms, whole process ms) of one fresh interpreter, or why it failed."""
+def _environment(interpreter: _Interpreter, function_environment: dict[str, str]) -> dict[str, str]:
+    """What a measured interpreter runs with: a few of this process's variables, the function's, the isolation
+    from this machine's AWS setup, and the interpreter's own."""
     environment = {name: os.environ[name] for name in _KEPT if name in os.environ}
     if interpreter.lambda_like:
         environment.pop("VIRTUAL_ENV", None)
-    environment.update(subject.function_environment)
+    environment.update(function_environment)
     environment.update(_ISOLATION)
     environment.update(interpreter.environment)
+    return environment
+
+
+def _import_once(interpreter: _Interpreter, subject: _Subject) -> tuple[float, float, float] | str:
+    """(import ms, first event ms, whole process ms) of one fresh interpreter, or why it failed."""
     started = time.perf_counter()
     done = subprocess.run(
         [*interpreter.command, "-c", _PROBE, str(subject.code_uri), subject.module, _RESULT_MARK],
-        env=environment,
+        env=subject.environment,
         capture_output=True,
         text=True,
         timeout=120,
