@@ -95,16 +95,19 @@ def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: A
     assert api_key not in repr(state), "the key itself is never stored"
 
 
-def test_concurrent_callers_get_exactly_the_budget(table: Any, api_key: str) -> None:
+def test_concurrent_callers_get_exactly_the_budget_and_the_rest_a_place_each(table: Any, api_key: str) -> None:
     clock = Clock(T0)
-    learn_window(table, api_key, clock, limit=20, window_s=60)
+    reset = learn_window(table, api_key, clock, limit=20, window_s=60)
     results = acquire_concurrently(table, api_key, clock, callers=40)
     granted = [r for r in results if isinstance(r, Grant)]
     refused = [r for r in results if isinstance(r, Denial)]
     assert len(granted) == 19, "20 per window, one already taken by the probe"
     assert len(refused) == 21
     assert {r.reason for r in refused} == {"quota"}
-    assert stored(table, api_key)["granted"] == 20
+    # Places 1-21: the next window's 20, 1/300 s apart, then the first of the window after.
+    turns = sorted(round(r.turn - reset, 4) for r in refused if r.turn is not None)
+    assert turns == pytest.approx([0.001 + p / 300 for p in range(20)] + [60.001], abs=0.002)
+    assert stored(table, api_key)["granted"] == 41, "the window's 20 calls and the 21 places"
 
 
 def test_spike_arrest_caps_the_fleet_per_second(table: Any, api_key: str) -> None:
@@ -341,32 +344,88 @@ def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str)
     assert limiter.place_in_line(denial) == pytest.approx(new_reset, abs=0.002), "first in an empty line"
 
 
-def test_joining_the_line_takes_one_write_when_it_was_never_started_and_when_work_waits(
-    table: Any, api_key: str
-) -> None:
-    """The refusal's write returns the item, line included: a line never started is started with one write,
-    not after a failed try to take the next place (the first refusal cost two)."""
+def test_a_refusal_takes_its_place_in_the_line_with_one_write(table: Any, api_key: str) -> None:
+    """An environment that does not know the window is spent asks for a call: the unit it gets is beyond the
+    limit, so that one write is its place (it was a failed write, then a second one for the place). One that
+    knows refuses without a write and takes its place with one."""
+    clock = Clock(T0)
+    reset, knows = spent_window_of_three(table, api_key, clock)
+    clock.now += 1  # a second with room: the spike arrest is not what refuses it
+    unaware = make(table, api_key, clock, spike=2)
+    denial = unaware.acquire()
+    assert isinstance(denial, Denial)
+    assert denial.reason == "quota"
+    assert unaware.place_in_line(denial) == pytest.approx(reset + 0.001, abs=0.002)
+    assert unaware.writes == 1
+
+    denial = knows.acquire()
+    assert isinstance(denial, Denial)
+    writes = knows.writes
+    assert knows.place_in_line(denial) == pytest.approx(reset + 0.501, abs=0.002), "after the one waiting"
+    assert knows.writes - writes == 1
+
+
+def test_opening_a_window_carries_the_line_over_as_the_item_counted_it(table: Any, api_key: str) -> None:
+    """The window's last count is copied by the opening write itself (DynamoDB reads it as it was before the
+    write), so the line carried over is the item's: an opener whose view of the count is stale (in a busy fleet,
+    every view is) opens with one write, not a failed one first."""
     clock = Clock(T0)
     reset, limiter = spent_window_of_three(table, api_key, clock)
-    for expected in (0.001, 0.501, 1.001, 10.001):  # 2 a second, 3 a window
+    opener = make(table, api_key, clock, spike=2)
+    clock.now += 0.6
+    refused = opener.acquire()
+    assert isinstance(refused, Denial)
+    opener.place_in_line(refused)  # place 1: its view counts 4 units
+    for _ in range(4):  # places 2-5
         denial = limiter.acquire()
         assert isinstance(denial, Denial)
-        writes = limiter.writes
-        assert limiter.place_in_line(denial) == pytest.approx(reset + expected, abs=0.002)
-        assert limiter.writes - writes == 1, f"{expected:g} s after the reset: one write"
+        limiter.place_in_line(denial)
     clock.now = reset + 0.01
-    assert isinstance(limiter.acquire(), Grant), "the new window opens: the first three places are its budget"
-    limiter.observe(headers(3, 2, str(int((reset + 10) * 1000))), throttled=False)
-    for _ in range(2):
-        clock.now += 0.6
-        assert isinstance(limiter.acquire(), Grant)
-    other = make(table, api_key, clock, spike=2)
-    denial = other.acquire()
-    assert isinstance(denial, Denial)
-    writes = other.writes
+    opener._others_open_windows = False  # as an environment alone would: it opens rather than asks first
+    writes = opener.writes
+    assert isinstance(opener.acquire(), Grant)
+    assert opener.writes - writes == 1, "opened with one write, its view of the count stale by four"
+    clock.now += 1
+    assert all(isinstance(limiter.acquire(), Grant) for _ in range(2)), "the window's other two units"
+    clock.now += 1
+    refused = limiter.acquire()
+    assert isinstance(refused, Denial)
     new_reset = float(stored(table, api_key)["window_reset_ms"]) / 1000
-    assert other.place_in_line(denial) == pytest.approx(new_reset + 0.5, abs=0.002), "after the one waiting"
-    assert other.writes - writes == 1
+    # Five places, three of them this window's: two wait for the next, so this refusal is the third.
+    assert limiter.place_in_line(refused) == pytest.approx(new_reset + 1.0, abs=0.002)
+
+
+def test_the_places_after_a_windows_first_come_once_its_opening_write_is_back(table: Any, api_key: str) -> None:
+    """The first place opens the window; the others, arriving before that write was back, each failed to take
+    a grant in it and then to open it."""
+    clock = Clock(T0)
+    reset = learn_window(table, api_key, clock, limit=3, window_s=10, spike=2)
+    slow = FleetRateLimiter(SlowWrites(table, clock, 0.3), lambda: api_key, spike_per_second=2, clock=clock)
+    for _ in range(3):
+        clock.now += 0.6
+        outcome = slow.acquire()
+    assert isinstance(outcome, Denial), "the probe and two grants spent the window: a place"
+    first = slow.place_in_line(outcome)
+    second = slow.place_in_line(slow.acquire())  # type: ignore[arg-type]
+    assert first == pytest.approx(reset + 0.001, abs=0.002)
+    assert second - first == pytest.approx(0.3 + 0.5, abs=0.002), "its write's 0.3 s, then 2 a second"
+
+
+def test_only_an_answer_that_says_the_window_is_spent_corrects_the_fleets_count(table: Any, api_key: str) -> None:
+    """An answer counting more calls than the fleet has granted is, as a rule, one whose call arrived after
+    calls granted later: the fleet has counted them already, and a write to say so failed (17-34 a bench run).
+    An answer saying the window is spent (another client on the key) stops the fleet."""
+    clock = Clock(T0)
+    learn_window(table, api_key, clock, limit=10, window_s=60)
+    limiter = make(table, api_key, clock)
+    assert isinstance(limiter.acquire(), Grant)
+    reset = str(int(stored(table, api_key)["window_reset_ms"]) - 1)
+    writes = limiter.writes
+    limiter.observe(headers(10, 5, reset), throttled=False)
+    assert (limiter.writes, stored(table, api_key)["granted"]) == (writes, 2)
+    limiter.observe(headers(10, 0, reset), throttled=False)
+    assert stored(table, api_key)["granted"] == 10
+    assert isinstance(limiter.acquire(), Denial)
 
 
 def test_no_line_is_planned_on_a_guessed_window(table: Any, api_key: str) -> None:

@@ -162,9 +162,14 @@ class FakeLimiter:
     def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
         self.observed.append((headers, throttled))
 
+    #: The turns place_in_line gives, in order (then the denial's retry_at).
+    turns: list[float] = field(default_factory=list)
+
     def place_in_line(self, denial: Denial) -> float:
+        if denial.turn is not None:
+            return denial.turn  # the refusal took its place: no write
         self.lined_up.append(denial)
-        return denial.retry_at
+        return self.turns.pop(0) if self.turns else denial.retry_at
 
 
 @dataclass
@@ -614,6 +619,48 @@ def test_work_back_from_the_line_asks_for_budget_at_its_turn_not_at_the_reset() 
     w.processor.resume(message.model_copy(update={"turn_at": NOW + SHORT_WAIT_SECONDS + 1}))
     assert clock.slept == [], "a turn further off than a short wait: parked"
     assert len(w.parked()) == 1
+
+
+def test_work_refused_for_quota_takes_its_place_even_when_the_reset_is_a_short_wait_away() -> None:
+    """Found by the bench: jobs that waited in their invocations for a reset all asked at once (28 at one
+    reset), and all but one failed to open the window, then to take a grant in it. Each takes its place and
+    asks at its turn."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.known = Denial(retry_at=NOW + 0.5, reason="quota")
+    w.limiter.script = [Denial(retry_at=NOW + 0.5, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
+    w.limiter.turns = [NOW + 1.2]
+    result = w.processor.process(UPLOAD)
+    assert result.status is JobStatus.SUCCEEDED
+    assert w.limiter.lined_up == [Denial(retry_at=NOW + 0.5, reason="quota")]
+    assert clock.slept == [pytest.approx(1.2)], "its turn, not the reset"
+
+    w = world(answer(200, SUCCESS_BODY))
+    w.limiter.known = Denial(retry_at=NOW + 0.5, reason="quota")
+    w.limiter.turns = [NOW + 12]
+    w.processor.process(UPLOAD)
+    message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert (message.turn_at, message.in_line) == (NOW + 12, True), "a turn windows away: parked for it"
+    assert len(w.limiter.lined_up) == 1, "one place"
+
+
+def test_a_refusal_that_took_its_place_waits_for_that_place_not_for_the_reset() -> None:
+    """The refusal's own write gave it a place: no second write for one, and a short wait ends at its turn."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [
+        Denial(retry_at=NOW + 0.2, reason="quota", turn=NOW + 0.9),
+        Grant(LimiterState(), valid_until=NOW + 10),
+    ]
+    w.processor.process(UPLOAD)
+    assert clock.slept == [pytest.approx(0.9)]
+    assert w.limiter.lined_up == []
+
+    w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 0.2, reason="quota", turn=NOW + 30))
+    w.processor.process(UPLOAD)
+    message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert message.turn_at == NOW + 30, "the place its refusal took"
+    assert message.in_line
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, 405, 406, 402])

@@ -219,6 +219,8 @@ class UploadProcessor:
         if isinstance(admission, Open):
             return self._hold_for_circuit(job, admission)
         known = self._limiter.known_denial()
+        if known is not None:
+            self._join_line(job, known)
         if known is not None and not self._can_wait_until(self._wait_target(job, known)):
             self._unused(admission)
             return self._defer(job, known)
@@ -251,6 +253,8 @@ class UploadProcessor:
         held: Grant | None = None
         recounts = waits = 0
         while True:
+            if isinstance(decision, Denial):
+                self._join_line(job, decision)
             if isinstance(decision, Grant) and self._clock() > decision.valid_until and recounts < MAX_RECOUNTS:
                 held, recounts = decision, recounts + 1
                 metrics.add_metric(name="GrantsRecounted", unit=MetricUnit.Count, value=1)
@@ -294,6 +298,14 @@ class UploadProcessor:
         if denial.reason == "quota" and job.turn_at is not None:
             return max(denial.retry_at, job.turn_at)
         return denial.retry_at
+
+    def _join_line(self, job: _Job, denial: Denial) -> None:
+        """Work refused for quota takes a place in the fleet's line (the refusal's own write may have taken it),
+        even when the reset is a short wait away: jobs that waited for the reset all asked at once, and all but
+        one failed to open the window and then to take a grant in it (two writes each, 28 jobs at one reset)."""
+        if denial.reason == "quota" and not job.in_line:
+            job.turn_at = self._limiter.place_in_line(denial)
+            job.in_line = True
 
     def _can_wait_until(self, until: float) -> bool:
         """A wait shorter than a delay-queue hop, with time left in the invocation for it and the call."""
@@ -557,10 +569,11 @@ class UploadProcessor:
         """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt.
         The record is updated for a new upload, or when this attempt already marked it as processing."""
         now = self._clock()
-        if denial.reason == "quota" and not job.in_line:
-            # A place in the fleet's line: the window and the moment this job's budget will be there.
-            budget_back_at = self._limiter.place_in_line(denial)
-            job.in_line = True
+        self._join_line(job, denial)
+        if denial.reason == "quota" and job.turn_at is not None and job.turn_at > now:
+            # Its place in the fleet's line (taken in this attempt): the window and the moment this job's budget
+            # will be there.
+            budget_back_at = job.turn_at
         else:
             # For quota: it had a place, and came before its window did (windows start with their first call,
             # so they drift later than planned): it keeps its turn at the head, right after the reset.

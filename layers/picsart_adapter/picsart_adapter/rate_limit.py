@@ -1,7 +1,8 @@
 """One rate limit for the whole fleet: Picsart's quota and spike arrest, shared in DynamoDB.
 
 Many invocations run at once. Before each call an invocation takes one unit of budget with a single
-conditional write on one item per API key; every answer's `X-Picsart-RateLimit-*` headers correct that item
+write on one item per API key; once the limit is known, a unit beyond it is a place in the fleet's line, so a
+refusal costs that one write too. Every answer's `X-Picsart-RateLimit-*` headers correct that item
 when they tell something new (a new window, or calls the fleet did not make). So the fleet stays under the
 quota and the spike arrest together. A refused call goes to the delay queue, due when the budget returns
 (processing.py waits in the invocation only when that is sooner than a delay-queue hop).
@@ -12,14 +13,17 @@ The item (pk `ratelimit#<sha256 of the key>`, sk `state`; the key itself is neve
   window_start_ms  when the fleet opened the current window
   window_ms        the window length last learned (for the next guess)
   limit            calls per window (a probe budget of 1 until an answer tells the real limit)
-  granted          calls granted in the current window
+  granted          units taken in the current window: calls up to `limit`, places in the line beyond it
   spike            {second: calls granted in that wall-clock second} for the last few seconds
   blocked_until_ms no calls before this (a 429 without a usable reset time: the guide's one-minute floor)
   credits          X-Picsart-Credit-Available as of the last window change (each answer's value is a metric)
-  line_start, line_end   the fleet's line of work refused for quota: each refused job takes the place after
-                   `line_end` (one atomic ADD) and is parked until its place's window and second, so released
-                   work does not all come back at the next reset only to be refused again. Opening a window
-                   moves `line_start` on by that window's limit; an empty line starts again at its end.
+  line_before, granted_before   the window before's line at its opening and its final count, copied by the
+                   write that opened this window (DynamoDB reads `granted` as it was before that write, so the
+                   opener needs no exact view of it). From them, the fleet's line of work refused for quota as
+                   this window opened: the line before, and the refusals of the window before, less that
+                   window's limit (the places this window is for). A refusal in this window takes the next
+                   place, `line at opening + granted - limit`, and is parked until its place's window and
+                   second, so released work does not all come back at the next reset only to be refused again.
 
 `X-Picsart-RateLimit-Reset-Time` comes in three forms depending on the source (FACTS.md): the guide says
 UTC epoch milliseconds, the TypeScript SDK treats it as seconds to wait, others as epoch seconds. They are
@@ -122,9 +126,8 @@ class LimiterState:
     granted: int = 0
     spike: Mapping[str, int] = field(default_factory=dict)
     blocked_until_ms: int = 0
-    #: The line of work refused for quota: places line_start..line_end are waiting (none when start > end).
-    line_start: int | None = None
-    line_end: int | None = None
+    line_before: int = 0
+    granted_before: int = 0
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> LimiterState:
@@ -142,14 +145,24 @@ class LimiterState:
             granted=number("granted"),
             spike={str(k): int(v) for k, v in spike.items()},
             blocked_until_ms=number("blocked_until_ms"),
-            line_start=int(item["line_start"]) if item.get("line_start") is not None else None,
-            line_end=int(item["line_end"]) if item.get("line_end") is not None else None,
+            line_before=number("line_before"),
+            granted_before=number("granted_before"),
         )
 
     @property
-    def line_waiting(self) -> bool:
-        """Whether work is waiting in the line (so a new place follows the last one)."""
-        return self.line_start is not None and self.line_end is not None and self.line_end >= self.line_start
+    def learned(self) -> bool:
+        """Whether an answer has told the window's limit and length (before that, one probe at a time)."""
+        return self.window_ms is not None
+
+    @property
+    def line_at_opening(self) -> int:
+        """Places waiting for the windows after this one when it opened."""
+        return max(0, self.line_before + max(0, self.granted_before - self.limit) - self.limit)
+
+    @property
+    def line_after(self) -> int:
+        """Places waiting for the windows after this one: the line at its opening, and its own refusals."""
+        return self.line_at_opening + max(0, self.granted - self.limit)
 
     def window_open(self, now_ms: int) -> bool:
         return self.window_reset_ms > now_ms
@@ -172,10 +185,13 @@ class Grant:
 
 @dataclass(frozen=True)
 class Denial:
-    """Not now: the budget returns at `retry_at` (epoch seconds). `reason`: quota, spike or blocked."""
+    """Not now: the budget returns at `retry_at` (epoch seconds). `reason`: quota, spike or blocked.
+
+    `turn`: set when the refusal took a place in the fleet's line, the moment that place comes."""
 
     retry_at: float
     reason: str
+    turn: float | None = None
 
 
 class FleetRateLimiter:
@@ -240,7 +256,10 @@ class FleetRateLimiter:
                     if denial is not None:
                         return denial
                 continue
-            self._view = LimiterState.from_item(item)
+            self._view = state = LimiterState.from_item(item)
+            if state.granted > state.limit:
+                # The window was spent: the unit taken is a place in the line (no failed write, no second one).
+                return Denial(state.window_reset_ms / 1000.0, "quota", turn=self._turn(state, state.line_after))
             return self._grant(counted)
         # Contention so high that four tries lost: come back in a moment rather than spin.
         return Denial(retry_at=(now_ms + 1000) / 1000.0, reason="contention")
@@ -316,50 +335,36 @@ class FleetRateLimiter:
         """When work refused for quota should come back: its place in the fleet's line decides which window
         (the next one, or a later one when the line is longer than a window's limit) and which moment in
         it (places are spaced by the spike arrest), so each window's budget meets as many calls as it
-        has. One atomic write as a rule; on any surprise, the reset itself (the work is refused again and
-        takes a place then)."""
-        view = self._view
-        if denial.reason != "quota" or view is None or not view.window_open(self._now_ms()):
+        has. No write when the refusal took its place already; else one, beyond the window's limit. On any
+        surprise, the reset itself (the work is refused again and takes a place then)."""
+        if denial.turn is not None:
+            return denial.turn
+        view, now_ms = self._view, self._now_ms()
+        if denial.reason != "quota" or view is None or not view.window_open(now_ms) or not view.learned:
+            # Before the first answer the window is a probe: no line is planned on its guessed limit.
             return denial.retry_at
-        if view.provisional:
-            # The window's limit and length are the fleet's guess (a probe): no line is planned on a guess.
-            return denial.retry_at
-        names = {"#start": "line_start", "#end": "line_end"}
-        # Taking the next place fits as a rule: a line is empty only from a window's opening to its first
-        # refusal, and environments refused at once would all see it empty and all but one fail to restart it.
-        # A line never started (in the item as this environment last saw it) is started at once. A failed
-        # write returns the item, which tells which write fits now.
-        waiting = view.line_end is not None
-        for _ in range(4):
-            try:
-                if waiting:
-                    item = self._write(
-                        update="SET #end = #end + :one",
-                        condition="window_reset_ms = :known AND #end >= #start",
-                        names=names,
-                        values={":known": view.window_reset_ms, ":one": 1},
-                    )
-                else:
-                    # The line is empty (or was never started): it starts again at this place.
-                    item = self._write(
-                        update="SET #start = if_not_exists(#end, :zero), #end = if_not_exists(#end, :zero) + :one",
-                        condition="window_reset_ms = :known "
-                        "AND (attribute_not_exists(#end) OR attribute_not_exists(#start) OR #start > #end)",
-                        names=names,
-                        values={":known": view.window_reset_ms, ":one": 1, ":zero": 0},
-                    )
-            except _ConditionFailed as failed:
-                if not failed.item or failed.item.get("window_reset_ms") != view.window_reset_ms:
-                    return denial.retry_at  # the window moved on: come back at the reset, and queue then
-                self._view = LimiterState.from_item(failed.item)
-                waiting = self._view.line_waiting
-                continue
-            self._view = LimiterState.from_item(item)
-            place = int(item["line_end"]) - int(item.get("line_start", 0))
-            window_ms = view.window_ms or (view.window_reset_ms - view.window_start_ms)
-            windows_ahead, position = (place - 1) // view.limit, (place - 1) % view.limit
-            return (view.window_reset_ms + windows_ahead * window_ms) / 1000.0 + position / self._spike
-        return denial.retry_at
+        try:
+            item = self._write(
+                update="SET granted = granted + :one",
+                condition="window_reset_ms = :known AND window_reset_ms > :now AND granted >= #limit",
+                names={"#limit": "limit"},
+                values={":known": view.window_reset_ms, ":now": now_ms, ":one": 1},
+            )
+        except _ConditionFailed as failed:
+            self._view = LimiterState.from_item(failed.item) if failed.item else None
+            return denial.retry_at  # the window moved on: come back at the reset, and queue then
+        self._view = state = LimiterState.from_item(item)
+        return self._turn(state, state.line_after)
+
+    def _turn(self, view: LimiterState, place: int) -> float:
+        """When place `place` (from 1) in the line comes, as epoch seconds: a window's limit of places per
+        window after this one, spaced by the spike arrest within it. The first place of a window opens it; the
+        others come once that write is back (as long as this environment's writes take), since each arriving
+        before would fail to take a grant in the window, then to open it (a write each)."""
+        window_ms = view.window_ms or (view.window_reset_ms - view.window_start_ms)
+        windows_ahead, position = divmod(place - 1, view.limit)
+        opening_ms = self._write_ms if position > 0 else 0.0
+        return (view.window_reset_ms + windows_ahead * window_ms + opening_ms) / 1000.0 + position / self._spike
 
     def _second_counted(self, now_ms: int) -> int:
         """The wall-clock second a call granted by a write starting now reaches Picsart in, where its spike
@@ -384,9 +389,12 @@ class FleetRateLimiter:
                 names[f"#old{index}"] = old_second
                 removals.append(f"#spike.#old{index}")
             remove = (" REMOVE " + ", ".join(removals)) if removals else ""
+            # Once the limit is learned a unit beyond it is a place in the line: the write does not fail on the
+            # quota, nor on the spike arrest then (no call is made in this second).
             return {
                 "update": f"SET granted = granted + :one, {count}{remove}",
-                "condition": f"window_reset_ms > :now AND granted < #limit AND {room} AND {_NOT_BLOCKED}",
+                "condition": f"window_reset_ms > :now AND (granted < #limit OR attribute_exists(window_ms)) "
+                f"AND ({room} OR granted >= #limit) AND {_NOT_BLOCKED}",
                 "names": names,
                 "values": values,
             }
@@ -394,20 +402,32 @@ class FleetRateLimiter:
         # first) until an answer confirms it.
         recent = {k: v for k, v in (view.spike if view is not None else {}).items() if int(k) >= second - 1}
         recent[str(counted)] = recent.get(str(counted), 0) + 1
-        values.update(
-            {":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True, ":spike": recent, ":zero": 0}
-        )
+        values.update({":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True, ":spike": recent})
+        carried, same_window = self._line_carried(view, values)
         return {
             "update": (
                 "SET window_reset_ms = :now + if_not_exists(window_ms, :probe_ms), provisional = :true, "
-                "window_start_ms = :now, granted = :one, #spike = :spike, #limit = if_not_exists(#limit, :probe), "
-                # The first places in the line were for this window: the line moves on by its limit.
-                "line_start = if_not_exists(line_start, :zero) + if_not_exists(#limit, :probe)"
+                f"window_start_ms = :now, granted = :one, #spike = :spike, #limit = if_not_exists(#limit, :probe), "
+                f"{carried}"
             ),
-            "condition": f"(attribute_not_exists(window_reset_ms) OR window_reset_ms <= :now) AND {_NOT_BLOCKED}",
+            "condition": f"(attribute_not_exists(window_reset_ms) OR window_reset_ms <= :now) AND {same_window} "
+            f"AND {_NOT_BLOCKED}",
             "names": {"#spike": "spike", "#limit": "limit"},
             "values": values,
         }
+
+    @staticmethod
+    def _line_carried(view: LimiterState | None, values: dict[str, Any]) -> tuple[str, str]:
+        """Moving on to the next window: what it keeps of the line (the window before's line at its opening,
+        and its final count as the item has it), and the condition that the item is still in the window
+        `view` describes, whose line at opening the view knows exactly (it does not change in a window)."""
+        values[":line_before"] = view.line_at_opening if view is not None else 0
+        carried = "line_before = :line_before, granted_before = if_not_exists(granted, :zero)"
+        values[":zero"] = 0
+        if view is None:
+            return carried, "attribute_not_exists(window_start_ms)"
+        values[":view_start"] = view.window_start_ms
+        return carried, "window_start_ms = :view_start"
 
     # -- after an answer -------------------------------------------------------------------------------
     def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
@@ -492,15 +512,18 @@ class FleetRateLimiter:
                     sets.append("granted = :used")
             else:
                 # An answer from a window the fleet has not opened yet (the call crossed the reset). It is a new
-                # window: a new start too (grants of the last one are not counted again in it).
+                # window: a new start too (grants of the last one are not counted again in it), the line carried.
                 values[":known"] = view.window_reset_ms
-                condition = "provisional = :false AND window_reset_ms = :known"
+                carried, same_window = self._line_carried(view, values)
+                condition = f"provisional = :false AND window_reset_ms = :known AND {same_window}"
                 values[":used"] = used if used is not None else 1
                 values[":received"] = received_ms
-                sets.extend(["granted = :used", "window_start_ms = :received"])
+                sets.extend(["granted = :used", "window_start_ms = :received", carried])
             return {"update": "SET " + ", ".join(sets), "condition": condition, "names": names, "values": values}
-        if used is not None and used > view.granted and view.window_open(self._now_ms()):
-            # Picsart counted calls the fleet did not grant (another client on the same key): catch up.
+        if used is not None and limit is not None and used >= limit > view.granted and view.window_open(self._now_ms()):
+            # Picsart says the window is spent and the fleet counts fewer (another client on the same key): it
+            # stops calling. A smaller difference is as a rule calls granted after this one that arrived before
+            # it, which the fleet has counted already (the write failed, 17-34 times a bench run).
             return {
                 "update": "SET #granted = :used",
                 "condition": "window_reset_ms = :known AND #granted < :used",
