@@ -15,6 +15,7 @@ from picsart_adapter.picsart_client import RateLimitHeaders
 from picsart_adapter.rate_limit import (
     CONFIRMED_WITHIN_MS,
     PROBE_WINDOW_MS,
+    SEND_MARGIN_MS,
     Denial,
     FleetRateLimiter,
     Grant,
@@ -24,6 +25,8 @@ from picsart_adapter.rate_limit import (
 from .conftest import Clock
 
 T0 = 1_800_000_000.25  # a quarter into a wall-clock second
+#: A window's places after its first come once the opener's write is back (no time on these clocks) and a margin.
+OPENING = SEND_MARGIN_MS / 1000
 
 
 def make(table: Any, api_key: str, clock: Clock, spike: int = 300, floor: float = 60.0) -> FleetRateLimiter:
@@ -104,9 +107,11 @@ def test_concurrent_callers_get_exactly_the_budget_and_the_rest_a_place_each(tab
     assert len(granted) == 19, "20 per window, one already taken by the probe"
     assert len(refused) == 21
     assert {r.reason for r in refused} == {"quota"}
-    # Places 1-21: the next window's 20, 1/300 s apart, then the first of the window after.
+    # Places 1-21: the next window's 20, 1/300 s apart after its opener's write (and margin), then the first of
+    # the window after.
     turns = sorted(round(r.turn - reset, 4) for r in refused if r.turn is not None)
-    assert turns == pytest.approx([0.001 + p / 300 for p in range(20)] + [60.001], abs=0.002)
+    expected = [0.001] + [0.001 + OPENING + p / 300 for p in range(1, 20)] + [60.001]
+    assert turns == pytest.approx(expected, abs=0.002)
     assert stored(table, api_key)["granted"] == 41, "the window's 20 calls and the 21 places"
 
 
@@ -261,6 +266,9 @@ class SlowWrites:
         self._clock.now += self._seconds
         return self._table.update_item(**request)
 
+    def get_item(self, **request: Any) -> Any:
+        return self._table.get_item(**request)
+
 
 def test_how_long_writes_take_decides_which_second_a_call_counts_in(table: Any, api_key: str) -> None:
     """A grant must come back in time for the call to start in its second: an environment whose writes take
@@ -299,8 +307,9 @@ def test_work_refused_for_quota_queues_for_the_windows_ahead(table: Any, api_key
         assert isinstance(denial, Denial)
         assert denial.reason == "quota"
         places.append(round(limiter.place_in_line(denial) - reset, 3))
-    # The stored reset carries the header's precision (1 ms); window 10 s; 2 calls a second.
-    assert places == pytest.approx([0.001, 0.501, 1.001, 10.001, 10.501, 11.001, 20.001], abs=0.002)
+    # The stored reset carries the header's precision (1 ms); window 10 s; 2 calls a second after the opener's.
+    later = [0.501 + OPENING, 1.001 + OPENING]
+    assert places == pytest.approx([0.001, *later, 10.001, *(10 + t for t in later), 20.001], abs=0.002)
 
 
 def test_opening_a_window_moves_the_line_on_by_its_limit(table: Any, api_key: str) -> None:
@@ -322,7 +331,7 @@ def test_opening_a_window_moves_the_line_on_by_its_limit(table: Any, api_key: st
     denial = limiter.acquire()
     assert isinstance(denial, Denial)
     new_reset = stored(table, api_key)["window_reset_ms"] / 1000
-    assert limiter.place_in_line(denial) == pytest.approx(float(new_reset) + 10 + 0.5 / 150, abs=0.01)
+    assert limiter.place_in_line(denial) == pytest.approx(float(new_reset) + 10 + OPENING + 1 / 300, abs=0.01)
 
 
 def test_an_empty_line_starts_again_at_the_next_window(table: Any, api_key: str) -> None:
@@ -361,7 +370,7 @@ def test_a_refusal_takes_its_place_in_the_line_with_one_write(table: Any, api_ke
     denial = knows.acquire()
     assert isinstance(denial, Denial)
     writes = knows.writes
-    assert knows.place_in_line(denial) == pytest.approx(reset + 0.501, abs=0.002), "after the one waiting"
+    assert knows.place_in_line(denial) == pytest.approx(reset + 0.501 + OPENING, abs=0.002), "after the one waiting"
     assert knows.writes - writes == 1
 
 
@@ -392,7 +401,7 @@ def test_opening_a_window_carries_the_line_over_as_the_item_counted_it(table: An
     assert isinstance(refused, Denial)
     new_reset = float(stored(table, api_key)["window_reset_ms"]) / 1000
     # Five places, three of them this window's: two wait for the next, so this refusal is the third.
-    assert limiter.place_in_line(refused) == pytest.approx(new_reset + 1.0, abs=0.002)
+    assert limiter.place_in_line(refused) == pytest.approx(new_reset + OPENING + 1.0, abs=0.002)
 
 
 def test_the_places_after_a_windows_first_come_once_its_opening_write_is_back(table: Any, api_key: str) -> None:
@@ -408,7 +417,7 @@ def test_the_places_after_a_windows_first_come_once_its_opening_write_is_back(ta
     first = slow.place_in_line(outcome)
     second = slow.place_in_line(slow.acquire())  # type: ignore[arg-type]
     assert first == pytest.approx(reset + 0.001, abs=0.002)
-    assert second - first == pytest.approx(0.3 + 0.5, abs=0.002), "its write's 0.3 s, then 2 a second"
+    assert second - first == pytest.approx(0.3 + OPENING + 0.5, abs=0.002), "its write's 0.3 s and margin, 2 a second"
 
 
 def test_only_an_answer_that_says_the_window_is_spent_corrects_the_fleets_count(table: Any, api_key: str) -> None:

@@ -234,6 +234,10 @@ class FleetRateLimiter:
     def acquire(self) -> Grant | Denial:
         """Take one call from the fleet's budget, or learn when to come back. At most a few writes; none
         when this environment already knows the budget is spent (it stops calling for the batch)."""
+        if self._view is None:
+            # A new environment reads the item first (read units, not write units): while the fleet's probe is
+            # out, a write would fail on the probe's budget (8-16 failed writes in a bench run).
+            self._view = self._read()
         if self._view is not None:
             denial = self._denial(self._view, self._now_ms())
             if denial is not None:
@@ -359,11 +363,11 @@ class FleetRateLimiter:
     def _turn(self, view: LimiterState, place: int) -> float:
         """When place `place` (from 1) in the line comes, as epoch seconds: a window's limit of places per
         window after this one, spaced by the spike arrest within it. The first place of a window opens it; the
-        others come once that write is back (as long as this environment's writes take), since each arriving
-        before would fail to take a grant in the window, then to open it (a write each)."""
+        others come once that write is back (as long as this environment's writes take, and a margin), since
+        each arriving before would fail to take a grant in the window, then to open it (a write each)."""
         window_ms = view.window_ms or (view.window_reset_ms - view.window_start_ms)
         windows_ahead, position = divmod(place - 1, view.limit)
-        opening_ms = self._write_ms if position > 0 else 0.0
+        opening_ms = self._write_ms + SEND_MARGIN_MS if position > 0 else 0.0
         return (view.window_reset_ms + windows_ahead * window_ms + opening_ms) / 1000.0 + position / self._spike
 
     def _second_counted(self, now_ms: int) -> int:
@@ -545,6 +549,11 @@ class FleetRateLimiter:
             self._view = LimiterState.from_item(failed.item) if failed.item else self._view
 
     # -- DynamoDB --------------------------------------------------------------------------------------
+    def _read(self) -> LimiterState | None:
+        """The item as it is now (a consistent read)."""
+        item = self._table.get_item(Key=self._item_key, ConsistentRead=True).get("Item")
+        return LimiterState.from_item(item) if item else None
+
     def _write(self, update: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
         started = self._clock()
