@@ -2,9 +2,9 @@
 
 Many invocations run at once. Before each call an invocation takes one unit of budget with a single
 write on one item per API key; once the limit is known, a unit beyond it is a place in the fleet's line, so a
-refusal costs that one write too. Every answer's `X-Picsart-RateLimit-*` headers correct that item
-when they tell something new (a new window, or calls the fleet did not make). So the fleet stays under the
-quota and the spike arrest together. A refused call goes to the delay queue, due when the budget returns
+refusal costs that one write too. Every answer's `X-Picsart-RateLimit-*` headers correct that item when they
+tell something new (a new window, or a window spent that the fleet counts as not). So the fleet stays under
+the quota and the spike arrest together. A refused call goes to the delay queue, due at its place in the line
 (processing.py waits in the invocation only when that is sooner than a delay-queue hop).
 
 The item (pk `ratelimit#<sha256 of the key>`, sk `state`; the key itself is never stored):
