@@ -571,8 +571,8 @@ class UploadProcessor:
         now = self._clock()
         self._join_line(job, denial)
         if denial.reason == "quota" and job.turn_at is not None and job.turn_at > now:
-            # Its place in the fleet's line (taken in this attempt): the window and the moment this job's budget
-            # will be there.
+            # Its place in the fleet's line, still ahead: the window and the moment this job's budget will be
+            # there.
             budget_back_at = job.turn_at
         else:
             # For quota: it had a place, and came before its window did (windows start with their first call,
