@@ -145,6 +145,8 @@ class FakeLimiter:
     #: ended, and the unit with it).
     recounts: list[Grant | Denial | None] = field(default_factory=list)
     recounted: int = 0
+    #: The turns place_in_line gives, in order (then the denial's retry_at).
+    turns: list[float] = field(default_factory=list)
 
     def acquire(self) -> Grant | Denial:
         self.acquired += 1
@@ -161,9 +163,6 @@ class FakeLimiter:
 
     def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
         self.observed.append((headers, throttled))
-
-    #: The turns place_in_line gives, in order (then the denial's retry_at).
-    turns: list[float] = field(default_factory=list)
 
     def place_in_line(self, denial: Denial) -> float:
         if denial.turn is not None:
