@@ -629,3 +629,22 @@ def test_a_guess_its_first_calls_did_not_confirm_is_confirmed_by_a_later_answer(
     clock.now += CONFIRMED_WITHIN_MS / 1000 + 0.5
     limiters[-1].observe(headers(60, 54, str(int((clock.now + 6) * 1000))), throttled=False)
     assert stored(table, api_key)["provisional"] is False
+
+
+def test_confirming_a_guessed_window_never_lowers_the_fleets_count(table: Any, api_key: str) -> None:
+    """Found by the bench: the first call's answer counts only the calls that reached Picsart before it. Written
+    over the fleet's count of grants, it took back grants whose calls were still on their way, and the fleet
+    granted 64 calls in a window of 60 (4 quota 429s in each of two windows)."""
+    clock = Clock(T0)
+    limiters = grants_in_a_guessed_window(table, api_key, clock, environments=6)
+    first = limiters[0]
+    first.observe(headers(60, 58, str(int((clock.now + 10.2) * 1000))), throttled=False)
+    item = stored(table, api_key)
+    assert item["provisional"] is False, "the answer still confirms the window"
+    assert item["granted"] == 6, "six grants, two of them answered: the fleet still counts six"
+
+    clock.now += 0.5
+    first.observe(headers(60, 50, str(int((clock.now + 9.7) * 1000))), throttled=False)
+    late = make(table, api_key, clock)
+    grants = [late.acquire() for _ in range(60)]
+    assert sum(isinstance(grant, Grant) for grant in grants) == 54, "60 in the window, whatever the answers said"

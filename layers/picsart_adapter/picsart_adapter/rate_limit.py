@@ -454,9 +454,16 @@ class FleetRateLimiter:
         if throttled and limit is not None:
             used = limit  # a 429 means this window is spent, whatever the headers say
         view = self._view
+        # Whether this answer is one of the window's first (one of those confirms a guessed window), as the
+        # environment's view before any retry tells: a failed write's fresh item counts the grants made since.
+        confirming = view is not None and (
+            view.granted <= CONFIRMING_CALLS or now_ms >= view.window_start_ms + CONFIRMED_WITHIN_MS
+        )
         for _ in range(3):
             try:
-                update = self._observe_update(view, reset_ms, limit, used, headers.credits, now_ms, throttled)
+                update = self._observe_update(
+                    view, reset_ms, limit, used, headers.credits, now_ms, confirming=confirming, throttled=throttled
+                )
                 if update is None:
                     return
                 self._view = LimiterState.from_item(self._write(**update))
@@ -473,6 +480,8 @@ class FleetRateLimiter:
         used: int | None,
         credits: int | None,
         received_ms: int,
+        *,
+        confirming: bool,
         throttled: bool,
     ) -> dict[str, Any] | None:
         if view is None:
@@ -485,12 +494,7 @@ class FleetRateLimiter:
             window_over = reset_ms < view.window_reset_ms - _SAME_WINDOW_MS
         if window_over:
             return None
-        if (
-            view.provisional
-            and view.granted > CONFIRMING_CALLS
-            and received_ms < view.window_start_ms + CONFIRMED_WITHIN_MS
-            and not throttled
-        ):
+        if view.provisional and not confirming and not throttled:
             return None  # the answers to the window's first calls confirm it
         values: dict[str, Any] = {":reset": reset_ms, ":false": False}
         names = {"#provisional": "provisional"}
@@ -512,8 +516,11 @@ class FleetRateLimiter:
                 values[":true"] = True
                 sets.append("window_ms = :reset - window_start_ms")
                 if used is not None and used > view.granted:
+                    # Raised only: the fleet's count may have passed Picsart's (grants whose calls have not
+                    # arrived yet). Lowered, it let the fleet grant 64 calls in a window of 60 (the bench).
                     values[":used"] = used
                     sets.append("granted = :used")
+                    condition += " AND granted < :used"
             else:
                 # An answer from a window the fleet has not opened yet (the call crossed the reset). It is a new
                 # window: a new start too (grants of the last one are not counted again in it), the line carried.
