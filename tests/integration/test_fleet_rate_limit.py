@@ -25,6 +25,9 @@ UPLOADS, AT_A_TIME = 50, 16
 #: The longest a window's released work may wait after the reset: the reset header's precision (1 s for
 #: the second forms), the spread, SQS's whole-second delays, the event source's polling, slack for a busy machine.
 RELEASE_SLACK_S = 1.0 + RESET_SPREAD_SECONDS + 1.0 + 1.0 + 2.0
+#: The floor after a 429 without a usable reset header, and how soon after its answer the fleet's block is
+#: written, on a busy machine (a grant taken just before may also wait for its second: up to a further 0.25 s).
+BARE_429_FLOOR_S, BLOCK_WRITTEN_WITHIN_S = 2, 1.0
 
 
 def burst(env: LocalEnvironment, prefix: str) -> dict[str, UploadOutcome]:
@@ -94,7 +97,13 @@ def test_fleet_uses_the_quota_without_a_429(tmp_path_factory: pytest.TempPathFac
 def test_429_without_headers_waits_the_floor_then_finishes(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Guide: with no usable reset header, wait at least the floor (a minute; 2 s here), then back off."""
     faults = EmulatorSettings(quota=1000, window_seconds=60, spike_per_second=50, bare_429_rate=0.3, seed=7)
-    with start_environment(tmp_path_factory, "bare429", emulator=faults, upload_concurrency=8) as env:
+    with start_environment(
+        tmp_path_factory,
+        "bare429",
+        emulator=faults,
+        upload_concurrency=8,
+        function_environment={"RATE_LIMIT_FLOOR_SECONDS": str(BARE_429_FLOOR_S)},
+    ) as env:
         keys = [f"uploads/bare-{n:02d}.png" for n in range(12)]
         for key in keys:
             env.upload(key, png_bytes())
@@ -107,8 +116,11 @@ def test_429_without_headers_waits_the_floor_then_finishes(tmp_path_factory: pyt
             first, *_ = outcome.record["attempts"]
             seen = first.get("rate_limit", {})
             assert not {"limit", "available", "reset_time"} & set(seen), "a 429 without rate-limit headers"
-        calls = tool_calls(env)
-        for at, status in calls:
-            if status == 429:
-                resumed = [t for t, _ in calls if at + 0.5 < t < at + 2.0]
-                assert resumed == [], "the whole fleet holds off for the floor after a bare 429"
+        assert env.emulator is not None
+        calls = [c for c in env.emulator.calls() if c.tool == "removebg"]
+        for throttled in (c for c in calls if c.status == 429):
+            # Calls granted before the answer reached the fleet may still arrive: its block is written once
+            # the answer is back (and a grant taken just before may wait for the second it was counted in).
+            blocked_from = throttled.at + throttled.duration_ms / 1000 + BLOCK_WRITTEN_WITHIN_S
+            resumed = [c.at for c in calls if blocked_from < c.at < throttled.at + BARE_429_FLOOR_S]
+            assert resumed == [], "the whole fleet holds off for the floor after a bare 429"
