@@ -65,8 +65,10 @@ from pydantic import ValidationError
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import parse_form_data
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
+
+from picsart_local.wsgi_server import make_threaded_server
 
 from . import imaging
 from .errors import ApiError
@@ -215,7 +217,7 @@ class PicsartEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         self._stopping.clear()
-        server = make_server(host, port, self._wsgi, threaded=True, request_handler=_QuietRequestHandler)
+        server = make_threaded_server(host, port, self._wsgi, _QuietRequestHandler)
         self._server = server
         url_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
         if ":" in url_host:
