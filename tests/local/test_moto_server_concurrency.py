@@ -103,6 +103,24 @@ def test_concurrent_conditional_writes_to_one_item_succeed_exactly_once_each_val
     assert won == [0]
 
 
+def test_a_write_returns_the_item_as_it_left_it_not_as_later_writes_change_it(table: str) -> None:
+    """moto's response reads the returned item after the write's lock is released: a live item would show a
+    later write's values (a grant answered with the count of the write after it)."""
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][REGION]
+    key = {"pk": {"S": "ratelimit#x"}, "sk": {"S": "state"}}
+    backend.put_item(table, {**key, "granted": {"N": "0"}})
+
+    def grant() -> Any:
+        return backend.update_item(
+            table, key, "SET granted = granted + :one", {}, {":one": {"N": "1"}}, condition_expression=None
+        )
+
+    first = grant()
+    grant()
+
+    assert first.to_json()["Attributes"]["granted"] == {"N": "1"}
+
+
 def test_sqs_still_drops_messages_older_than_the_queues_retention_period() -> None:
     with mock_aws():
         check_retention_without_counting()
