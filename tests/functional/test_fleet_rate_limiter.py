@@ -88,6 +88,7 @@ def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: A
     clock = Clock(T0)
     first, second = make(table, api_key, clock), make(table, api_key, clock)
     assert isinstance(first.acquire(), Grant)
+    assert first.writes == 1, "no item yet: it opens the first window without asking for a grant first"
     refused = second.acquire()
     assert isinstance(refused, Denial), "while the limit is unknown, one probe only"
     assert refused.reason == "quota"
@@ -239,7 +240,8 @@ def test_a_call_granted_too_late_for_its_second_counts_in_the_next_only_and_wait
     clock.now = float(int(T0)) + 0.9
     grants = [r for r in acquire_concurrently(table, api_key, clock, 8, spike=5) if isinstance(r, Grant)]
     assert len(grants) == 5
-    assert {(g.valid_from, g.valid_until) for g in grants} == {(float(int(T0) + 1), int(T0) + 2 - 0.15)}
+    second_end = int(T0) + 2
+    assert {(g.valid_from, g.valid_until) for g in grants} == {(float(int(T0) + 1), second_end - SEND_MARGIN_MS / 1000)}
     spike = stored(table, api_key)["spike"]
     assert (spike.get(str(int(T0))), spike[str(int(T0) + 1)]) == (None, 5)
     clock.now = float(int(T0)) + 1.1
@@ -257,7 +259,7 @@ def test_a_call_early_in_its_second_counts_in_that_second_alone(table: Any, api_
     clock.now = float(int(T0)) + 0.2
     grant = make(table, api_key, clock, spike=5).acquire()
     assert isinstance(grant, Grant)
-    assert grant.valid_from <= clock.now < grant.valid_until == int(T0) + 1 - 0.15
+    assert grant.valid_from <= clock.now < grant.valid_until == int(T0) + 1 - SEND_MARGIN_MS / 1000
     spike = stored(table, api_key)["spike"]
     assert (spike[str(int(T0))], spike.get(str(int(T0) + 1))) == (1, None)
 
@@ -654,3 +656,24 @@ def test_confirming_a_guessed_window_never_lowers_the_fleets_count(table: Any, a
     late = make(table, api_key, clock)
     grants = [late.acquire() for _ in range(60)]
     assert sum(isinstance(grant, Grant) for grant in grants) == 54, "60 in the window, whatever the answers said"
+
+
+def test_the_window_length_kept_is_the_shortest_measured_until_the_limit_changes(table: Any, api_key: str) -> None:
+    """Measured from the fleet's opening write, a window seems longer than Picsart's by the time its first call
+    took to arrive. The line's turns windows ahead use the length: kept long, they drifted late by as much a
+    window (200-650 ms in the bench)."""
+    clock = Clock(T0)
+
+    def window_confirmed_after(opened_after_reset: float, lasting: float, limit: int = 60) -> int:
+        opener = make(table, api_key, clock)
+        assert isinstance(opener.acquire(), Grant)
+        reset = clock.now + lasting
+        opener.observe(headers(limit, limit - 1, str(int(reset * 1000))), throttled=False)
+        clock.now = reset + opened_after_reset
+        return int(stored(table, api_key)["window_ms"])
+
+    first = window_confirmed_after(0.2, lasting=10.4)  # the first call arrived 400 ms after the opening write
+    assert first == pytest.approx(10_401, abs=2)
+    assert window_confirmed_after(0.2, lasting=10.05) == pytest.approx(10_051, abs=2), "a shorter measure"
+    assert window_confirmed_after(0.2, lasting=10.5) == pytest.approx(10_051, abs=2), "a longer one is not kept"
+    assert window_confirmed_after(0.2, lasting=30.0, limit=100) == pytest.approx(30_001, abs=2), "a new plan"
