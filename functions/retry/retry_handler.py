@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from picsart_adapter.config import get_settings
-from picsart_adapter.delay_queue import RetryMessage
+from picsart_adapter.delay_queue import RetryMessage, in_turn_order
 from picsart_adapter.dependencies import get_processor, init_runs_ahead_of_traffic
 from picsart_adapter.observability import logger, metrics, tracer
 
@@ -70,6 +70,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Any:
     from aws_lambda_powertools.utilities.batch import process_partial_response
 
     get_processor().register_lambda_context(context)
+    event = {**event, "Records": in_turn_order(event.get("Records", []))}
     return process_partial_response(
         event=event, record_handler=handle_record, processor=batch_processor(), context=context
     )

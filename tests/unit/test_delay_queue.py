@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from picsart_adapter.delay_queue import MAX_DELAY_SECONDS, DelayQueue, RetryMessage, delay_for
+from picsart_adapter.delay_queue import MAX_DELAY_SECONDS, DelayQueue, RetryMessage, delay_for, in_turn_order
 from picsart_adapter.s3_events import UploadedObject
 
 NOW = 1_700_000_000.0
@@ -175,3 +175,15 @@ def test_long_reason_attribute_is_cut_to_fit() -> None:
     queue = DelayQueue(sqs, "https://sqs/delay", "https://sqs/dlq")  # type: ignore[arg-type]
     queue.dead_letter("raw", "x" * 5000)
     assert len(sqs.sent[0]["MessageAttributes"]["reason"]["StringValue"]) == 1000
+
+
+def test_a_batch_is_taken_in_turn_order_unreadable_records_first() -> None:
+    """Records are processed one after the other: a later turn taken first made the earlier ones late."""
+    records = [
+        {"messageId": "late-turn", "body": message(due_at=NOW, turn_at=NOW + 2.5, in_line=True).model_dump_json()},
+        {"messageId": "no-turn", "body": message(due_at=NOW + 1.0).model_dump_json()},
+        {"messageId": "unreadable", "body": "not json"},
+        {"messageId": "early-turn", "body": message(due_at=NOW, turn_at=NOW + 0.5, in_line=True).model_dump_json()},
+    ]
+    ordered = [record["messageId"] for record in in_turn_order(records)]
+    assert ordered == ["unreadable", "early-turn", "no-turn", "late-turn"]
