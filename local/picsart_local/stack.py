@@ -42,7 +42,7 @@ from picsart_local.cfn_template import (
     resolve_template,
 )
 from picsart_local.moto_atomic import serialize_dynamodb_writes
-from picsart_local.moto_sqs import check_retention_without_counting
+from picsart_local.moto_speedups import speed_up_moto
 from picsart_local.wsgi_server import make_threaded_server
 
 if TYPE_CHECKING:
@@ -348,7 +348,7 @@ class LocalStack:
             raise RuntimeError("the local stack is already started")
         _s3_event_enrichment.install()
         serialize_dynamodb_writes()
-        check_retention_without_counting()
+        speed_up_moto()
         self._server = _MotoServer(ip_address=self.host, port=0, verbose=False)
         try:
             self._server.start()

@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto.core.base_backend import backend_lock
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.dynamodb.models import dynamodb_backends
 from moto.sqs.models import sqs_backends
@@ -19,7 +20,7 @@ from werkzeug.serving import WSGIRequestHandler
 
 from picsart_local import moto_atomic
 from picsart_local.moto_atomic import serialize_dynamodb_writes
-from picsart_local.moto_sqs import check_retention_without_counting
+from picsart_local.moto_speedups import speed_up_moto
 from picsart_local.wsgi_server import make_threaded_server
 
 REGION = "us-east-1"
@@ -123,7 +124,7 @@ def test_a_write_returns_the_item_as_it_left_it_not_as_later_writes_change_it(ta
 
 def test_sqs_still_drops_messages_older_than_the_queues_retention_period() -> None:
     with mock_aws():
-        check_retention_without_counting()
+        speed_up_moto()
         sqs = boto3.client("sqs", region_name=REGION)
         url = sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
         sqs.send_message(QueueUrl=url, MessageBody="old")
@@ -161,3 +162,35 @@ def test_the_accept_loop_does_not_wait_for_a_connections_thread_to_run() -> None
     finally:
         release.set()
         server.server_close()
+
+
+def test_an_existing_accounts_backend_is_found_while_another_thread_holds_motos_lock() -> None:
+    """A request thread preempted while holding moto's lookup lock no longer holds up every other request."""
+    with mock_aws():
+        speed_up_moto()
+        boto3.client("sqs", region_name=REGION).list_queues()  # the account's backend exists now
+        held, release = threading.Event(), threading.Event()
+
+        def hold_the_lock() -> None:
+            with backend_lock:
+                held.set()
+                release.wait(5)
+
+        holder = threading.Thread(target=hold_the_lock)
+        holder.start()
+        assert held.wait(5)
+        found: list[Any] = []
+        looker = threading.Thread(target=lambda: found.append(sqs_backends[DEFAULT_ACCOUNT_ID][REGION]))
+        looker.start()
+        looker.join(2.0)
+        found_while_held = bool(found)
+        release.set()
+        holder.join()
+        looker.join()
+
+        assert found_while_held, "the lookup waited for the lock"
+        other_account = "111122223333"
+        assert other_account not in sqs_backends
+        assert sqs_backends[other_account][REGION] is not sqs_backends[DEFAULT_ACCOUNT_ID][REGION], (
+            "a new account's backend is still created"
+        )
