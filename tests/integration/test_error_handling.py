@@ -61,12 +61,19 @@ def test_a_configuration_fault_stops_the_fleet_until_a_probe_succeeds(
         assert env.emulator is not None
         env.emulator.reconfigure(**fault)
         keys = upload_all(env, 12, f"circuit-{status}")
-        wait_until(lambda: all((o := env.outcome(k)) is not None and o.status == "waiting" for k in keys))
+
+        def all_waiting_some_held_by_the_circuit() -> bool:
+            # Jobs refused the probe's budget are parked first (all of them, when the probe's answer comes after
+            # their refusals); back, they find the circuit open.
+            held = [env.outcome(k) for k in keys]
+            return all(o is not None and o.status == "waiting" for o in held) and any(
+                "circuit open" in str(o.reason) for o in held if o is not None
+            )
+
+        wait_until(all_waiting_some_held_by_the_circuit, timeout=90)
         refused_while_open = tool_calls(env, status)
         # At most the calls already in flight when the first answer came, and a probe or two: not 12.
         assert 1 <= refused_while_open <= 4 + 2, refused_while_open
-        held = [env.outcome(k) for k in keys]
-        assert any("circuit open" in str(o.reason) for o in held if o is not None)
         env.emulator.reconfigure(**fix)
         outcomes = env.wait_for(keys, timeout=90)
         assert {o.status for o in outcomes.values()} == {"succeeded"}, outcomes

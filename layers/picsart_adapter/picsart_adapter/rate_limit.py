@@ -248,9 +248,7 @@ class FleetRateLimiter:
             now_ms = self._now_ms()
             counted = self._second_counted(now_ms)
             view = self._view
-            # No item yet: no window has been opened. A grant asked for first would fail (400-600 ms at the
-            # bench's start, when every write was slow).
-            opening = view is None or (not view.window_open(now_ms) and not self._others_open_windows)
+            opening = not (view is not None and view.window_open(now_ms)) and not self._others_open_windows
             try:
                 item = self._write(**self._grant_update(view, now_ms, counted, opening))
             except _ConditionFailed as failed:
