@@ -8,12 +8,11 @@ A message carries what resuming and reporting need, and nothing secret: no API k
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from picsart_adapter.s3_events import UploadedObject
 
@@ -73,11 +72,10 @@ def in_turn_order(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any
 
     def when(record: Mapping[str, Any]) -> float:
         try:
-            body = json.loads(record.get("body") or "")
-            due = body.get("turn_at") if body.get("turn_at") is not None else body.get("due_at")
-            return float(due)
-        except (ValueError, TypeError, AttributeError):
+            message = RetryMessage.model_validate_json(record.get("body") or "")
+        except ValidationError:
             return -math.inf
+        return message.turn_at if message.turn_at is not None else message.due_at
 
     return sorted(records, key=when)
 
