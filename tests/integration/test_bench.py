@@ -38,6 +38,9 @@ NUMBERS = {
 @pytest.mark.timeout(600)
 def test_bench_runs_every_strategy_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
+    stale = tmp_path / "logs" / "bench" / "adapter" / "RetryFunction-0001.log"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("START RequestId: an-earlier-run\n")
     argv = [
         "--log-dir",
         str(tmp_path / "logs"),
@@ -89,6 +92,9 @@ def test_bench_runs_every_strategy_and_reports(tmp_path: Path, capsys: pytest.Ca
         assert modules[name]["import_vs_bare"] == pytest.approx(modules[name]["import_ms"] / bare["import_ms"])
     assert report["layer"] is None
 
+    adapter_logs = [path.read_text() for path in stale.parent.glob("*.log")]
+    assert adapter_logs, "the functions' logs are kept"
+    assert not any("an-earlier-run" in log for log in adapter_logs), "an earlier run's logs are not mixed in"
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = printed.out
     for label in ("makespan / floor", "HTTP 429", "calls wasted", "lost", "latency p95 (s)", "adapter target"):

@@ -946,6 +946,36 @@ def test_work_that_knows_the_budget_returns_soon_is_prepared_then_waits() -> Non
     assert clock.slept == [pytest.approx(1.0)]
 
 
+def test_work_back_on_time_for_its_turn_is_prepared_then_waits_rather_than_going_round_the_queue() -> None:
+    """Work is due early by how long preparing a job takes here: back on time, its turn is further off than a
+    short wait, but not once it is prepared. Judged from the moment it was taken up, it went round the delay
+    queue again, at once when that lead was longer than a short wait (the bench: 5 to 18 hops a run)."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+
+    def describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        clock.now += ASSUMED_PREPARATION_SECONDS
+        return stored_object()
+
+    w.store.describe = describe  # type: ignore[method-assign]
+    w.limiter.known = Denial(retry_at=NOW + 0.2, reason="quota")
+    w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
+    turn = NOW + ASSUMED_PREPARATION_SECONDS + SHORT_WAIT_SECONDS - 0.1
+    message = RetryMessage(
+        bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", in_line=True, turn_at=turn
+    )
+    assert w.processor.resume(message).status is JobStatus.SUCCEEDED
+    assert w.parked() == []
+    assert clock.slept == [pytest.approx(SHORT_WAIT_SECONDS - 0.1)], "prepared, it waits for its turn"
+
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.known = Denial(retry_at=NOW + 0.2, reason="quota")
+    farther = message.model_copy(update={"turn_at": NOW + ASSUMED_PREPARATION_SECONDS + SHORT_WAIT_SECONDS + 0.5})
+    assert w.processor.resume(farther).status is JobStatus.WAITING
+    assert (len(w.parked()), w.store.described, w.limiter.acquired) == (1, 0, 0), "parked before any S3 read or write"
+
+
 def test_a_longer_wait_or_too_little_time_left_parks_the_job() -> None:
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)

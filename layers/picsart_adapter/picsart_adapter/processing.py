@@ -221,7 +221,10 @@ class UploadProcessor:
         known = self._limiter.known_denial()
         if known is not None:
             self._join_line(job, known)
-        if known is not None and not self._can_wait_until(self._wait_target(job, known)):
+        # Its wait starts once it is prepared, as the lead its due time was given assumed: judged from now, work
+        # back on time found its turn too far off and went round the delay queue again (at once, when the lead
+        # was longer than a short wait).
+        if known is not None and not self._can_wait_until(self._wait_target(job, known) - self._preparation_planned):
             self._unused(admission)
             return self._defer(job, known)
         if job.stored is None and (skipped := self._check(job)):
@@ -306,6 +309,11 @@ class UploadProcessor:
         if denial.reason == "quota" and not job.in_line:
             job.turn_at = self._limiter.place_in_line(denial)
             job.in_line = True
+
+    @property
+    def _preparation_planned(self) -> float:
+        """How long a job taken up here is expected to take before it asks for budget."""
+        return min(self._preparation_seconds, MAX_PREPARATION_SECONDS)
 
     def _can_wait_until(self, until: float) -> bool:
         """A wait shorter than a delay-queue hop, with time left in the invocation for it and the call."""
@@ -584,7 +592,7 @@ class UploadProcessor:
             # Due early enough to be prepared (S3 read, records: as long as this environment's last job took)
             # by its turn, whatever SQS's whole-second rounding: it then waits at most DELAY_ROUNDING_SECONDS
             # for its turn, in the invocation.
-            lead = min(self._preparation_seconds, MAX_PREPARATION_SECONDS) + DELAY_ROUNDING_SECONDS
+            lead = self._preparation_planned + DELAY_ROUNDING_SECONDS
         due_at = max(budget_back_at - lead, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
         self._park(job.ref, message, now, record=record or not job.resumed)

@@ -12,6 +12,7 @@ import http.server
 import io
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -208,6 +209,10 @@ def run_strategy(
 ) -> dict[str, Any]:
     """One burst on a fresh local stack; the strategy's numbers."""
     template = plan.write_template(options.out / "bench-templates", options.template_path)
+    # The run's function logs alone: log files are numbered from 1 in every run and appended to, so an earlier
+    # run's lines were mixed into this run's files.
+    log_dir = options.log_dir / plan.name
+    shutil.rmtree(log_dir, ignore_errors=True)
     local = LocalOptions(
         template_path=template,
         stack_name=f"bench-{plan.name}",
@@ -220,7 +225,7 @@ def run_strategy(
             reset_time_format=plan.reset_time_format,
             latency_ms=options.latency_ms,
         ),
-        log_dir=options.log_dir / plan.name,
+        log_dir=log_dir,
         upload_concurrency=options.concurrency,
         prewarm=True,
     )
