@@ -639,14 +639,16 @@ class LocalStack:
         if kind == "bucket":
             s3 = self.client("s3")
             s3.put_bucket_notification_configuration(Bucket=identifier, NotificationConfiguration={})
-            for page in s3.get_paginator("list_object_versions").paginate(Bucket=identifier):
-                objects = [
-                    {"Key": item["Key"], "VersionId": item["VersionId"]}
-                    for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-                ]
-                for start in range(0, len(objects), 1000):
-                    chunk = cast("DeleteTypeDef", {"Objects": objects[start : start + 1000]})
-                    s3.delete_objects(Bucket=identifier, Delete=chunk)
+            # Listed in full before any is deleted: deleting page by page, the listing skipped a page each time
+            # (a soak's 2,000 outputs left the bucket behind).
+            objects = [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for page in s3.get_paginator("list_object_versions").paginate(Bucket=identifier)
+                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            ]
+            for start in range(0, len(objects), 1000):
+                chunk = cast("DeleteTypeDef", {"Objects": objects[start : start + 1000]})
+                s3.delete_objects(Bucket=identifier, Delete=chunk)
             s3.delete_bucket(Bucket=identifier)
         elif kind == "table":
             self.client("dynamodb").delete_table(TableName=identifier)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -156,13 +157,19 @@ def test_stop_deletes_what_start_created(make_stack: Callable[..., LocalStack]) 
     name = unique_stack_name()
     options: dict[str, Any] = {"stack_name": name, "secrets": {"picsart/api-key": "k"}}
     first = make_stack(REAL_TEMPLATE, **options)
-    first.client("s3").put_object(Bucket=first.outputs["InputBucketName"], Key="a.png", Body=b"x")
+    s3, output = first.client("s3"), first.outputs["OutputBucketName"]
+    s3.put_object(Bucket=first.outputs["InputBucketName"], Key="a.png", Body=b"x")
+    # More than one page of versions (1,000): deleted page by page as listed, a page was left each time.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: s3.put_object(Bucket=output, Key=f"r{n:04d}.png", Body=b"x"), range(1001)))
     first.stop()
 
     # Same stack name, same input bucket name and secret: this fails if the first left them behind.
     second = make_stack(REAL_TEMPLATE, **options)
     assert second.outputs["InputBucketName"] == f"{name}-input-123456789012-us-east-1"
     assert second.client("s3").list_objects_v2(Bucket=second.outputs["InputBucketName"]).get("KeyCount") == 0
+    with pytest.raises(ClientError, match="404"):
+        second.client("s3").head_bucket(Bucket=output)
 
 
 def test_two_stacks_in_one_process_share_a_secret_but_not_a_stack_name(make_stack: Callable[..., LocalStack]) -> None:
