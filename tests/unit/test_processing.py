@@ -276,6 +276,16 @@ def stored_object(key: str = "uploads/photo.jpg", size: int = 2048, head: bytes 
     return StoredObject(bucket="input", key=key, size=size, etag="e1", version_id="v1", head=head)
 
 
+def describe_taking(clock: Clock, seconds: float) -> Callable[[str, str, str | None], StoredObject | None]:
+    """A FakeStore.describe that takes `seconds` of the clock: how long preparing a job takes."""
+
+    def describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        clock.now += seconds
+        return stored_object()
+
+    return describe
+
+
 def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> PicsartResponse:
     raw = json.dumps(body).encode() if body is not None else b""
     return parse_response(status, {"X-Picsart-Correlation-Id": f"corr-{status}", **(headers or {})}, raw)
@@ -571,20 +581,13 @@ def test_work_parked_for_its_turn_is_due_early_by_how_long_preparing_a_job_takes
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 40, reason="quota"), clock=clock)
 
-    def describe_taking(seconds: float) -> Callable[[str, str, str | None], StoredObject | None]:
-        def describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
-            clock.now += seconds
-            return stored_object()
-
-        return describe
-
-    w.store.describe = describe_taking(2.0)  # type: ignore[method-assign]
+    w.store.describe = describe_taking(clock, 2.0)  # type: ignore[method-assign]
     w.processor.process(UPLOAD)
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.due_at == pytest.approx(NOW + 40 - 2.0 - DELAY_ROUNDING_SECONDS)
     assert message.turn_at == NOW + 40
 
-    w.store.describe = describe_taking(20.0)  # type: ignore[method-assign]
+    w.store.describe = describe_taking(clock, 20.0)  # type: ignore[method-assign]
     w.processor.process(UPLOAD)
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.due_at == pytest.approx(NOW + 40 - MAX_PREPARATION_SECONDS - DELAY_ROUNDING_SECONDS), (
@@ -952,12 +955,7 @@ def test_work_back_on_time_for_its_turn_is_prepared_then_waits_rather_than_going
     queue again, at once when that lead was longer than a short wait (the bench: 5 to 18 hops a run)."""
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
-
-    def describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
-        clock.now += ASSUMED_PREPARATION_SECONDS
-        return stored_object()
-
-    w.store.describe = describe  # type: ignore[method-assign]
+    w.store.describe = describe_taking(clock, ASSUMED_PREPARATION_SECONDS)  # type: ignore[method-assign]
     w.limiter.known = Denial(retry_at=NOW + 0.2, reason="quota")
     w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
     turn = NOW + ASSUMED_PREPARATION_SECONDS + SHORT_WAIT_SECONDS - 0.1
