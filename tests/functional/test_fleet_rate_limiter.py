@@ -104,6 +104,25 @@ def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: A
     assert api_key not in repr(state), "the key itself is never stored"
 
 
+def test_the_fleets_first_call_opens_the_first_window_with_one_write(table: Any, api_key: str) -> None:
+    """With no item yet there is no window to ask a grant in: asking first was a failed write before the
+    opening one (0.1-0.2 s of the bench's time to its first call, on a loaded machine)."""
+    clock = Clock(T0)
+    first = make(table, api_key, clock)
+    assert isinstance(first.acquire(), Grant)
+    assert first.writes == 1
+    assert stored(table, api_key)["granted"] == 1
+
+    # An environment that read the table before that write: its opening write fails, and it is refused.
+    opened = stored(table, api_key)
+    raced = make(table, api_key, clock)
+    raced._read = lambda: None  # type: ignore[method-assign]
+    refused = raced.acquire()
+    assert isinstance(refused, Denial), "one probe while the limit is unknown"
+    assert raced.writes == 1
+    assert stored(table, api_key) == opened, "the window the first call opened is not opened again"
+
+
 def test_concurrent_callers_get_exactly_the_budget_and_the_rest_a_place_each(table: Any, api_key: str) -> None:
     clock = Clock(T0)
     reset = learn_window(table, api_key, clock, limit=20, window_s=60)

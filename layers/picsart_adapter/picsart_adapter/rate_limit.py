@@ -248,7 +248,8 @@ class FleetRateLimiter:
             now_ms = self._now_ms()
             counted = self._second_counted(now_ms)
             view = self._view
-            opening = not (view is not None and view.window_open(now_ms)) and not self._others_open_windows
+            # No item yet (the fleet's very first call): no window to ask a grant in, so it is opened at once.
+            opening = view is None or (not view.window_open(now_ms) and not self._others_open_windows)
             try:
                 item = self._write(**self._grant_update(view, now_ms, counted, opening))
             except _ConditionFailed as failed:
