@@ -111,10 +111,10 @@ def test_the_fleets_first_call_opens_the_first_window_with_one_write(table: Any,
     first = make(table, api_key, clock)
     assert isinstance(first.acquire(), Grant)
     assert first.writes == 1
-    assert stored(table, api_key)["granted"] == 1
+    opened = stored(table, api_key)
+    assert opened["granted"] == 1
 
     # An environment that read the table before that write: its opening write fails, and it is refused.
-    opened = stored(table, api_key)
     raced = make(table, api_key, clock)
     raced._read = lambda: None  # type: ignore[method-assign]
     refused = raced.acquire()
