@@ -46,6 +46,7 @@ DEFAULT_UPLOAD_CONCURRENCY: Final = 16
 DEFAULT_SQS_CONCURRENCY: Final = 16
 INIT_TIMEOUT_S: Final = 10.0  # Lambda's limit for the init phase
 _POLL_WAIT_S: Final = 1  # long poll: an idle queue costs one request a second
+_IDLE_CONFIRM_S: Final = 0.05  # between the two quiet looks wait_idle asks for
 _DLQ_ERROR_MESSAGE_BYTES: Final = 1024
 # The worker's view of AWS must be the stack only: no profile, config file or instance metadata.
 _ISOLATION_ENVIRONMENT: Final = {
@@ -759,34 +760,49 @@ class LocalRunner:
     # -- what tests and the command line read
 
     def wait_idle(self, timeout: float = 30.0) -> None:
-        """Return once no polled queue holds a message (visible, in flight or delayed) and nothing runs."""
-        sqs = self._sqs
+        """Return once no polled queue holds a message (visible, in flight or delayed) and nothing runs, seen
+        in two looks in a row with nothing taken in between.
+
+        One look is not enough: moto counts a queue's messages one attribute after another, so a message
+        that turns from delayed to visible (or from in flight to visible again) between two of the counts is
+        in none of them. A moment later it is counted where it now is, unless it was taken, which moves the
+        counters. The confirming look is taken whatever the timeout, so `timeout=0` still answers."""
         deadline = time.monotonic() + timeout
-        pending: dict[str, int] = {}
+        quiet: tuple[int, int] | None = None  # the counters at the last quiet look
         while True:
             with self._lock:
                 before = (self._in_flight, self._received)
-            pending = {}
-            for url in list(self._watched_queues):
-                attributes = sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=[
-                        "ApproximateNumberOfMessages",
-                        "ApproximateNumberOfMessagesNotVisible",
-                        "ApproximateNumberOfMessagesDelayed",
-                    ],
-                )["Attributes"]
-                total = sum(int(value) for value in attributes.values())
-                if total:
-                    pending[url] = total
+            pending = self._pending_messages()
             with self._lock:
                 after = (self._in_flight, self._received)
             # Unchanged counters around the look at the queues: nothing was taken in between.
             if not pending and before == after and after[0] == 0:
-                return
+                if quiet == after:
+                    return
+                quiet = after
+                time.sleep(_IDLE_CONFIRM_S)
+                continue
+            quiet = None
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"not idle after {timeout} s: {after[0]} in flight, messages pending {pending}")
             time.sleep(0.05)
+
+    def _pending_messages(self) -> dict[str, int]:
+        """How many messages (visible, in flight or delayed) each polled queue that holds any has, by URL."""
+        pending: dict[str, int] = {}
+        for url in list(self._watched_queues):
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+            total = sum(int(value) for value in attributes.values())
+            if total:
+                pending[url] = total
+        return pending
 
     def counters(self) -> RunnerCounters:
         """A snapshot of the counters."""
