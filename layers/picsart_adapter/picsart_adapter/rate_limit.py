@@ -383,21 +383,27 @@ class FleetRateLimiter:
     def _grant_update(self, view: LimiterState | None, now_ms: int, counted: int, opening: bool) -> dict[str, Any]:
         second = now_ms // 1000
         values: dict[str, Any] = {":now": now_ms, ":one": 1}
-        if not opening:
-            # A grant in the window that is open, whoever opened it (its condition checks it is).
-            names = {"#spike": "spike", "#limit": "limit"}
+        names = {"#spike": "spike", "#limit": "limit"}
+        if view is None:
+            # No item yet (the fleet's first call, which opens the first window): its seconds start with this call.
+            values[":spike"] = {str(counted): 1}
+            count, room = "#spike = :spike", "attribute_not_exists(#spike)"
+        else:
+            # The call is counted in its second as the item has it, never as this environment last saw it: a view
+            # from before the reset misses the old window's last grants in that second, and writing it back to
+            # the item lost them (a spike-arrest 429 in a bench run).
             count, room = self._spike_terms(counted, names, values)
-            removals = []
-            # A few old seconds per write keep the item small; each name given must be used (DynamoDB refuses
-            # unused names), so only those removed are named.
-            known_seconds = view.spike if view is not None else {}
-            old_seconds = [s for s in known_seconds if int(s) < second - 1][:MAX_SECONDS_REMOVED_PER_WRITE]
-            for index, old_second in enumerate(old_seconds):
-                names[f"#old{index}"] = old_second
-                removals.append(f"#spike.#old{index}")
-            remove = (" REMOVE " + ", ".join(removals)) if removals else ""
-            # Once the limit is learned a unit beyond it is a place in the line: the write does not fail on the
-            # quota, nor on the spike arrest then (no call is made in this second).
+        # A few old seconds per write keep the item small; each name given must be used (DynamoDB refuses
+        # unused names), so only those removed are named.
+        known_seconds = view.spike if view is not None else {}
+        old_seconds = [s for s in known_seconds if int(s) < second - 1][:MAX_SECONDS_REMOVED_PER_WRITE]
+        for index, old_second in enumerate(old_seconds):
+            names[f"#old{index}"] = old_second
+        remove = (" REMOVE " + ", ".join(f"#spike.#old{i}" for i in range(len(old_seconds)))) if old_seconds else ""
+        if not opening:
+            # A grant in the window that is open, whoever opened it (its condition checks it is). Once the limit
+            # is learned a unit beyond it is a place in the line: the write does not fail on the quota, nor on
+            # the spike arrest then (no call is made in this second).
             return {
                 "update": f"SET granted = granted + :one, {count}{remove}",
                 "condition": f"window_reset_ms > :now AND (granted < #limit OR attribute_exists(window_ms)) "
@@ -407,19 +413,17 @@ class FleetRateLimiter:
             }
         # No window open: open one. Its end is a guess from the last window's length (a short probe window at
         # first) until an answer confirms it.
-        recent = {k: v for k, v in (view.spike if view is not None else {}).items() if int(k) >= second - 1}
-        recent[str(counted)] = recent.get(str(counted), 0) + 1
-        values.update({":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True, ":spike": recent})
+        values.update({":probe": PROBE_BUDGET, ":probe_ms": PROBE_WINDOW_MS, ":true": True})
         carried, same_window = self._line_carried(view, values)
         return {
             "update": (
                 "SET window_reset_ms = :now + if_not_exists(window_ms, :probe_ms), provisional = :true, "
-                f"window_start_ms = :now, granted = :one, #spike = :spike, #limit = if_not_exists(#limit, :probe), "
-                f"{carried}"
+                f"window_start_ms = :now, granted = :one, {count}, #limit = if_not_exists(#limit, :probe), "
+                f"{carried}{remove}"
             ),
             "condition": f"(attribute_not_exists(window_reset_ms) OR window_reset_ms <= :now) AND {same_window} "
-            f"AND {_NOT_BLOCKED}",
-            "names": {"#spike": "spike", "#limit": "limit"},
+            f"AND {room} AND {_NOT_BLOCKED}",
+            "names": names,
             "values": values,
         }
 
