@@ -105,10 +105,12 @@ def soaked(tmp_path_factory: pytest.TempPathFactory) -> Soaked:
         log_dir=folder / "logs",
         out=folder / "soak.json",
         progress_every_s=15,
-        timeout_s=600,
+        # Below pytest's 300 s per test, so that a run that never settles still ends in the soak's own
+        # accounting (which names the uploads left and their records) rather than in pytest's timeout.
+        timeout_s=180,
     )
     soaked = Soaked(report=SoakReport({}, {}, []), settings=settings)
-    soaked.report = run_soak(settings, echo=lambda line: None, inspect=_inspect(soaked))
+    soaked.report = run_soak(settings, echo=print, inspect=_inspect(soaked))  # shown when a test fails
     return soaked
 
 
