@@ -91,6 +91,9 @@ class _Job:
     turn_at: float | None = None
     #: When this invocation took it up (epoch seconds).
     taken_up_at: float = field(default_factory=time.time)
+    #: Messages parked while this invocation holds the version's once-per-version record, sent once it is
+    #: released (None: not holding it, messages go at once).
+    held_messages: list[RetryMessage] | None = None
 
     @property
     def ref(self) -> JobRef:
@@ -234,11 +237,14 @@ class UploadProcessor:
             # The call that costs credits was made and accepted: only its result is fetched now.
             return self._poll(job, admission)
         # S3 and SQS deliver at least once: a version that has its final result costs no second call.
+        job.held_messages = []
         try:
             result = self._once.run(job.ref, lambda: self._call_tool(job, admission))
         except DuplicateInFlight:
             self._unused(admission)
             return self._park_duplicate(job)
+        finally:
+            self._send_held_messages(job)
         if result.duplicate:
             self._unused(admission)
             logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
@@ -524,7 +530,7 @@ class UploadProcessor:
             return self._dead_letter(job, job.message(now, reason), attempt, reason, {})
         reason = f"accepted: polling transaction {transaction_id}"
         message = job.message(self._retry_policy.poll_due_at(job.polls, now), reason)
-        self._park(job.ref, message, now, attempt, {"transaction_id": transaction_id})
+        self._park(job, message, now, attempt, {"transaction_id": transaction_id})
         metrics.add_metric(name="JobsPolling", unit=MetricUnit.Count, value=1)
         return JobResult(
             JobStatus.WAITING,
@@ -548,7 +554,7 @@ class UploadProcessor:
         if attempt.number >= self._settings.max_attempts:
             reason = f"gave up after {attempt.number} attempts; last: {message.reason}"
             return self._dead_letter(job, message, attempt, reason, details)
-        self._park(job.ref, message, now, attempt, details)
+        self._park(job, message, now, attempt, details)
         metrics.add_metric(name="JobsDelayed", unit=MetricUnit.Count, value=1)
         return JobResult(
             JobStatus.WAITING,
@@ -595,7 +601,7 @@ class UploadProcessor:
             lead = self._preparation_planned + DELAY_ROUNDING_SECONDS
         due_at = max(budget_back_at - lead, now)
         message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
-        self._park(job.ref, message, now, record=record or not job.resumed)
+        self._park(job, message, now, record=record or not job.resumed)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -605,7 +611,7 @@ class UploadProcessor:
         message = job.message(
             self._retry_policy.after_budget_returns(circuit.retry_at, now), f"circuit open: {circuit.reason}"
         )
-        self._park(job.ref, message, now, record=not job.resumed)
+        self._park(job, message, now, record=not job.resumed)
         metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -637,7 +643,7 @@ class UploadProcessor:
 
     def _park(
         self,
-        ref: JobRef,
+        job: _Job,
         message: RetryMessage,
         now: float,
         attempt: Attempt | None = None,
@@ -647,10 +653,24 @@ class UploadProcessor:
         """Send the job to the delay queue and record it as waiting until its due time. Work that waits
         again without an attempt (resumed before its budget returned) keeps the record it has: a write
         per wait would cost more than it tells."""
-        delay = self._queue.schedule(message, now)
+        if job.held_messages is None:
+            self._send_parked(message, now)
+        else:
+            job.held_messages.append(message)
         if record:
             due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
-            self._jobs.finish(ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
+            self._jobs.finish(job.ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
+
+    def _send_held_messages(self, job: _Job) -> None:
+        """Send what was parked while this invocation held the version, now that it is released. Sent while
+        it is held, a message delivered at once finds the version in progress and is taken for a duplicate
+        of itself (test_work_parked_by_the_invocation_holding_its_version_is_not_its_own_duplicate)."""
+        held, job.held_messages = job.held_messages or [], None
+        for message in held:
+            self._send_parked(message, self._clock())
+
+    def _send_parked(self, message: RetryMessage, now: float) -> None:
+        delay = self._queue.schedule(message, now)
         logger.info("job parked in the delay queue", extra={"reason": message.reason, "delay_seconds": delay})
 
     # -- records ---------------------------------------------------------------------------------------
