@@ -105,8 +105,8 @@ def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: A
 
 
 def test_the_fleets_first_call_opens_the_first_window_with_one_write(table: Any, api_key: str) -> None:
-    """With no item yet there is no window to ask a grant in: asking first was a failed write before the
-    opening one (0.1-0.2 s of the bench's time to its first call, on a loaded machine)."""
+    """With no item yet there is no window to ask a grant in: asking first would be a failed write before the
+    opening one, on the way to the fleet's first call."""
     clock = Clock(T0)
     first = make(table, api_key, clock)
     assert isinstance(first.acquire(), Grant)
@@ -448,7 +448,7 @@ def test_the_places_after_a_windows_first_come_once_its_opening_write_is_back(ta
 
 def test_only_an_answer_that_says_the_window_is_spent_corrects_the_fleets_count(table: Any, api_key: str) -> None:
     """An answer counting more calls than the fleet has granted is, as a rule, one whose call arrived after
-    calls granted later: the fleet has counted them already, and a write to say so failed (17-34 a bench run).
+    calls granted later: the fleet has counted them already, and a write to say so would fail.
     An answer saying the window is spent (another client on the key) stops the fleet."""
     clock = Clock(T0)
     learn_window(table, api_key, clock, limit=10, window_s=60)
@@ -500,8 +500,8 @@ def test_a_view_with_many_old_seconds_still_grants(table: Any, api_key: str) -> 
 
 
 def test_a_grant_that_expired_in_its_write_is_counted_again_keeping_its_unit(table: Any, api_key: str) -> None:
-    """Found by the bench: on a loaded machine a grant's own write can outlast its second. Dropping it lost
-    the quota unit (40 of one window's 60); counting it again where the call will land keeps it."""
+    """On a loaded machine a grant's own write can outlast its second. Dropping it would lose the quota unit;
+    counting it again where the call will land keeps it."""
     clock = Clock(T0)
     learn_window(table, api_key, clock, limit=10, window_s=10)
     limiter = make(table, api_key, clock, spike=2)
@@ -538,9 +538,9 @@ def test_a_recount_waits_for_a_full_second_and_is_refused_after_its_window(table
 
 
 def test_a_late_answer_from_the_window_before_takes_nothing_from_the_new_one(table: Any, api_key: str) -> None:
-    """Found by the bench: an answer about the window before, observed once the new window was confirmed, was
-    taken for calls the fleet had not granted, and its count (the old window's) marked the new window's budget
-    spent: 16 of a window's 60 units went unused while work waited."""
+    """An answer about the window before, observed once the new window is confirmed, is not taken for calls
+    the fleet has not granted: its count (the old window's) would mark the new window's budget spent and leave
+    units unused while work waits."""
     clock = Clock(T0)
     old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
     clock.now = old_reset + 0.5
@@ -573,9 +573,8 @@ def test_an_answer_from_the_window_before_is_not_written_while_the_new_one_is_a_
 
 
 def test_a_grant_from_before_its_window_was_confirmed_is_counted_again_in_it(table: Any, api_key: str) -> None:
-    """Found by the bench: the first answer of a window moves its reset from the fleet's guess to Picsart's. A
-    grant from before that, counted again after, was taken for one from a window that had ended, and its unit
-    was lost (59 calls in a window of 60)."""
+    """The first answer of a window moves its reset from the fleet's guess to Picsart's. A grant from before
+    that, counted again after, is not taken for one from a window that has ended: its unit would be lost."""
     clock = Clock(T0)
     old_reset = learn_window(table, api_key, clock, limit=60, window_s=10)
     clock.now = old_reset + 0.1
@@ -595,7 +594,7 @@ def test_a_grant_from_before_its_window_was_confirmed_is_counted_again_in_it(tab
 
 
 def test_a_guessed_window_is_confirmed_by_its_first_calls_answers_not_by_every_one(table: Any, api_key: str) -> None:
-    """Each later answer would find the window confirmed already: a failed write each (53 in a bench run)."""
+    """Each later answer would find the window confirmed already: a failed write each."""
     clock = Clock(T0)
     limiters = grants_in_a_guessed_window(table, api_key, clock, environments=6)
     new_reset = str(int((clock.now + 10.2) * 1000))
@@ -636,8 +635,7 @@ def test_a_window_opened_on_a_view_from_before_the_old_windows_last_calls_keeps_
 ) -> None:
     """An environment that opens windows itself read the item before the old window's last calls, in the
     second of the reset. The window it opens counts its call on top of the item's count for that second, which
-    is full: refused. It used to write its own view's counts back, losing those calls' (a spike-arrest 429 in a
-    bench run where the first place in line opened each window)."""
+    is full: refused. Writing its own view's counts back would lose those calls' counts (a spike-arrest 429)."""
     clock = Clock(T0)
     reset = learn_window(table, api_key, clock, limit=60, window_s=10, spike=2)
     opener = make(table, api_key, clock, spike=2)
@@ -685,9 +683,9 @@ def test_a_guess_its_first_calls_did_not_confirm_is_confirmed_by_a_later_answer(
 
 
 def test_confirming_a_guessed_window_never_lowers_the_fleets_count(table: Any, api_key: str) -> None:
-    """Found by the bench: the first call's answer counts only the calls that reached Picsart before it. Written
-    over the fleet's count of grants, it took back grants whose calls were still on their way, and the fleet
-    granted 64 calls in a window of 60 (4 quota 429s in each of two windows)."""
+    """The first call's answer counts only the calls that reached Picsart before it. Written over the fleet's
+    count of grants, it would take back grants whose calls are still on their way, and the fleet would grant
+    more calls than the window has (quota 429s)."""
     clock = Clock(T0)
     limiters = grants_in_a_guessed_window(table, api_key, clock, environments=6)
     first = limiters[0]
@@ -705,8 +703,8 @@ def test_confirming_a_guessed_window_never_lowers_the_fleets_count(table: Any, a
 
 def test_the_window_length_kept_is_the_shortest_measured_until_the_limit_changes(table: Any, api_key: str) -> None:
     """Measured from the fleet's opening write, a window seems longer than Picsart's by the time its first call
-    took to arrive. The line's turns windows ahead use the length: kept long, they drifted late by as much a
-    window (200-650 ms in the bench)."""
+    took to arrive. The line's turns windows ahead use the length: kept long, they would drift later by as much
+    each window."""
     clock = Clock(T0)
 
     def window_confirmed_after(opened_after_reset: float, lasting: float, limit: int = 60) -> int:

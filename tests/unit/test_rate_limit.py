@@ -1,4 +1,6 @@
-"""`X-Picsart-RateLimit-Reset-Time` in its three forms (FACTS.md), told apart by magnitude.
+"""`X-Picsart-RateLimit-Reset-Time` in its three forms, told apart by magnitude: the guide says UTC epoch
+milliseconds; Picsart's TypeScript SDK treats it as seconds to wait; other clients as epoch seconds (see
+docs/picsart-api.md).
 
 Guide rule: "If your request is met with a rate limit error and the x-picsart-ratelimit-reset-time header is
 provided, wait to make another request until the time specified by this header has been reached."
@@ -20,13 +22,13 @@ def test_epoch_milliseconds_as_the_guide_says() -> None:
 
 
 def test_epoch_seconds() -> None:
-    """FACTS: other clients read it as epoch seconds."""
+    """Other clients read it as epoch seconds."""
     assert parse_reset_time("1700000060", NOW) == 1_700_000_060.0
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("30", NOW + 30), ("1", NOW + 1), ("59", NOW + 59), ("0", NOW)])
 def test_seconds_from_now(raw: str, expected: float) -> None:
-    """FACTS: the TypeScript SDK treats the value as seconds to wait (its mocks use 1-59)."""
+    """Picsart's TypeScript SDK treats the value as seconds to wait (its mocks use 1-59)."""
     assert parse_reset_time(raw, NOW) == expected
 
 

@@ -28,8 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
+from picsart_adapter.conditional_write import update_item
 from picsart_adapter.outcomes import Outcome
 from picsart_adapter.rate_limit import key_fingerprint
 
@@ -240,28 +239,10 @@ class FleetCircuit:
         return _int(answer.get("Attributes", {}).get("validation_streak")) or 1
 
     def _update(self, expression: str, condition: str, values: dict[str, Any]) -> bool:
-        """One conditional write; False when the condition did not hold (another invocation moved first)."""
-        try:
-            if "#state" in expression or "#state" in condition:
-                self._table.update_item(
-                    Key=self._item_key,
-                    UpdateExpression=expression,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                    ExpressionAttributeNames={"#state": "state"},
-                )
-            else:
-                self._table.update_item(
-                    Key=self._item_key,
-                    UpdateExpression=expression,
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        """One conditional write; False when the condition did not hold (another invocation moved first).
+        `#state` is named only where used (DynamoDB refuses an unused name)."""
+        names = {"#state": "state"} if "#state" in expression or "#state" in condition else None
+        return update_item(self._table, self._item_key, expression, condition, names, values).written
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
 
+from picsart_adapter.conditional_write import update_item
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
@@ -171,9 +173,10 @@ class JobStore:
         for index, name in enumerate(remove or []):
             names[f"#r{index}"] = name
             removals.append(f"#r{index}")
-        self._table.update_item(
-            Key=ref.item_key,
-            UpdateExpression="SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removals) if removals else ""),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=expr_values,
+        update_item(
+            self._table,
+            ref.item_key,
+            "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removals) if removals else ""),
+            names=names,
+            values=expr_values,
         )

@@ -1,0 +1,262 @@
+"""`FleetRateLimiter`: one environment's side of the fleet's shared budget, its view of the item and its retries.
+
+What the item holds and what follows from it is in `state`; the writes, as conditional updates, in `updates`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from picsart_adapter.conditional_write import Written, update_item, write_units_of
+from picsart_adapter.rate_limit import updates
+from picsart_adapter.rate_limit.reset_header import read_reset_time
+from picsart_adapter.rate_limit.state import (
+    ASSUMED_WRITE_MS,
+    SEND_MARGIN_MS,
+    SPIKE_ARREST_PER_SECOND,
+    Denial,
+    Grant,
+    LimiterState,
+    denial_from,
+    grant_in,
+    key_fingerprint,
+    second_counted,
+    turn,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+    from picsart_adapter.picsart_client import RateLimitHeaders
+
+
+class FleetRateLimiter:
+    """The fleet's shared budget for one API key. One instance per execution environment."""
+
+    def __init__(
+        self,
+        table: Table,
+        api_key: Callable[[], str],
+        spike_per_second: int = SPIKE_ARREST_PER_SECOND,
+        no_reset_floor_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._table = table
+        self._api_key = api_key
+        self._spike = spike_per_second
+        self._floor_ms = int(no_reset_floor_seconds * 1000)
+        self._clock = clock
+        self._view: LimiterState | None = None
+        self._fingerprint: tuple[str, str] | None = None
+        #: How long this environment's last write to the item took (ms): how late a grant comes back.
+        self._write_ms = float(ASSUMED_WRITE_MS)
+        #: Whether, when its view shows the window over, another invocation has as a rule opened the next one
+        #: already (a busy fleet), so a grant is asked for rather than a window opened: learned from which of the
+        #: two last failed. In a busy fleet, were every environment to open each window, all but one would fail
+        #: (a write each) (test_after_a_reset_a_busy_fleet_asks_for_grants_and_one_environment_opens_the_window,
+        #: test_an_environment_alone_opens_each_window_without_a_failed_write_once_it_has_learned_to).
+        self._others_open_windows = True
+        #: DynamoDB write units this instance consumed (failed conditional writes are charged too).
+        self.write_units = 0.0
+        self.writes = 0
+
+    @property
+    def _item_key(self) -> dict[str, str]:
+        key = self._api_key()
+        if self._fingerprint is None or self._fingerprint[0] != key:
+            self._fingerprint = (key, key_fingerprint(key))
+        return {"pk": f"ratelimit#{self._fingerprint[1]}", "sk": "state"}
+
+    # -- before a call ---------------------------------------------------------------------------------
+    def acquire(self) -> Grant | Denial:
+        """Take one call from the fleet's budget, or learn when to come back. At most a few writes; none
+        when this environment already knows the budget is spent: it stops calling for the batch
+        (test_after_the_reset_the_next_window_opens_with_the_learned_length)."""
+        if self._view is None:
+            # A new environment reads the item first (read units, not write units): while the fleet's probe is
+            # out, a write would fail on the probe's budget.
+            self._view = self._read()
+        if self._view is not None:
+            denial = self._denial(self._view, self._now_ms())
+            if denial is not None:
+                return denial
+        for _ in range(4):
+            now_ms = self._now_ms()
+            counted = self._second_counted(now_ms)
+            view = self._view
+            # No item yet (the fleet's very first call): no window to ask a grant in, so it is opened at once
+            # (test_the_fleets_first_call_opens_the_first_window_with_one_write).
+            opening = view is None or (not view.window_open(now_ms) and not self._others_open_windows)
+            build = updates.opening_update if opening else updates.grant_update
+            written = self._write(build(view, now_ms, counted, self._spike))
+            if not written.written:
+                # Another invocation moved the state on: decide again from what it is now.
+                self._view = LimiterState.from_item(written.item) if written.item else None
+                window_was_open = self._view is not None and self._view.window_open(now_ms)
+                if opening == window_was_open:
+                    self._others_open_windows = window_was_open
+                if self._view is not None:
+                    denial = self._denial(self._view, self._now_ms())
+                    if denial is not None:
+                        return denial
+                continue
+            self._view = state = LimiterState.from_item(written.item or {})
+            if state.granted > state.limit:
+                # The window is spent: the unit taken is a place in the line (no failed write, no second one).
+                return Denial(state.window_reset_ms / 1000.0, "quota", turn=self._turn(state, state.line_after))
+            return grant_in(state, counted)
+        # Contention so high that four tries lost: come back in a moment rather than spin.
+        return Denial(retry_at=(now_ms + 1000) / 1000.0, reason="contention")
+
+    def recount(self, grant: Grant) -> Grant | Denial | None:
+        """Count a granted call again in the second it will reach Picsart in now, when its grant expired
+        before the call could start (the write was slow). It keeps its quota unit: one write, and no unit is
+        lost to a slow write. A Denial when that second is full (the unit is still the call's: count it
+        again then); None when its window has ended, and the unit with it
+        (test_a_recount_waits_for_a_full_second_and_is_refused_after_its_window).
+
+        The window is known by its start: an answer confirming it in the meantime moves its reset, not its start.
+        """
+        now_ms = self._now_ms()
+        counted = self._second_counted(now_ms)
+        window_start_ms = grant.state.window_start_ms
+        view = self._view if self._view and self._view.window_start_ms == window_start_ms else grant.state
+        arrival_by_ms = max(now_ms, counted * 1000) + SEND_MARGIN_MS
+        if arrival_by_ms >= view.window_reset_ms:
+            return None  # it would reach Picsart in the next window, which has not counted it
+        written = self._write(updates.recount_update(window_start_ms, arrival_by_ms, now_ms, counted, self._spike))
+        if not written.written:
+            if not written.item:
+                return None
+            self._view = now_view = LimiterState.from_item(written.item)
+            if now_view.window_start_ms != window_start_ms or now_view.window_reset_ms <= arrival_by_ms:
+                return None
+            if now_view.blocked_until_ms > now_ms:
+                return Denial(now_view.blocked_until_ms / 1000.0, "blocked")
+            return Denial(float(counted + 1), "spike")
+        self._view = state = LimiterState.from_item(written.item or {})
+        return grant_in(state, counted)
+
+    def known_denial(self) -> Denial | None:
+        """The refusal `acquire` would give from what this environment already knows (no read, no write):
+        work that cannot go yet is parked before anything is spent on it."""
+        return self._denial(self._view, self._now_ms()) if self._view is not None else None
+
+    def place_in_line(self, denial: Denial) -> float:
+        """When work refused for quota should come back: its place in the fleet's line decides which window
+        (the next one, or a later one when the line is longer than a window's limit) and which moment in
+        it (places are spaced by the spike arrest), so each window's budget meets as many calls as it
+        has. No write when the refusal took its place already; else one, beyond the window's limit. On any
+        surprise, the reset itself (the work is refused again and takes a place then)."""
+        if denial.turn is not None:
+            return denial.turn
+        view, now_ms = self._view, self._now_ms()
+        if denial.reason != "quota" or view is None or not view.window_open(now_ms) or not view.learned:
+            # Before the first answer the window is a probe: no line is planned on its guessed limit
+            # (test_no_line_is_planned_on_a_guessed_window).
+            return denial.retry_at
+        written = self._write(updates.place_update(view, now_ms))
+        if not written.written:
+            self._view = LimiterState.from_item(written.item) if written.item else None
+            return denial.retry_at  # the window moved on: come back at the reset, and queue then
+        self._view = state = LimiterState.from_item(written.item or {})
+        return self._turn(state, state.line_after)
+
+    # -- after an answer -------------------------------------------------------------------------------
+    def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
+        """Correct the shared state with what an answer said, writing only when it tells something new
+        (test_one_write_per_call_at_steady_state).
+
+        A late answer from an older window never overwrites newer state: each write is conditional on the
+        window it describes.
+        """
+        now = self._clock() if received_at is None else received_at
+        now_ms = int(now * 1000)
+        reset = read_reset_time(headers.reset_time, now)
+        if reset is None:
+            if throttled:
+                self._block_until(now_ms + self._floor_ms)
+            return
+        # Store the reset with the header's precision added: the fleet never opens a window early.
+        reset_ms = math.ceil((reset.at + reset.precision) * 1000)
+        limit = headers.limit
+        used = limit - headers.available if limit is not None and headers.available is not None else None
+        if throttled and limit is not None:
+            used = limit  # a 429 means this window is spent, whatever the headers say
+        view = self._view
+        # Whether this answer is one of the window's first, as the environment's view before any retry tells: a
+        # failed write's fresh item counts the grants made since.
+        confirming = view is not None and view.confirming_answer(now_ms)
+        for _ in range(3):
+            update = updates.answer_update(
+                view,
+                reset_ms,
+                limit,
+                used,
+                headers.credits,
+                now_ms,
+                self._now_ms(),
+                confirming=confirming,
+                throttled=throttled,
+            )
+            if update is None:
+                return
+            written = self._write(update)
+            if written.written:
+                self._view = LimiterState.from_item(written.item or {})
+                return
+            view = LimiterState.from_item(written.item) if written.item else None
+            self._view = view
+
+    def _block_until(self, until_ms: int) -> None:
+        written = self._write(updates.block_update(until_ms))
+        if written.written:
+            self._view = LimiterState.from_item(written.item or {})
+        else:
+            self._view = LimiterState.from_item(written.item) if written.item else self._view
+
+    # -- from the view, with this environment's write time and spike arrest ----------------------------
+    def _second_counted(self, now_ms: int) -> int:
+        return second_counted(now_ms, self._write_ms)
+
+    def _denial(self, view: LimiterState, now_ms: int) -> Denial | None:
+        return denial_from(view, now_ms, self._write_ms, self._spike)
+
+    def _turn(self, view: LimiterState, place: int) -> float:
+        return turn(view, place, self._write_ms, self._spike)
+
+    # -- DynamoDB --------------------------------------------------------------------------------------
+    def _read(self) -> LimiterState | None:
+        """The item as it is now (a consistent read)."""
+        item = self._table.get_item(Key=self._item_key, ConsistentRead=True).get("Item")
+        return LimiterState.from_item(item) if item else None
+
+    def _write(self, update: updates.ConditionalUpdate) -> Written:
+        """One conditional write, timed (`_write_ms`) and its units counted: DynamoDB charges a failed
+        conditional write like a write."""
+        self.writes += 1
+        started = self._clock()
+        try:
+            written = update_item(
+                self._table,
+                self._item_key,
+                update.update,
+                update.condition,
+                update.names,
+                update.values,
+                returned="ALL_NEW",
+            )
+        except ClientError:
+            self._write_ms = (self._clock() - started) * 1000
+            raise
+        self._write_ms = (self._clock() - started) * 1000
+        self.write_units += write_units_of(written.item or {})
+        return written
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
