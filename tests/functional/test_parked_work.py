@@ -20,7 +20,7 @@ from picsart_adapter.rate_limit import Denial
 from picsart_adapter.retry_policy import RetryPolicy
 from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters
 from picsart_local.stack import LocalStack
-from tests.unit.test_processing import (
+from tests.fakes import (
     NOW,
     SUCCESS_BODY,
     UPLOAD,

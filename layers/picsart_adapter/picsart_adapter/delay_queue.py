@@ -67,8 +67,9 @@ def delay_for(due_at: float, now: float) -> int:
 def in_turn_order(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """A batch's SQS records, the earliest turn (or due time) first. A batch is processed one record after the
     other, and records with close turns come together (their delays round up to the same second): taken as
-    received, a later turn was waited for first and the earlier ones behind it were late (the bench's last
-    window took 4 s instead of 3). Records that cannot be read come first (they are dead-lettered at once)."""
+    received, a later turn would be waited for first and the earlier ones behind it would be late. Records that
+    cannot be read come first (they are dead-lettered at once):
+    test_a_batch_is_taken_in_turn_order_unreadable_records_first."""
 
     def when(record: Mapping[str, Any]) -> float:
         try:

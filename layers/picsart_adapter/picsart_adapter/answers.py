@@ -1,0 +1,192 @@
+"""What Picsart's answer leads to: the circuit told, the answer observed (attempt, logs, metrics), then the result
+stored, the job failed for good, or parked for a poll or a retry. And the job records around a request: started
+before it, skipped instead of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from picsart_adapter.circuit import Admission, FleetCircuit, Probe
+from picsart_adapter.input_checks import Rejection
+from picsart_adapter.job import Job, ProcessorSettings, counted
+from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus, JobStore
+from picsart_adapter.observability import MetricUnit, logger, metrics
+from picsart_adapter.outcomes import Outcome
+from picsart_adapter.parking import Parking
+from picsart_adapter.picsart_client import PicsartClient, PicsartResponse, ResultDownloadError
+from picsart_adapter.rate_limit import parse_reset_time
+from picsart_adapter.storage import ObjectStore, StoredObject, result_key
+from picsart_adapter.tools import FORMAT_MEDIA
+
+__all__ = ["Answers"]
+
+
+class Answers:
+    """Takes one answer through to the job's end or its next wait, and writes the job's records."""
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        store: ObjectStore,
+        jobs: JobStore,
+        client: PicsartClient,
+        circuit: FleetCircuit,
+        parking: Parking,
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._jobs = jobs
+        self._client = client
+        self._circuit = circuit
+        self._parking = parking
+        self._clock = clock
+
+    def handle(
+        self, job: Job, admission: Admission, attempt: Attempt, response: PicsartResponse, outcome: Outcome
+    ) -> JobResult:
+        """Tell the fleet's circuit, then store the result, fail the job for good, or park it for a poll or a
+        retry (a configuration fault or spent credits: until the circuit's probe)."""
+        refusal = f"HTTP {response.status}: {response.error_detail}"
+        tripped = self._circuit.record(admission, outcome, response.status, refusal, response.correlation_id)
+        if tripped and tripped.opened_now:
+            metrics.add_metric(name="CircuitOpened", unit=MetricUnit.Count, value=1)
+            logger.error("the fleet's circuit opened: no calls until a probe succeeds", extra={"why": tripped.reason})
+        elif isinstance(admission, Probe) and tripped is None and outcome is Outcome.SUCCESS:
+            logger.info("probe succeeded: the fleet's circuit is closed")
+        tool = self._settings.tool
+        if outcome is Outcome.SUCCESS:
+            return self._store_result(job, attempt, response)
+        if outcome is Outcome.ACCEPTED and tool.asynchronous:
+            transaction_id = response.transaction_id or job.transaction_id
+            if transaction_id:
+                return self._parking.await_result(job, attempt, transaction_id)
+            return self._fail(job, attempt, response, "Picsart answered 202 without a transaction_id to poll")
+        if outcome is Outcome.ACCEPTED:
+            return self._fail(job, attempt, response, f"Picsart answered 202 to the synchronous {tool.name} tool")
+        if outcome.retryable:
+            if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS} and tripped:
+                reset_at: float | None = tripped.probe_at
+            else:
+                reset_at = parse_reset_time(response.rate_limit.reset_time, self._clock())
+            return self._parking.retry_later(job, counted(attempt, job), outcome, reset_at)
+        return self._fail(job, attempt, response, f"Picsart refused the request: {refusal}")
+
+    @staticmethod
+    def observe(response: PicsartResponse, outcome: Outcome, attempt: Attempt) -> None:
+        """Record one answer everywhere it is needed: attempt, logs, metrics."""
+        attempt.outcome = outcome.value
+        attempt.http_status = response.status
+        attempt.picsart_correlation_id = response.correlation_id
+        attempt.duration_ms = response.duration_ms
+        attempt.rate_limit = response.rate_limit.as_record()
+        if response.correlation_id:
+            logger.append_keys(picsart_correlation_id=response.correlation_id)
+        # The same fields as the job record's attempt, so a support report can be built from either.
+        logger.info(
+            "Picsart answered",
+            extra={
+                "attempt": attempt.number,
+                **({"poll": attempt.poll} if attempt.poll else {}),
+                "http_status": response.status,
+                "outcome": outcome.value,
+                "duration_ms": response.duration_ms,
+                "rate_limit": attempt.rate_limit,
+                **({"error_body": attempt.error_body} if attempt.error_body else {}),
+            },
+        )
+        metrics.add_metric(name="PicsartCalls", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="PicsartLatency", unit=MetricUnit.Milliseconds, value=response.duration_ms)
+        if response.rate_limit.credits is not None:
+            metrics.add_metric(name="CreditsAvailable", unit=MetricUnit.Count, value=response.rate_limit.credits)
+        if outcome is Outcome.THROTTLED:
+            metrics.add_metric(name="PicsartThrottled", unit=MetricUnit.Count, value=1)
+        elif 400 <= response.status < 500:
+            metrics.add_metric(name="PicsartClientErrors", unit=MetricUnit.Count, value=1)
+        elif response.status >= 500:
+            metrics.add_metric(name="PicsartServerErrors", unit=MetricUnit.Count, value=1)
+
+    def _store_result(self, job: Job, attempt: Attempt, response: PicsartResponse) -> JobResult:
+        url = response.result_url
+        if url is None:
+            return self._fail(job, attempt, response, "Picsart answered 200 without data.url")
+        try:
+            body, content_type = self._client.download_result(url)
+        except ResultDownloadError as error:
+            attempt.error = str(error)
+            return self._parking.retry_later(job, counted(attempt, job), Outcome.TRANSIENT, None)
+        tool, stored = self._settings.tool, job.stored
+        assert stored is not None
+        output_format = tool.output_format(self._settings.parameters)
+        media_type, extension = FORMAT_MEDIA[output_format]
+        output_key = result_key(stored.key, tool.name, extension)
+        self._store.put_result(
+            self._settings.output_bucket,
+            output_key,
+            body,
+            content_type if content_type.startswith("image/") else media_type,
+            {
+                "source-bucket": stored.bucket,
+                "source-key": stored.key,
+                "source-version": stored.version_ref,
+                "tool": tool.name,
+                "picsart-correlation-id": response.correlation_id or "",
+            },
+        )
+        self._jobs.finish(
+            job.ref,
+            JobStatus.SUCCEEDED,
+            attempt,
+            details={
+                "output_bucket": self._settings.output_bucket,
+                "output_key": output_key,
+                "http_status": response.status,
+            },
+        )
+        metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
+        logger.info("result stored", extra={"output_key": output_key})
+        return JobResult(
+            JobStatus.SUCCEEDED,
+            output_key=output_key,
+            picsart_correlation_id=response.correlation_id,
+            http_status=response.status,
+            picsart_correlation_ids=job.correlation_ids,
+        )
+
+    def _fail(self, job: Job, attempt: Attempt, response: PicsartResponse, reason: str) -> JobResult:
+        """Picsart refused this job for good: record the status, the error body and the correlation id."""
+        attempt.error_body = response.raw_body
+        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status})
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        logger.error("job failed permanently", extra={"reason": reason, "error_body": response.raw_body})
+        return JobResult(
+            JobStatus.FAILED,
+            reason=reason,
+            picsart_correlation_id=response.correlation_id,
+            http_status=response.status,
+            picsart_correlation_ids=job.correlation_ids,
+        )
+
+    # -- records ---------------------------------------------------------------------------------------
+    def start_record(self, job: Job, attempt_count: int) -> None:
+        """Mark the job as being processed now (a crash leaves it visibly `processing`)."""
+        stored, upload = job.stored, job.upload
+        assert stored is not None
+        self._jobs.start(
+            job.ref,
+            {
+                "tool": self._settings.tool.name,
+                "size": stored.size,
+                "etag": stored.etag,
+                "attempt_count": attempt_count,
+                **({"version_id": stored.version_id} if stored.version_id else {}),
+                **({"s3_request_id": upload.s3_request_id} if upload.s3_request_id else {}),
+            },
+        )
+
+    def skip(self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None) -> JobResult:
+        details = {"skip_code": rejection.code, **({"size": stored.size} if stored else {})}
+        self._jobs.finish(ref, JobStatus.SKIPPED, reason=rejection.reason, details=details)
+        metrics.add_metric(name="JobsSkipped", unit=MetricUnit.Count, value=1)
+        logger.warning("upload not sent to Picsart", extra={"skip_code": rejection.code, "reason": rejection.reason})
+        return JobResult(JobStatus.SKIPPED, reason=rejection.reason)

@@ -1,0 +1,186 @@
+"""Parking work in the delay queue: deferred for the fleet's budget, retried later, polled later, held for the
+fleet's circuit, a duplicate checked again later, or, attempts used up, dead-lettered with its reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from picsart_adapter.circuit import Open
+from picsart_adapter.delay_queue import DelayQueue, RetryMessage
+from picsart_adapter.job import Job, ProcessorSettings
+from picsart_adapter.job_budget import JobBudget
+from picsart_adapter.jobs import Attempt, JobResult, JobStatus, JobStore
+from picsart_adapter.observability import MetricUnit, logger, metrics
+from picsart_adapter.outcomes import Outcome
+from picsart_adapter.rate_limit import Denial
+from picsart_adapter.retry_policy import MAX_POLLS, RetryPolicy
+
+__all__ = ["MAX_IN_FLIGHT_SECONDS", "Parking"]
+
+#: Lambda's longest timeout and a margin: no live invocation holds a version "in progress" longer.
+MAX_IN_FLIGHT_SECONDS = 900.0 + 60.0
+
+
+class Parking:
+    """Sends jobs to the delay queue (or the dead-letter queue) and records why they wait or were given up."""
+
+    def __init__(
+        self,
+        settings: ProcessorSettings,
+        queue: DelayQueue,
+        jobs: JobStore,
+        retry_policy: RetryPolicy,
+        budget: JobBudget,
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._jobs = jobs
+        self._retry_policy = retry_policy
+        self._budget = budget
+        self._clock = clock
+
+    def await_result(self, job: Job, attempt: Attempt, transaction_id: str) -> JobResult:
+        """An asynchronous job is accepted or still running: poll it later through the delay queue."""
+        now = self._clock()
+        job.transaction_id = transaction_id
+        job.attempts_made = max(job.attempts_made, attempt.number)
+        if job.polls >= MAX_POLLS:
+            reason = f"the result of transaction {transaction_id} was not ready after {job.polls} polls"
+            return self._dead_letter(job, job.message(now, reason), attempt, reason, {})
+        reason = f"accepted: polling transaction {transaction_id}"
+        message = job.message(self._retry_policy.poll_due_at(job.polls, now), reason)
+        self._park(job, message, now, attempt, {"transaction_id": transaction_id})
+        metrics.add_metric(name="JobsPolling", unit=MetricUnit.Count, value=1)
+        return JobResult(
+            JobStatus.WAITING,
+            reason=reason,
+            picsart_correlation_id=attempt.picsart_correlation_id,
+            http_status=attempt.http_status,
+            picsart_correlation_ids=job.correlation_ids,
+            transaction_id=transaction_id,
+        )
+
+    def retry_later(self, job: Job, attempt: Attempt, outcome: Outcome, reset_at: float | None) -> JobResult:
+        """Park the job in the delay queue, or dead-letter it when its attempts are used up."""
+        now = self._clock()
+        status_text = attempt.error or (f"HTTP {attempt.http_status}" if attempt.http_status else "no answer")
+        message = job.message(
+            self._retry_policy.due_at(outcome, attempt.number, now, reset_at),
+            f"{outcome.value}: {status_text}",
+            attempts_made=attempt.number,
+        )
+        details = {"http_status": attempt.http_status} if attempt.http_status else {}
+        if attempt.number >= self._settings.max_attempts:
+            reason = f"gave up after {attempt.number} attempts; last: {message.reason}"
+            return self._dead_letter(job, message, attempt, reason, details)
+        self._park(job, message, now, attempt, details)
+        metrics.add_metric(name="JobsDelayed", unit=MetricUnit.Count, value=1)
+        return JobResult(
+            JobStatus.WAITING,
+            reason=message.reason,
+            picsart_correlation_id=attempt.picsart_correlation_id,
+            http_status=attempt.http_status,
+            picsart_correlation_ids=job.correlation_ids,
+        )
+
+    def _dead_letter(
+        self, job: Job, message: RetryMessage, attempt: Attempt, reason: str, details: dict[str, Any]
+    ) -> JobResult:
+        self._queue.dead_letter(message, reason)
+        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {**details, "dead_lettered": True})
+        metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.error("job dead-lettered", extra={"reason": reason})
+        return JobResult(
+            JobStatus.FAILED,
+            reason=reason,
+            picsart_correlation_id=attempt.picsart_correlation_id,
+            http_status=attempt.http_status,
+            picsart_correlation_ids=job.correlation_ids,
+        )
+
+    def defer(self, job: Job, denial: Denial, record: bool = False) -> JobResult:
+        """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt.
+        The record is updated for a new upload, or when this attempt already marked it as processing."""
+        now = self._clock()
+        due_at = self._budget.due_back_at(job, denial, now)
+        message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
+        self._park(job, message, now, record=record or not job.resumed)
+        metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
+
+    def hold_for_circuit(self, job: Job, circuit: Open) -> JobResult:
+        """The fleet's circuit is open: park the job until the next probe may go. No call, no attempt."""
+        now = self._clock()
+        message = job.message(
+            self._retry_policy.after_budget_returns(circuit.retry_at, now), f"circuit open: {circuit.reason}"
+        )
+        self._park(job, message, now, record=not job.resumed)
+        metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
+
+    def park_duplicate(self, job: Job) -> JobResult:
+        """Another invocation is working on this version. Dropping the duplicate would lose the upload if
+        that invocation crashed, so it comes back once the work in flight is over (then it is a no-op)."""
+        now = self._clock()
+        job.in_flight_since = job.in_flight_since or now
+        message = job.message(
+            self._retry_policy.after_budget_returns(now + self._settings.request_timeout_seconds, now),
+            "duplicate delivery: another invocation is working on this version",
+        )
+        if now - job.in_flight_since > MAX_IN_FLIGHT_SECONDS:
+            # No invocation holds a version longer than Lambda's longest timeout: one that stays "in progress"
+            # is being worked on by invocations that die every time, and each check would send a new message
+            # whose receive count starts at zero, so the DLQ would never be reached.
+            reason = (
+                f"still in progress after {now - job.in_flight_since:.0f} s: the invocations working on this "
+                "version keep failing before they finish"
+            )
+            self._queue.dead_letter(message, reason)
+            metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
+            logger.error("job dead-lettered", extra={"reason": reason})
+            return JobResult(JobStatus.FAILED, reason=reason, duplicate=True)
+        self._queue.schedule(message, now)
+        metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        logger.info("duplicate delivery while in flight; checked again later", extra={"reason": message.reason})
+        return JobResult(JobStatus.WAITING, reason=message.reason, duplicate=True)
+
+    def _park(
+        self,
+        job: Job,
+        message: RetryMessage,
+        now: float,
+        attempt: Attempt | None = None,
+        details: dict[str, Any] | None = None,
+        record: bool = True,
+    ) -> None:
+        """Send the job to the delay queue and record it as waiting until its due time. Work that waits
+        again without an attempt (resumed before its budget returned) keeps the record it has: a write
+        per wait would cost more than it tells."""
+        if job.held_messages is None:
+            self._send_parked(message, now)
+        else:
+            job.held_messages.append(message)
+        if record:
+            due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
+            self._jobs.finish(job.ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
+
+    @staticmethod
+    def hold_messages(job: Job) -> None:
+        """From now on, what is parked for the job is held on it until `send_held_messages`: for while this
+        invocation holds the version's once-per-version record."""
+        job.held_messages = []
+
+    def send_held_messages(self, job: Job) -> None:
+        """Send what was parked while this invocation held the version, now that it is released. Sent while
+        it is held, a message delivered at once finds the version in progress and is taken for a duplicate
+        of itself (test_work_parked_by_the_invocation_holding_its_version_is_not_its_own_duplicate)."""
+        held, job.held_messages = job.held_messages or [], None
+        for message in held:
+            self._send_parked(message, self._clock())
+
+    def _send_parked(self, message: RetryMessage, now: float) -> None:
+        delay = self._queue.schedule(message, now)
+        logger.info("job parked in the delay queue", extra={"reason": message.reason, "delay_seconds": delay})

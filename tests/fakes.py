@@ -1,0 +1,317 @@
+"""Fakes of the processor's collaborators, and a world of them around one UploadProcessor, shared by the tests of
+the domain (tests/unit) and the functional tests that fake all but one collaborator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from picsart_adapter.circuit import Admission, Closed, Probe, Tripped
+from picsart_adapter.delay_queue import DelayQueue
+from picsart_adapter.idempotency import FINAL, DuplicateInFlight
+from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus
+from picsart_adapter.observability import metrics
+from picsart_adapter.outcomes import Outcome
+from picsart_adapter.picsart_client import PicsartResponse, RateLimitHeaders, parse_response
+from picsart_adapter.processing import ProcessorSettings, UploadProcessor
+from picsart_adapter.rate_limit import Denial, Grant, LimiterState
+from picsart_adapter.retry_policy import RetryPolicy
+from picsart_adapter.s3_events import UploadedObject
+from picsart_adapter.storage import StoredObject
+from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, Tool, ToolParameters
+
+NOW = 1_700_000_000.0
+PRESIGNED_URL = "https://input.s3.amazonaws.com/uploads/photo.jpg?X-Amz-Signature=deadbeef&X-Amz-Expires=300"
+RESULT_URL = "https://cdn.picsart.io/9a2c6b1e.png?token=a%2Fb%3D&expires=1717000000"
+JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 21
+UPLOAD = UploadedObject(
+    bucket="input", key="uploads/photo.jpg", size=2048, etag="e1", version_id="v1", s3_request_id="s3-req-1"
+)
+
+
+class FakeStore:
+    def __init__(self, stored: StoredObject | None) -> None:
+        self.stored = stored
+        self.described = 0
+        self.presigned: list[tuple[StoredObject, int]] = []
+        self.results: list[dict[str, Any]] = []
+
+    def describe(self, bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        self.described += 1
+        return self.stored
+
+    def presigned_get_url(self, obj: StoredObject, ttl_seconds: int) -> str:
+        self.presigned.append((obj, ttl_seconds))
+        return PRESIGNED_URL
+
+    def put_result(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        self.results.append(
+            {"bucket": bucket, "key": key, "body": body, "content_type": content_type, "metadata": metadata}
+        )
+
+
+@dataclass
+class FakeJobs:
+    started: list[dict[str, Any]] = field(default_factory=list)
+    finished: list[dict[str, Any]] = field(default_factory=list)
+
+    def start(self, ref: JobRef, details: dict[str, Any]) -> None:
+        self.started.append({"ref": ref, **details})
+
+    def finish(
+        self,
+        ref: JobRef,
+        status: JobStatus,
+        attempt: Attempt | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.finished.append({"ref": ref, "status": status, "attempt": attempt, "reason": reason, **(details or {})})
+
+
+class FakeClient:
+    def __init__(self, answer: PicsartResponse | Exception, result: bytes | Exception = b"\x89PNGresult") -> None:
+        self.answer = answer
+        self.result = result
+        self.calls: list[tuple[Tool, str, ToolParameters]] = []
+        self.downloads: list[str] = []
+        self.polls: list[str] = []
+        self.poll_answers: list[PicsartResponse] = []
+
+    def call_tool(self, tool: Tool, image_url: str, parameters: ToolParameters) -> PicsartResponse:
+        self.calls.append((tool, image_url, parameters))
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+    def poll(self, tool: Tool, transaction_id: str) -> PicsartResponse:
+        self.polls.append(transaction_id)
+        return self.poll_answers.pop(0)
+
+    def download_result(self, url: str) -> tuple[bytes, str]:
+        self.downloads.append(url)
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result, "image/png"
+
+
+@dataclass
+class FakeLimiter:
+    """Grants every call unless told to deny; records what each answer told it."""
+
+    denial: Denial | None = None
+    #: What the environment already knows without a write (None: it must ask).
+    known: Denial | None = None
+    acquired: int = 0
+    observed: list[tuple[RateLimitHeaders, bool]] = field(default_factory=list)
+    lined_up: list[Denial] = field(default_factory=list)
+
+    #: What acquire answers, in turn, before it falls back on `denial` (tests of waits and expired grants).
+    script: list[Grant | Denial] = field(default_factory=list)
+    #: What recount answers for an expired grant, in turn (a Denial: the second is full; None: the window
+    #: ended, and the unit with it).
+    recounts: list[Grant | Denial | None] = field(default_factory=list)
+    recounted: int = 0
+    #: The turns place_in_line gives, in order (then the denial's retry_at).
+    turns: list[float] = field(default_factory=list)
+
+    def acquire(self) -> Grant | Denial:
+        self.acquired += 1
+        if self.script:
+            return self.script.pop(0)
+        return self.denial or Grant(LimiterState())
+
+    def recount(self, grant: Grant) -> Grant | Denial | None:
+        self.recounted += 1
+        return self.recounts.pop(0) if self.recounts else None
+
+    def known_denial(self) -> Denial | None:
+        return self.known
+
+    def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
+        self.observed.append((headers, throttled))
+
+    def place_in_line(self, denial: Denial) -> float:
+        if denial.turn is not None:
+            return denial.turn  # the refusal took its place: no write
+        self.lined_up.append(denial)
+        return self.turns.pop(0) if self.turns else denial.retry_at
+
+
+@dataclass
+class FakeCircuit:
+    """Admits as told; opens (as the real one does) on a configuration fault or spent credits."""
+
+    admission: Admission = field(default_factory=Closed)
+    probe_at: float = NOW + 60
+    recorded: list[tuple[Admission, Outcome | None, int | None]] = field(default_factory=list)
+
+    def admit(self) -> Admission:
+        return self.admission
+
+    def record(
+        self,
+        admission: Admission,
+        outcome: Outcome | None,
+        http_status: int | None,
+        reason: str,
+        correlation_id: str | None = None,
+    ) -> Tripped | None:
+        self.recorded.append((admission, outcome, http_status))
+        if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS}:
+            return Tripped(self.probe_at, reason, opened_now=not isinstance(admission, Probe))
+        return None
+
+
+@dataclass
+class FakeOnce:
+    """Keeps final results per version the way Powertools Idempotency does (see the functional tests)."""
+
+    final: dict[JobRef, JobResult] = field(default_factory=dict)
+    in_flight: bool = False
+
+    def register_lambda_context(self, context: Any) -> None:
+        pass
+
+    def run(self, ref: JobRef, work: Any) -> JobResult:
+        if self.in_flight:
+            raise DuplicateInFlight("in progress")
+        if ref in self.final:
+            kept = self.final[ref]
+            return JobResult(kept.status, kept.reason, kept.output_key, duplicate=True)
+        result: JobResult = work()
+        if result.status in FINAL or result.transaction_id:
+            self.final[ref] = result
+        return result
+
+
+class RecordingSqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_message(self, **kwargs: Any) -> dict[str, str]:
+        self.sent.append(kwargs)
+        return {"MessageId": "m"}
+
+
+@dataclass
+class Clock:
+    """Time that passes only when the processor waits."""
+
+    now: float = NOW
+    slept: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class FakeContext:
+    remaining_ms: int
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def _no_sleep(seconds: float) -> None:
+    raise AssertionError(f"the processor waited {seconds} s where no wait was expected")
+
+
+@dataclass
+class World:
+    processor: UploadProcessor
+    store: FakeStore
+    jobs: FakeJobs
+    client: FakeClient
+    sqs: RecordingSqs
+    limiter: FakeLimiter
+    circuit: FakeCircuit
+    once: FakeOnce
+
+    def parked(self) -> list[dict[str, Any]]:
+        return [m for m in self.sqs.sent if m["QueueUrl"] == "https://sqs/delay"]
+
+    def dead_lettered(self) -> list[dict[str, Any]]:
+        return [m for m in self.sqs.sent if m["QueueUrl"] == "https://sqs/dlq"]
+
+
+def stored_object(key: str = "uploads/photo.jpg", size: int = 2048, head: bytes = JPEG_HEAD) -> StoredObject:
+    return StoredObject(bucket="input", key=key, size=size, etag="e1", version_id="v1", head=head)
+
+
+def describe_taking(clock: Clock, seconds: float) -> Callable[[str, str, str | None], StoredObject | None]:
+    """A FakeStore.describe that takes `seconds` of the clock: how long preparing a job takes."""
+
+    def describe(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+        clock.now += seconds
+        return stored_object()
+
+    return describe
+
+
+def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> PicsartResponse:
+    raw = json.dumps(body).encode() if body is not None else b""
+    return parse_response(status, {"X-Picsart-Correlation-Id": f"corr-{status}", **(headers or {})}, raw)
+
+
+def world(
+    picsart: PicsartResponse | Exception,
+    stored: StoredObject | None = None,
+    max_attempts: int = 6,
+    result: bytes | Exception = b"\x89PNGresult",
+    denial: Denial | None = None,
+    admission: Admission | None = None,
+    tool: str = "removebg",
+    clock: Clock | None = None,
+) -> World:
+    store = FakeStore(stored if stored is not None else stored_object())
+    jobs = FakeJobs()
+    client = FakeClient(picsart, result)
+    sqs = RecordingSqs()
+    limiter = FakeLimiter(denial)
+    circuit = FakeCircuit(admission or Closed())
+    once = FakeOnce()
+    processor = UploadProcessor(
+        settings=ProcessorSettings(
+            tool=TOOLS[tool],
+            parameters=(
+                RemoveBackgroundParameters.model_validate({"output_type": "cutout"})
+                if tool == "removebg"
+                else TOOLS[tool].parameters_model.model_validate({})
+            ),
+            output_bucket="output",
+            presigned_url_ttl_seconds=300,
+            max_attempts=max_attempts,
+        ),
+        store=cast(Any, store),
+        jobs=cast(Any, jobs),
+        queue=DelayQueue(cast(Any, sqs), "https://sqs/delay", "https://sqs/dlq"),
+        client=cast(Any, client),
+        retry_policy=RetryPolicy(),
+        limiter=cast(Any, limiter),
+        circuit=cast(Any, circuit),
+        once=cast(Any, once),
+        clock=clock or (lambda: NOW),
+        sleep=clock.sleep if clock else _no_sleep,
+    )
+    return World(processor, store, jobs, client, sqs, limiter, circuit, once)
+
+
+SUCCESS_BODY = {"status": "success", "data": {"id": "9a2c6b1e", "url": RESULT_URL}}
+
+
+ACCEPTED_BODY = {"status": "processing", "transaction_id": "tx-1"}
+
+
+def fresh_metrics() -> Iterator[None]:
+    """For an autouse fixture: the shared Metrics object would flush (and want a namespace) after 100 values;
+    tests flush nothing."""
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
