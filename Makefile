@@ -50,10 +50,11 @@ integration: $(STAMP)
 test: lint typecheck $(CHECKOV)
 	$(BIN)/pytest
 
-# Rate-limit strategies compared under a burst of uploads (several minutes): a table, out/bench.json, out/bench.png.
+# Rate-limit strategies compared under a burst of uploads (several minutes): a table, out/bench.json, out/bench.png;
+# the table is written into docs/benchmark.md (between its bench markers) and the plot to docs/bench.png.
 .PHONY: bench
 bench: $(STAMP)
-	$(BIN)/picsart-local bench --out out
+	$(BIN)/picsart-local bench --out out --docs docs/benchmark.md
 
 # Uploads with Picsart faults and killed invocations, every one accounted for (minutes): out/soak.json.
 .PHONY: soak

@@ -1,4 +1,4 @@
-"""Shared fixtures: paths of the repository and of Picsart's contract (shared/picsart beside the repo)."""
+"""Shared fixtures: the repository's path."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
-PICSART_CONTRACT = REPOSITORY_ROOT.parent / "shared" / "picsart"
 
 
 @pytest.fixture(scope="session")

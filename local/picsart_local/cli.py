@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -122,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--skip-cold-start", action="store_true", help="no import times and no layer size")
     bench.add_argument("--skip-layer-size", action="store_true", help="no layer size (it needs pip and an index)")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    bench.add_argument(
+        "--docs",
+        type=Path,
+        help="a docs page whose part between <!-- bench:begin --> and <!-- bench:end --> gets the run's table "
+        "(its plot is copied beside it as bench.png); `make bench` passes docs/benchmark.md",
+    )
     bench.set_defaults(run=_run_bench)
 
     soak = commands.add_parser(
@@ -282,9 +289,29 @@ def _run_bench(args: argparse.Namespace) -> int:
         skip_cold_start=args.skip_cold_start,
         skip_layer_size=args.skip_layer_size,
         progress=not args.no_progress,
+        docs=args.docs,
+        command=_bench_command(args),
     )
     run_bench(options)
     return 0
+
+
+def _bench_command(args: argparse.Namespace) -> str:
+    """The bench's command line as given, for the docs page: the options that differ from their defaults."""
+    defaults = vars(_parser().parse_args(["bench"]))
+    leading = ("template", "log_dir", "parameter_overrides")  # the options that come before the command
+    options = [name for name in vars(args) if name not in {*leading, "command", "run"}]
+    words = ["picsart-local"]
+    for name in (*leading, "command", *options):
+        value = getattr(args, name)
+        if name == "command":
+            words.append(value)
+        elif value != defaults.get(name) and value is not None and value is not False:
+            flag = "--" + name.replace("_", "-")
+            for item in value if isinstance(value, list) else [value]:
+                shown = f"{item:g}" if isinstance(item, float) else str(item)
+                words.append(flag if item is True else f"{flag} {shlex.quote(shown)}")
+    return " ".join(words)
 
 
 def _run_soak(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
 """Ultra Upscale: synchronous, or asynchronous with `Prefer: respond-async` (202 + transaction_id) and a
-polled result (FACTS.md; spec paths /upscale/ultra and /upscale/ultra/{transaction_id})."""
+polled result (spec paths /upscale/ultra and /upscale/ultra/{transaction_id}; docs/picsart-api.md)."""
 
 from __future__ import annotations
 

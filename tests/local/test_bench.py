@@ -19,6 +19,7 @@ from picsart_local.bench.strategies import (
     plan_strategy,
 )
 from picsart_local.cfn_template import load_template, resolve_template
+from picsart_local.cli import _bench_command, _parser, main
 
 from .conftest import REAL_TEMPLATE
 
@@ -286,3 +287,118 @@ def test_layer_size_says_why_when_the_layer_cannot_be_built(tmp_path: Path, repo
     measured = coldstart.layer_size(tmp_path, timeout_s=120)
     assert measured["measured"] is False
     assert measured["reason"].startswith("the layer could not be built")
+
+
+# ------------------------------------------------------------------------------------------ docs page
+
+
+def _report_for_docs() -> dict[str, object]:
+    def strategy(**values: object) -> dict[str, object]:
+        figures = {"makespan_s": 45.0, "floor_s": 41.2, "calls": 300, "lambda_errors": 0, "lambda_timeouts": 0}
+        return {**_result(**values), **figures, "makespan_parts": {"to_first_call_s": 1.1}}
+
+    strategies = {"adapter": strategy(makespan_over_floor=1.09), "backoff": strategy(http_429=263, calls_wasted=263)}
+    return {
+        "settings": {
+            "uploads": 300,
+            "concurrency": 32,
+            "quota": 60,
+            "window_s": 10.0,
+            "spike_per_second": 20,
+            "strategies": list(strategies),
+            "started_at": "2026-11-25T17:55:00Z",
+            "python": "3.11.7",
+            "cpus": 2,
+        },
+        "strategies": strategies,
+        "targets": report.evaluate_targets(strategies),
+        "duration_s": 341.0,
+    }
+
+
+PAGE = f"""# Benchmark
+
+Method, written by hand.
+
+{report.DOCS_BEGIN}
+an earlier run's table
+{report.DOCS_END}
+
+What it shows, written by hand.
+"""
+
+
+def test_the_docs_page_gets_the_runs_table_between_its_markers_and_nothing_else(tmp_path: Path) -> None:
+    page, plot = tmp_path / "docs" / "benchmark.md", tmp_path / "out" / "bench.png"
+    page.parent.mkdir()
+    plot.parent.mkdir()
+    page.write_text(PAGE)
+    plot.write_bytes(b"\x89PNG\r\n\x1a\n a plot")
+    report.write_docs(_report_for_docs(), page, "picsart-local bench --docs docs/benchmark.md", plot=plot)
+
+    written = page.read_text()
+    before, _, rest = written.partition(report.DOCS_BEGIN)
+    block, _, after = rest.partition(report.DOCS_END)
+    assert before == PAGE.partition(report.DOCS_BEGIN)[0], "what comes before the markers is kept as it was"
+    assert after == PAGE.partition(report.DOCS_END)[2], "what comes after the markers is kept as it was"
+    assert "an earlier run's table" not in block
+    assert "Run 2026-11-25T17:55:00Z, command `picsart-local bench --docs docs/benchmark.md`, 5 min 41 s" in block
+    assert "| makespan / floor | 1.09 | 1.05 | PASS (<= 1.10) |" in block
+    assert "| &nbsp;&nbsp;upload to 1st call (s) | 1.1 | 1.1 |  |" in block, "a part of the row above, indented"
+    assert "| HTTP 429 | 0 | 263 | PASS (<= others) |" in block
+    assert "![calls per second over time, per strategy, with the quota](bench.png)" in block
+    assert (page.parent / "bench.png").read_bytes() == plot.read_bytes(), "the plot is copied beside the page"
+    report.write_docs(_report_for_docs(), page, "picsart-local bench --docs docs/benchmark.md")
+    assert page.read_text() == written, "a second run with the same figures leaves the page as it was"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "# Benchmark\n\nno markers at all\n",
+        f"# Benchmark\n\n{report.DOCS_BEGIN}\nthe end marker is missing\n",
+        f"# Benchmark\n\nthe begin marker is missing\n{report.DOCS_END}\n",
+        f"{report.DOCS_END}\nin the wrong order\n{report.DOCS_BEGIN}\n",
+        f"{report.DOCS_BEGIN}\n{report.DOCS_END}\n{report.DOCS_BEGIN}\n{report.DOCS_END}\n",
+    ],
+    ids=["none", "no-end", "no-begin", "reversed", "twice"],
+)
+def test_a_docs_page_without_its_markers_fails_loudly_and_is_left_alone(tmp_path: Path, page: str) -> None:
+    path = tmp_path / "benchmark.md"
+    path.write_text(page)
+    with pytest.raises(report.DocsMarkersError, match=r"<!-- bench:begin --> and <!-- bench:end -->"):
+        report.check_docs(path)
+    with pytest.raises(report.DocsMarkersError):
+        report.write_docs(_report_for_docs(), path, "picsart-local bench")
+    assert path.read_text() == page
+    assert not (tmp_path / "bench.png").exists()
+
+
+def test_the_bench_command_refuses_a_docs_page_without_markers_before_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "benchmark.md"
+    page.write_text("# Benchmark\n")
+    out = tmp_path / "out"
+    argv = ["--log-dir", str(tmp_path / "logs"), "bench", "--docs", str(page), "--out", str(out), "--no-progress"]
+    assert main(argv) == 2
+    assert f"picsart-local: {page}: the docs page needs the lines <!-- bench:begin -->" in capsys.readouterr().err
+    assert not out.exists(), "nothing ran"
+
+
+def test_the_command_on_the_docs_page_is_the_one_given() -> None:
+    def command(*argv: str) -> str:
+        return _bench_command(_parser().parse_args(argv))
+
+    assert (
+        command("bench", "--out", "out", "--docs", "docs/benchmark.md")
+        == "picsart-local bench --docs docs/benchmark.md"
+    )
+    assert (
+        command("--parameter-overrides", "PicsartTool=upscale", "bench", "--window", "5", "--skip-cold-start")
+        == "picsart-local --parameter-overrides PicsartTool=upscale bench --window 5 --skip-cold-start"
+    )
+
+
+def test_the_projects_benchmark_page_has_its_markers(repository_root: Path) -> None:
+    report.check_docs(repository_root / "docs" / "benchmark.md")

@@ -1,8 +1,8 @@
 """What Picsart accepts as input, checked before any call.
 
-Guide rules: 413 "for when the input file is too big"; FACTS: "Input: JPG, PNG, WEBP, TIFF, MPO, MJPEG, HEIC;
-at most 100 MB" (415 otherwise). Checking first means these errors are never provoked ("Repeatedly
-encountering 4xx ... errors should not be disregarded").
+Guide rules: 413 "for when the input file is too big". Picsart accepts JPG, PNG, WEBP, TIFF, MPO, MJPEG and HEIC
+of at most 100 MB, and answers 415 to anything else (docs/picsart-api.md). Checking first means these errors are
+never provoked ("Repeatedly encountering 4xx ... errors should not be disregarded").
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def heif_head(brand: bytes) -> bytes:
     ],
 )
 def test_real_headers_are_recognised(head: bytes, expected: str) -> None:
-    """FACTS: Picsart takes JPG, PNG, WEBP, TIFF, MPO/MJPEG (JPEG streams) and HEIC."""
+    """Picsart takes JPG, PNG, WEBP, TIFF, MPO/MJPEG (JPEG streams) and HEIC (docs/picsart-api.md)."""
     assert sniff_image_format(head) == expected
     assert check_object(1024, head) is None
 
@@ -68,7 +68,7 @@ def test_real_headers_are_recognised(head: bytes, expected: str) -> None:
     ],
 )
 def test_other_formats_are_not_images_picsart_accepts(head: bytes) -> None:
-    """FACTS: GIF, BMP, AVIF, video, documents are not inputs (415)."""
+    """GIF, BMP, AVIF, video and documents are not among the inputs Picsart accepts (a 415)."""
     assert sniff_image_format(head) is None
 
 
@@ -93,7 +93,7 @@ def test_empty_object_is_refused_before_sniffing() -> None:
 
 
 def test_object_over_100_mb_is_too_large() -> None:
-    """Guide, 413: "for when the input file is too big" (FACTS: at most 100 MB)."""
+    """Guide, 413: "for when the input file is too big"; Picsart takes at most 100 MB (docs/picsart-api.md)."""
     assert MAX_INPUT_BYTES == 100 * 1024 * 1024
     rejection = check_object(MAX_INPUT_BYTES + 1, image_head("JPEG"))
     assert rejection is not None

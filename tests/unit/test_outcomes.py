@@ -36,7 +36,7 @@ TABLE: list[tuple[int, Outcome]] = [
 
 @pytest.mark.parametrize(("status", "expected"), TABLE)
 def test_status_table(status: int, expected: Outcome) -> None:
-    """Guide, "Avoid overlooking errors": every declared status (FACTS) has one meaning."""
+    """Guide, "Avoid overlooking errors": every status the spec declares has one meaning (docs/picsart-api.md)."""
     assert classify(status) is expected
 
 

@@ -96,7 +96,7 @@ def test_join_url_puts_exactly_one_slash_between(base: str, path: str, expected:
 
 def test_tool_request_headers_carry_accept_key_and_multipart_type() -> None:
     """Guide, 406: "the client doesn't specify the accept: application/json header"; spec body type
-    multipart/form-data; auth header X-Picsart-API-Key (FACTS)."""
+    multipart/form-data; the key goes in the X-Picsart-API-Key header (docs/picsart-api.md)."""
     request = make_client().build_tool_request(TOOLS["removebg"], PRESIGNED_URL, RemoveBackgroundParameters())
     assert header(request.headers, "Accept") == "application/json"
     assert header(request.headers, "X-Picsart-API-Key") == API_KEY
@@ -165,7 +165,7 @@ def test_upscale_request_carries_the_mandatory_factor() -> None:
 
 
 def test_balance_request_is_a_get_with_accept_and_key_and_no_body() -> None:
-    """Guide, 406: Accept on every call; FACTS: GET /balance."""
+    """Guide, 406: Accept on every call; the balance is `GET /balance` (docs/picsart-api.md)."""
     request = make_client("https://api.picsart.io/tools/1.0/").build_balance_request()
     assert (request.method, request.url, request.body) == ("GET", "https://api.picsart.io/tools/1.0/balance", b"")
     assert header(request.headers, "Accept") == "application/json"
@@ -227,7 +227,7 @@ def test_error_body_detail_contains_message_and_detail() -> None:
 
 
 def test_gateway_429_fault_body_detail_is_the_faultstring() -> None:
-    """FACTS: some gateways answer 429 with `{"fault": {"faultstring": ...}}`."""
+    """Some of Picsart's gateways answer 429 with `{"fault": {"faultstring": ...}}` (docs/picsart-api.md)."""
     body = {"fault": {"faultstring": "Rate limit quota violation. Quota limit exceeded", "detail": {"errorcode": "x"}}}
     assert response_of(429, body).error_detail == "Rate limit quota violation. Quota limit exceeded"
 
@@ -254,7 +254,7 @@ def test_long_error_body_is_kept_within_the_record_limit() -> None:
 
 @pytest.mark.parametrize("case", [str.title, str.lower, str.upper])
 def test_headers_are_read_case_insensitively(case: Any) -> None:
-    """FACTS: header names are case-insensitive (the spec writes `Ratelimit`, the guide `RateLimit`).
+    """Header names are case-insensitive: the spec writes `Ratelimit`, the guide `RateLimit` (docs/picsart-api.md).
     Guide: "Capture the value of the X-Picsart-Correlation-Id response header"."""
     names = {
         "X-Picsart-Correlation-Id": "corr-1234",
@@ -451,7 +451,7 @@ def test_download_result_without_answer_is_a_download_error(http_server: Recordi
 
 
 def test_balance_round_trip_is_a_get_with_accept_and_key(http_server: RecordingServer) -> None:
-    """Guide, 406: Accept on every call; FACTS: `GET /balance` -> `{"credits": N}`."""
+    """Guide, 406: Accept on every call; `GET /balance` answers `{"credits": N}` (docs/picsart-api.md)."""
     http_server.responder = lambda _r: Reply(200, JSON, b'{"credits": 187}')
     response = make_client(http_server.url + "/tools/1.0").balance()
     assert response.body == {"credits": 187}

@@ -1,7 +1,7 @@
 """What Picsart accepts as input, checked before any call (so 413 and 415 are never provoked).
 
-Picsart takes JPG, PNG, WEBP, TIFF, MPO, MJPEG and HEIC up to 100 MB (FACTS.md). The extension says what
-the uploader meant; the first bytes say what the object is.
+Picsart takes JPG, PNG, WEBP, TIFF, MPO, MJPEG and HEIC up to 100 MB (docs/picsart-api.md). The extension says
+what the uploader meant; the first bytes say what the object is.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""The bench's report: the adapter's targets, a table on the terminal, bench.json and bench.png."""
+"""The bench's report: the adapter's targets, a table on the terminal, bench.json and bench.png, and the
+run's table in Markdown on a docs page (between its two markers, so the page is never edited by hand there)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -104,12 +106,13 @@ ROWS: tuple[tuple[str, str, str, str | None], ...] = (
 )
 
 
-def table_lines(report: Mapping[str, Any]) -> list[str]:
+def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """The comparison as rows of cells: a header (the strategies, and the adapter's target when there are
+    targets), then one row per line of ROWS. Labels keep their leading spaces (a part of the row above)."""
     strategies: Mapping[str, Result] = report["strategies"]
     targets: Mapping[str, Any] = (report.get("targets") or {}).get("adapter", {})
     names = list(strategies)
-    header = ["", *names] + (["adapter target"] if targets else [])
-    rows = [header]
+    rows = [["", *names] + (["adapter target"] if targets else [])]
     for label, field, form, target_name in ROWS:
         row = [label]
         for name in names:
@@ -122,6 +125,13 @@ def table_lines(report: Mapping[str, Any]) -> list[str]:
             target = targets.get(target_name) if target_name else None
             row.append(_verdict(target) if target else "")
         rows.append(row)
+    return rows
+
+
+def table_lines(report: Mapping[str, Any]) -> list[str]:
+    rows = table_rows(report)
+    targets = bool((report.get("targets") or {}).get("adapter"))
+    header = rows[0]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
     for index, row in enumerate(rows):
@@ -147,29 +157,58 @@ def _verdict(target: Mapping[str, Any]) -> str:
     return f"{verdict} ({target['target']})"
 
 
+def cold_start_heading(cold: Mapping[str, Any]) -> str:
+    return (
+        f"Cold start: median import of each handler module, {cold['runs']} fresh interpreters "
+        f"(Python {cold['python']}; {cold.get('interpreter', 'this venv')})"
+    )
+
+
+def cold_start_rows(cold: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Each handler module's import time against the bare handler's, as rows of cells (a header first)."""
+    rows = [("module", "import ms", "x bare", "first event ms", "process ms")]
+    for module, measured in cold["modules"].items():
+        if "error" in measured:
+            rows.append((module, "error", measured["error"], "", ""))
+        else:
+            ratio = measured.get("import_vs_bare")
+            rows.append(
+                (
+                    module,
+                    f"{measured['import_ms']:.0f}",
+                    f"{ratio:.2f}" if ratio is not None else "",
+                    f"{measured.get('first_event_ms', 0.0):.0f}",
+                    f"{measured['process_ms']:.0f}",
+                )
+            )
+    return rows
+
+
+def cold_start_verdict(cold: Mapping[str, Any]) -> str | None:
+    target = cold.get("target")
+    if not target:
+        return None
+    worst = "" if target["value"] is None else f", slowest {target['value']:.2f}x"
+    return f"handler import against the bare handler's: {_verdict(target)}{worst}"
+
+
+def layer_line(layer: Mapping[str, Any]) -> str:
+    where = f"{layer['platform']}, Python {layer['python']}"
+    if layer.get("measured"):
+        largest = ", ".join(f"{item['name']} {_mb(item['bytes'])}" for item in layer["largest"][:4])
+        return (
+            f"Layer as sam build ships it ({where}): {_mb(layer['unzipped_bytes'])} unzipped, "
+            f"{_mb(layer['zipped_bytes'])} zipped, {layer['files']} files; largest: {largest}"
+        )
+    return f"Layer size not measured ({where}): {layer['reason']}"
+
+
 def cold_start_lines(report: Mapping[str, Any]) -> list[str]:
     lines: list[str] = []
     cold = report.get("cold_start")
     if cold:
-        lines.append(
-            f"Cold start: median import of each handler module, {cold['runs']} fresh interpreters "
-            f"(Python {cold['python']}; {cold.get('interpreter', 'this venv')})"
-        )
-        rows = [("module", "import ms", "x bare", "first event ms", "process ms")]
-        for module, measured in cold["modules"].items():
-            if "error" in measured:
-                rows.append((module, "error", measured["error"], "", ""))
-            else:
-                ratio = measured.get("import_vs_bare")
-                rows.append(
-                    (
-                        module,
-                        f"{measured['import_ms']:.0f}",
-                        f"{ratio:.2f}" if ratio is not None else "",
-                        f"{measured.get('first_event_ms', 0.0):.0f}",
-                        f"{measured['process_ms']:.0f}",
-                    )
-                )
+        lines.append(cold_start_heading(cold))
+        rows = cold_start_rows(cold)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for index, row in enumerate(rows):
             numbers = (cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))
@@ -177,21 +216,12 @@ def cold_start_lines(report: Mapping[str, Any]) -> list[str]:
             lines.append("  " + "  ".join(cells))
             if index == 0:
                 lines.append("  " + "  ".join("-" * width for width in widths))
-        target = cold.get("target")
-        if target:
-            worst = "" if target["value"] is None else f", slowest {target['value']:.2f}x"
-            lines.append(f"  handler import against the bare handler's: {_verdict(target)}{worst}")
+        verdict = cold_start_verdict(cold)
+        if verdict:
+            lines.append(f"  {verdict}")
     layer = report.get("layer")
     if layer:
-        where = f"{layer['platform']}, Python {layer['python']}"
-        if layer.get("measured"):
-            largest = ", ".join(f"{item['name']} {_mb(item['bytes'])}" for item in layer["largest"][:4])
-            lines.append(
-                f"Layer as sam build ships it ({where}): {_mb(layer['unzipped_bytes'])} unzipped, "
-                f"{_mb(layer['zipped_bytes'])} zipped, {layer['files']} files; largest: {largest}"
-            )
-        else:
-            lines.append(f"Layer size not measured ({where}): {layer['reason']}")
+        lines.append(layer_line(layer))
     return lines
 
 
@@ -199,18 +229,21 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def print_report(report: Mapping[str, Any], stream: TextIO) -> None:
+def settings_line(report: Mapping[str, Any]) -> str:
     settings = report["settings"]
-    print(
-        f"\n{settings['uploads']} uploads, {settings['concurrency']} at a time, quota {settings['quota']} per "
+    return (
+        f"{settings['uploads']} uploads, {settings['concurrency']} at a time, quota {settings['quota']} per "
         f"{settings['window_s']:g} s, spike arrest {settings['spike_per_second']}/s"
         + (
             f", concurrency-cap N = {settings['cap_concurrency']}"
             if "concurrency-cap" in settings["strategies"]
             else ""
-        ),
-        file=stream,
+        )
     )
+
+
+def print_report(report: Mapping[str, Any], stream: TextIO) -> None:
+    print(f"\n{settings_line(report)}", file=stream)
     for line in table_lines(report):
         print(line, file=stream)
     extra = cold_start_lines(report)
@@ -218,6 +251,100 @@ def print_report(report: Mapping[str, Any], stream: TextIO) -> None:
         print(file=stream)
         for line in extra:
             print(line, file=stream)
+
+
+# ------------------------------------------------------------------------------------------ docs page
+
+#: The part of a docs page the bench writes: everything between these two lines is replaced by each run.
+DOCS_BEGIN = "<!-- bench:begin -->"
+DOCS_END = "<!-- bench:end -->"
+#: The plot's name beside the docs page (the Markdown links to it).
+DOCS_PLOT = "bench.png"
+
+
+class DocsMarkersError(ValueError):
+    """The docs page does not have the two markers, once each and in order: nothing is written."""
+
+
+def markdown_lines(report: Mapping[str, Any], command: str) -> list[str]:
+    """The run as Markdown: when and how it ran, the comparison table, the cold start, the layer, the plot."""
+    settings = report["settings"]
+    when = str(settings.get("started_at", "at an unknown time"))
+    facts = [f"Run {when}", f"command `{command}`"]
+    if report.get("duration_s") is not None:
+        minutes, seconds = divmod(round(report["duration_s"]), 60)
+        facts.append(f"{minutes} min {seconds} s")
+    if settings.get("cpus"):
+        facts.append(f"{settings['cpus']} cores")
+    if settings.get("python"):
+        facts.append(f"Python {settings['python']}")
+    lines = [", ".join(facts) + ".", "", f"{settings_line(report)}:", ""]
+    rows = table_rows(report)
+    numbers = len(report["strategies"])
+    lines.extend(_markdown_table(rows, ["---", *["--:"] * numbers, *["---"] * (len(rows[0]) - 1 - numbers)]))
+    cold = report.get("cold_start")
+    if cold:
+        cold_rows = [list(row) for row in cold_start_rows(cold)]
+        lines.extend(["", f"{cold_start_heading(cold)}:", ""])
+        lines.extend(_markdown_table(cold_rows, ["---", *["--:"] * (len(cold_rows[0]) - 1)]))
+        verdict = cold_start_verdict(cold)
+        if verdict:
+            lines.extend(["", verdict[0].upper() + verdict[1:] + "."])
+    layer = report.get("layer")
+    if layer:
+        lines.extend(["", layer_line(layer) + "."])
+    lines.extend(["", f"![calls per second over time, per strategy, with the quota]({DOCS_PLOT})"])
+    return lines
+
+
+def _markdown_table(rows: Sequence[Sequence[str]], alignments: Sequence[str]) -> list[str]:
+    """A Markdown table: the first row is the header; `alignments` are `---` (left) or `--:` (right)."""
+    return [_markdown_row(rows[0]), "| " + " | ".join(alignments) + " |", *(_markdown_row(row) for row in rows[1:])]
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    """One table row; a label's leading spaces (a part of the row above) kept visible, pipes escaped."""
+    shown = []
+    for cell in cells:
+        indent = len(cell) - len(cell.lstrip(" "))
+        shown.append("&nbsp;" * indent + cell.strip().replace("|", "\\|"))
+    return "| " + " | ".join(shown) + " |"
+
+
+def rewrite_between_markers(text: str, block: Sequence[str]) -> str:
+    """`text` with the lines between DOCS_BEGIN and DOCS_END replaced by `block`; the markers and all else kept.
+
+    Raises DocsMarkersError unless each marker is on a line of its own, once, the begin before the end.
+    """
+    lines = text.splitlines(keepends=True)
+    begins = [index for index, line in enumerate(lines) if line.strip() == DOCS_BEGIN]
+    ends = [index for index, line in enumerate(lines) if line.strip() == DOCS_END]
+    if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
+        raise DocsMarkersError(
+            f"the docs page needs the lines {DOCS_BEGIN} and {DOCS_END}, once each and in that order "
+            f"(found {len(begins)} and {len(ends)}); it is not written"
+        )
+    replaced = [line + "\n" for line in block]
+    return "".join(lines[: begins[0] + 1] + replaced + lines[ends[0] :])
+
+
+def _rewritten(path: Path, block: Sequence[str]) -> str:
+    try:
+        return rewrite_between_markers(path.read_text(encoding="utf-8"), block)
+    except DocsMarkersError as error:
+        raise DocsMarkersError(f"{path}: {error}") from None
+
+
+def check_docs(path: Path) -> None:
+    """Fail now, before the runs, when the run's table could not be written to the docs page."""
+    _rewritten(path, [])
+
+
+def write_docs(report: Mapping[str, Any], path: Path, command: str, plot: Path | None = None) -> None:
+    """Write the run's Markdown between the docs page's markers, and copy its plot beside the page."""
+    path.write_text(_rewritten(path, ["", *markdown_lines(report, command), ""]), encoding="utf-8")
+    if plot is not None:
+        shutil.copyfile(plot, path.parent / DOCS_PLOT)
 
 
 # ------------------------------------------------------------------------------------------ JSON, PNG

@@ -31,7 +31,14 @@ from picsart_adapter.tools import FORMAT_MEDIA, TOOLS
 from picsart_local.bench import metrics
 from picsart_local.bench.coldstart import import_times, layer_size
 from picsart_local.bench.metering import BENCH_USER_AGENT, FUNCTION, LOCAL, Meter, metering
-from picsart_local.bench.report import evaluate_targets, print_report, write_json, write_plot
+from picsart_local.bench.report import (
+    check_docs,
+    evaluate_targets,
+    print_report,
+    write_docs,
+    write_json,
+    write_plot,
+)
 from picsart_local.bench.strategies import (
     STRATEGY_NAMES,
     StrategyPlan,
@@ -105,6 +112,10 @@ class BenchOptions:
     skip_cold_start: bool = False
     skip_layer_size: bool = False
     progress: bool = True
+    #: A docs page whose part between the bench markers gets this run's table (and its plot beside it).
+    docs: Path | None = None
+    #: The command as given, written on the docs page with the table.
+    command: str = "picsart-local bench"
 
     def __post_init__(self) -> None:
         for name in ("uploads", "concurrency", "quota", "spike"):
@@ -149,7 +160,11 @@ class Progress:
 
 
 def run_bench(options: BenchOptions, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> dict[str, Any]:
-    """Run every strategy, print the table, write bench.json and bench.png; return the report."""
+    """Run every strategy, print the table, write bench.json and bench.png (and the docs page, when one is
+    given: checked first, so a page without its markers fails before the runs); return the report."""
+    if options.docs is not None:
+        check_docs(options.docs)
+    started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
     images = bench_images()
     report: dict[str, Any] = {
@@ -187,10 +202,14 @@ def run_bench(options: BenchOptions, stdout: TextIO = sys.stdout, stderr: TextIO
         )
         report["strategies"][name] = run_strategy(plan, options, images, stderr if options.progress else None)
     report["targets"] = evaluate_targets(report["strategies"])
+    report["duration_s"] = time.monotonic() - started
     write_json(report, options.out / "bench.json")
     write_plot(report, options.out / "bench.png")
     print_report(report, stdout)
     print(f"\nwrote {options.out / 'bench.json'} and {options.out / 'bench.png'}", file=stdout)
+    if options.docs is not None:
+        write_docs(report, options.docs, options.command, plot=options.out / "bench.png")
+        print(f"wrote the run's table into {options.docs} and its plot beside it", file=stdout)
     return report
 
 
@@ -518,4 +537,5 @@ def _settings_record(options: BenchOptions, images: Sequence[tuple[str, bytes]])
         "prewarmed": True,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
     }
