@@ -2,14 +2,13 @@
 
 - SQS receive checks each message it hands out against the queue's retention period by computing every
   attribute of the queue, the approximate counts among them: a few passes over all the queue's messages for
-  each message received. With a few hundred parked messages in the delay queue, that was a third of the local
-  stack's process time in the benchmark, and every other request (all of moto, the emulator) waited for it.
-  Reading the retention period alone gives the same answer.
+  each message received. With hundreds of messages parked in the delay queue, every other request (all of
+  moto, the emulator) waits for those passes, as they share the process's GIL. Reading the retention period
+  alone gives the same answer.
 - Every request looks its backend up by account (`BackendDict.__getitem__`), and moto takes one process-wide
   lock for that lookup even when the account's backend exists. A thread preempted while holding it (the GIL
-  switches every few ms among dozens of request threads) held up all the others: a quarter of the request
-  threads' samples in the benchmark waited there. An existing backend is now returned without the lock; a new
-  one is still created under it.
+  switches among dozens of request threads) holds up all the others. An existing backend is returned without
+  the lock; a new one is still created under it.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from picsart_local.cfn_template import (
     resolve_parameters,
     resolve_template,
 )
-from picsart_local.moto_atomic import serialize_dynamodb_writes
+from picsart_local.moto_atomic import serialize_dynamodb_writes, serialize_sqs_queues
 from picsart_local.moto_speedups import speed_up_moto
 from picsart_local.wsgi_server import make_threaded_server
 
@@ -182,8 +182,8 @@ class _QuietRequestHandler(MotoRequestHandler):
 
 class _RoutingDispatcher(DomainDispatcherApplication):
     """moto's dispatcher with each host's backend looked up once, not at every request (it lists moto's
-    package directory and tries every service's URL patterns: 0.25-0.65 ms of the one process's GIL a
-    request, under a lock every request takes)."""
+    package directory and tries every service's URL patterns, holding the one process's GIL and a lock every
+    request takes)."""
 
     def __init__(self, create_app: Callable[[Any], Any]) -> None:
         super().__init__(create_app)
@@ -348,6 +348,7 @@ class LocalStack:
             raise RuntimeError("the local stack is already started")
         _s3_event_enrichment.install()
         serialize_dynamodb_writes()
+        serialize_sqs_queues()
         speed_up_moto()
         self._server = _MotoServer(ip_address=self.host, port=0, verbose=False)
         try:
@@ -639,8 +640,8 @@ class LocalStack:
         if kind == "bucket":
             s3 = self.client("s3")
             s3.put_bucket_notification_configuration(Bucket=identifier, NotificationConfiguration={})
-            # Listed in full before any is deleted: deleting page by page, the listing skipped a page each time
-            # (a soak's 2,000 outputs left the bucket behind).
+            # Listed in full before any is deleted: deleting page by page, the listing skips a page each time and
+            # the bucket, not empty, cannot be deleted.
             objects = [
                 {"Key": item["Key"], "VersionId": item["VersionId"]}
                 for page in s3.get_paginator("list_object_versions").paginate(Bucket=identifier)

@@ -2,9 +2,8 @@
 
 Werkzeug's threaded server starts a thread per connection, and `threading.Thread.start` waits until that
 thread runs. In a process whose GIL is shared by dozens of threads (moto, the emulator, the runner's
-pollers), each such start waited for the GIL, so the one thread accepting connections fell behind: a
-request to moto waited 150 ms a time for its connection to be accepted (p50 in the benchmark, against
-3 ms for a request to the emulator on the same process), while moto handled it in 2-6 ms. Starting the
+pollers), each such start waits for the GIL, so the one thread accepting connections falls behind and a
+request waits longer for its connection to be accepted than moto takes to handle it. Starting the
 connection's thread without waiting for it keeps the accept loop at the pace of the arrivals.
 """
 

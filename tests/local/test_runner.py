@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -13,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.sqs.models import Message
 
 from picsart_local.runner import ExecutionEnvironment, InvocationResult, LocalRunner, batch_item_failures
 from picsart_local.stack import LocalStack
 
 from .conftest import receive_all, recorded
+
+#: How long a preempted moto request thread waits before it goes on (when nothing lets it go sooner).
+PREEMPTED_FOR_S = 3.0
 
 
 def environment_of(stack: LocalStack, function: str, log_dir: Path) -> ExecutionEnvironment:
@@ -297,8 +302,8 @@ class _MissesTheFirstCount:
 def test_a_message_missed_by_one_count_is_not_taken_for_idle(
     fixture_stack: LocalStack, make_runner: Callable[..., LocalRunner]
 ) -> None:
-    """A delayed message due while the queue was counted was in none of the counts; the confirming look
-    sees it (the soak once accounted for its uploads while one waited in the delay queue)."""
+    """A delayed message due while the queue is counted is in none of the counts; the confirming look sees
+    it, so the soak does not account for its uploads while one still waits in the delay queue."""
     runner = make_runner(fixture_stack)
     runner.wait_idle(timeout=20)  # the queues as they start
     sqs = fixture_stack.client("sqs")
@@ -309,6 +314,85 @@ def test_a_message_missed_by_one_count_is_not_taken_for_idle(
     with pytest.raises(TimeoutError, match="messages pending"):
         runner.wait_idle(timeout=0)
     assert counting.counted.count(fixture_stack.outputs["WorkQueueUrl"]) == 2  # the empty look, then the true one
+
+
+def _kill_the_first_batch(runner: LocalRunner) -> threading.Event:
+    """The runner's first SQS invocation finds its worker dead, as a crash leaves it; the event is set once
+    that invocation has failed."""
+    killed = threading.Event()
+    invoke = runner._invoke
+
+    def invoke_or_kill(environment: ExecutionEnvironment, source: str, event: Any, **options: Any) -> InvocationResult:
+        if source != "sqs" or killed.is_set():
+            return invoke(environment, source, event, **options)
+        environment.prewarm()
+        environment.kill()
+        wait_for(lambda: not environment.warm)
+        result = invoke(environment, source, event, **options)
+        killed.set()
+        return result
+
+    runner._invoke = invoke_or_kill  # type: ignore[method-assign]
+    return killed
+
+
+def test_a_killed_batch_comes_back_whole_while_moto_serves_overlapping_deletes(
+    fixture_stack: LocalStack, make_runner: Callable[..., LocalRunner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete whose request thread is preempted midway through the queue's messages overlaps a second delete
+    and a batch's sending, receiving and killed invocation. The batch comes back after the visibility timeout
+    and both its messages are processed; both deleted messages stay deleted. Unlocked, moto's delete puts the
+    list it walked in place of the queue's: without the batch, with the second deleted message in flight
+    (moto_atomic.serialize_sqs_queues)."""
+    sqs = fixture_stack.client("sqs")
+    queue_url = fixture_stack.outputs["WorkQueueUrl"]
+    for body in ("deleted-first", "deleted-second"):
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    taken = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=2, VisibilityTimeout=60)["Messages"]
+    handles = {message["Body"]: message["ReceiptHandle"] for message in taken}
+    preempted, resumed = threading.Event(), threading.Event()
+    had_receipt_handle = Message.had_receipt_handle
+
+    def preempt_the_first_delete(message: Message, receipt_handle: str) -> bool:
+        # moto's delete asks each message of the queue in turn whether it had the receipt handle.
+        if message.body == "deleted-second" and receipt_handle == handles["deleted-first"] and not preempted.is_set():
+            preempted.set()
+            resumed.wait(PREEMPTED_FOR_S)
+        return had_receipt_handle(message, receipt_handle)
+
+    monkeypatch.setattr(Message, "had_receipt_handle", preempt_the_first_delete)
+    runner = make_runner(fixture_stack)
+    killed = _kill_the_first_batch(runner)
+
+    first = threading.Thread(
+        target=lambda: sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handles["deleted-first"])
+    )
+    first.start()
+    assert preempted.wait(10)
+    # With the queue's operations atomic, these wait until the first delete has finished.
+    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=handles["deleted-second"])
+    sqs.send_message_batch(
+        QueueUrl=queue_url, Entries=[{"Id": "a", "MessageBody": "ok-a"}, {"Id": "b", "MessageBody": "ok-b"}]
+    )
+    assert killed.wait(30)
+    resumed.set()
+    first.join(10)
+
+    def processed() -> list[tuple[str, str]]:
+        return sorted(
+            (record["body"], record["attributes"]["ApproximateReceiveCount"])
+            for invocation in runner.history("OnWork")
+            if invocation.result.ok
+            for record in invocation.event["Records"]
+        )
+
+    with contextlib.suppress(TimeoutError):
+        wait_for(lambda: len(processed()) >= 2, timeout=15)
+    killed_invocation = runner.history("OnWork")[0]
+    assert killed_invocation.result.error_type == "Runtime.ExitError"
+    assert sorted(record["body"] for record in killed_invocation.event["Records"]) == ["ok-a", "ok-b"]
+    assert processed() == [("ok-a", "2"), ("ok-b", "2")]
+    runner.wait_idle(timeout=10)  # nothing is left in the queue: neither deleted message comes back
 
 
 @pytest.mark.parametrize(
