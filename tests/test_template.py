@@ -169,7 +169,13 @@ def test_checkov_passes_and_each_suppression_is_still_needed() -> None:
 def test_functions_run_python313_on_arm64_with_tracing() -> None:
     function_globals = template()["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.13"
-    assert function_globals["Architectures"] == ["arm64"]
+    # arm64 in AWS; the parameter lets `sam local invoke` run x86_64 on an x86_64 machine (tests/sam/).
+    architecture = template()["Parameters"]["Architecture"]
+    assert (architecture["Default"], architecture["AllowedValues"]) == ("arm64", ["arm64", "x86_64"])
+    assert function_globals["Architectures"] == [{"Ref": "Architecture"}]
+    layer = template()["Resources"]["AdapterLayer"]
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+    assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}
     assert function_globals["Tracing"] == "Active"
     variables = function_globals["Environment"]["Variables"]
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(variables)
@@ -473,7 +479,8 @@ def test_sam_build_makes_a_lean_arm64_layer_without_python313_or_docker(reposito
         text=True,
         timeout=600,
         cwd=repository_root,
-        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"},
+        # The Architecture parameter's default (arm64), whatever LAYER_ARCH the caller has exported.
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "LAYER_ARCH": "arm64"},
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -486,3 +493,29 @@ def test_sam_build_makes_a_lean_arm64_layer_without_python313_or_docker(reposito
     assert sorted(p.name for p in (build_dir / "RetryFunction").iterdir()) == ["retry_handler.py"]
     size = sum(path.stat().st_size for path in layer.rglob("*") if path.is_file())
     assert size < 30 * 1024 * 1024, f"the layer grew to {size / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize(("architecture", "platform"), [("arm64", "aarch64"), ("x86_64", "x86_64")])
+def test_the_layer_is_built_for_its_architecture(repository_root: Path, architecture: str, platform: str) -> None:
+    printed = subprocess.run(
+        ["make", "-n", "build-AdapterLayer", "ARTIFACTS_DIR=/nowhere"],
+        cwd=repository_root / "layers" / "picsart_adapter",
+        env={**os.environ, "LAYER_ARCH": architecture},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"--platform manylinux2014_{platform} " in printed
+
+
+def test_an_unknown_layer_architecture_stops_the_build(repository_root: Path) -> None:
+    result = subprocess.run(
+        ["make", "-n", "build-AdapterLayer", "ARTIFACTS_DIR=/nowhere"],
+        cwd=repository_root / "layers" / "picsart_adapter",
+        env={**os.environ, "LAYER_ARCH": "sparc"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "LAYER_ARCH must be arm64 or x86_64" in result.stderr
