@@ -2,6 +2,7 @@
 
   picsart-local stack                          run the whole stack in the foreground
   picsart-local invoke FUNCTION -e EVENT.json  one invocation, like `sam local invoke`
+  picsart-local sam ARGS...                    the SAM CLI with its Lambda containers on the host's network
   picsart-local process FILE...                upload files, wait for each, print a table
   picsart-local demo                           process the sample images into out/
   picsart-local bench                          compare rate-limit strategies under a burst of uploads
@@ -39,7 +40,12 @@ EXPECTED = frozenset({"succeeded", "skipped"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sam"]:  # everything after `sam` is SAM's own command line
+        from picsart_local.sam_local.hostnet import run_sam
+
+        return run_sam(arguments[1:])
+    args = _parser().parse_args(arguments)
     try:
         return int(args.run(args))
     except (ValueError, FileNotFoundError, TemplateError) as error:
@@ -69,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("-e", "--event", type=Path, required=True, help="event JSON file (see events/)")
     invoke.add_argument("--put", type=Path, help="first upload this file to the bucket and key the event names")
     invoke.set_defaults(run=_run_invoke)
+
+    # Listed for --help; main() hands `sam ...` to SAM before parsing.
+    commands.add_parser("sam", help="the SAM CLI with its Lambda containers on the host's network: sam ARGS...")
 
     process = commands.add_parser("process", help="upload files, wait for each to finish, print a table")
     process.add_argument("files", nargs="+", type=Path)
