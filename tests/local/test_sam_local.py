@@ -1,0 +1,97 @@
+"""`make sam-local` without Docker: the stand-in image's files and its Debian mirror, and what a machine that
+cannot have Docker is told."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from picsart_local.sam_local import base_image, prepare
+
+# --------------------------------------------------------------------------------------- the stand-in
+
+
+def test_the_mirror_is_read_from_apt_deb822(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\n# a comment\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n"
+    )
+    assert base_image.debian_mirror(tmp_path) == "http://mirror.example/debian"
+
+
+def test_the_mirror_is_read_from_a_one_line_sources_list(tmp_path: Path) -> None:
+    (tmp_path / "sources.list").write_text(
+        "# deb http://old.example/debian buster main\n"
+        "deb [signed-by=/k.gpg] http://mirror.example/debian-security bookworm-security main\n"
+        "deb http://mirror.example/debian bookworm main\n"
+    )
+    assert base_image.debian_mirror(tmp_path) == "http://mirror.example/debian"
+
+
+def test_no_mirror_leaves_debootstrap_its_default(tmp_path: Path) -> None:
+    assert base_image.debian_mirror(tmp_path) is None
+    command = base_image.debootstrap_command(tmp_path / "root", "x86_64", None)
+    assert command == [
+        "debootstrap",
+        "--variant=minbase",
+        "--arch=amd64",
+        "--include=python3.13,ca-certificates",
+        "trixie",
+        str(tmp_path / "root"),
+    ]
+    assert base_image.debootstrap_command(tmp_path, "arm64", "http://m")[-1] == "http://m"
+
+
+def test_the_runtime_files_are_the_official_images(tmp_path: Path) -> None:
+    base_image.write_runtime_files(tmp_path)
+    bootstrap = tmp_path / "var" / "runtime" / "bootstrap"
+    assert os.access(bootstrap, os.X_OK)
+    assert "exec /var/lang/bin/python3.13 /var/runtime/bootstrap.py" in bootstrap.read_text()
+    assert os.access(tmp_path / "lambda-entrypoint.sh", os.X_OK)
+    assert os.readlink(tmp_path / "var" / "lang" / "bin" / "python3.13") == "/usr/bin/python3.13"
+    for folder in ("var/task", "opt", "var/rapid"):
+        assert (tmp_path / folder).is_dir()
+    compile((tmp_path / "var" / "runtime" / "bootstrap.py").read_text(), "bootstrap.py", "exec")
+
+
+def test_the_stand_in_is_tagged_by_its_recipe() -> None:
+    assert base_image.image_name("x86_64") == "public.ecr.aws/lambda/python:3.13-x86_64"
+    assert base_image.standin_tag("x86_64") != base_image.standin_tag("arm64")
+    assert base_image.standin_tag("x86_64") == base_image.standin_tag("x86_64")
+    assert base_image.standin_tag("x86_64").startswith("picsart-local/lambda-python-standin:x86_64-")
+
+
+# ------------------------------------------------------------------------------------- make sam-local
+
+
+@pytest.fixture
+def no_docker_and_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with no Docker daemon, no dockerd, and a user who is not root."""
+    monkeypatch.setattr(prepare, "connect", lambda timeout_s=10.0: None)
+    monkeypatch.setattr(prepare, "_is_root", lambda: False)
+    monkeypatch.setattr(prepare.shutil, "which", lambda name: None)
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+
+
+def test_a_machine_that_cannot_have_docker_is_told_why_and_not_failed(
+    no_docker_and_not_root: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    printed: list[str] = []
+    assert prepare.prepare("x86_64", echo=printed.append) == 0
+    assert "docker.io missing, and installing needs root and apt-get" in printed[-1]
+    assert "tests/sam/ will be skipped" in printed[-1]
+    assert prepare.readiness("x86_64") is not None
+
+
+def test_on_ci_a_machine_that_cannot_have_docker_fails(
+    no_docker_and_not_root: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    printed: list[str] = []
+    assert prepare.prepare("x86_64", echo=printed.append) == 1
+    assert "cannot prepare Docker on CI" in printed[-1]
