@@ -2,6 +2,9 @@
 
   picsart-local stack                          run the whole stack in the foreground
   picsart-local invoke FUNCTION -e EVENT.json  one invocation, like `sam local invoke`
+  picsart-local sam-invoke FUNCTION -e EVENT.json
+                                               the real `sam build` + `sam local invoke`, in Docker, against
+                                               the local stack (after `make sam-local`)
   picsart-local sam ARGS...                    the SAM CLI with its Lambda containers on the host's network
   picsart-local process FILE...                upload files, wait for each, print a table
   picsart-local demo                           process the sample images into out/
@@ -20,6 +23,7 @@ import os
 import shlex
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +79,23 @@ def _parser() -> argparse.ArgumentParser:
     invoke.add_argument("-e", "--event", type=Path, required=True, help="event JSON file (see events/)")
     invoke.add_argument("--put", type=Path, help="first upload this file to the bucket and key the event names")
     invoke.set_defaults(run=_run_invoke)
+
+    sam_invoke = commands.add_parser(
+        "sam-invoke",
+        help="the real `sam build` and `sam local invoke` in Docker, against the local stack (make sam-local first)",
+        description="Starts the local stack, builds the application with `sam build` for this machine's architecture "
+        "(cached in .aws-sam/sam-local-ARCH), and runs `sam local invoke FUNCTION` through `picsart-local sam` with "
+        "the stack's resources as the functions' environment. Prints the answer; SAM's and the function's logs go "
+        "to stderr.",
+    )
+    sam_invoke.add_argument("function", help="logical id in template.yaml, e.g. UploadFunction")
+    sam_invoke.add_argument("-e", "--event", type=Path, required=True, help="event JSON file (see events/)")
+    sam_invoke.add_argument("--put", type=Path, help="first upload this file to the bucket and key the event names")
+    sam_invoke.add_argument(
+        "--architecture", choices=["x86_64", "arm64"], help="the functions' architecture (default: this machine's)"
+    )
+    sam_invoke.add_argument("--build-dir", type=Path, help="sam build's folder (default: .aws-sam/sam-local-ARCH)")
+    sam_invoke.set_defaults(run=_run_sam_invoke)
 
     # Listed for --help; main() hands `sam ...` to SAM before parsing.
     commands.add_parser("sam", help="the SAM CLI with its Lambda containers on the host's network: sam ARGS...")
@@ -218,18 +239,22 @@ def _run_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _put(env: LocalEnvironment, event: dict[str, Any], args: argparse.Namespace) -> None:
+    """--put: upload the file to the key the event names; the event then names the local input bucket."""
+    uploads = parse_s3_event(event).uploads
+    if not uploads:
+        raise ValueError(f"--put needs an event that names an upload; {args.event} names none")
+    # The event names a bucket; locally the input bucket stands in for it.
+    event["Records"][0]["s3"]["bucket"]["name"] = env.input_bucket
+    env.upload(uploads[0].key, args.put.read_bytes())
+
+
 def _run_invoke(args: argparse.Namespace) -> int:
     event = json.loads(args.event.read_text())
     with LocalEnvironment(_options(args, event_sources=False)) as env:
         assert env.runner is not None
         if args.put:
-            uploads = parse_s3_event(event).uploads
-            if not uploads:
-                raise ValueError(f"--put needs an event that names an upload; {args.event} names none")
-            upload = uploads[0]
-            # The event names a bucket; locally the input bucket stands in for it.
-            event["Records"][0]["s3"]["bucket"]["name"] = env.input_bucket
-            env.upload(upload.key, args.put.read_bytes())
+            _put(env, event, args)
         result = env.runner.invoke(args.function, event)
     print(
         json.dumps(
@@ -238,6 +263,35 @@ def _run_invoke(args: argparse.Namespace) -> int:
         )
     )
     print(f"\nlogs: {args.log_dir}/", file=sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _run_sam_invoke(args: argparse.Namespace) -> int:
+    from picsart_local.sam_local import invoke as sam_local
+    from picsart_local.sam_local.base_image import host_architecture
+    from picsart_local.sam_local.prepare import readiness
+
+    architecture = args.architecture or host_architecture()
+    reason = readiness(architecture)
+    if reason is not None:
+        raise ValueError(f"sam local invoke cannot run here: {reason}")
+    event = json.loads(args.event.read_text())
+    options = _options(args, event_sources=False)
+    template = options.template_path.resolve()
+    build_dir = (args.build_dir or template.parent / ".aws-sam" / f"sam-local-{architecture}").resolve()
+    print(f"sam build ({architecture}) into {build_dir}", file=sys.stderr, flush=True)
+    built = sam_local.build(template, build_dir, architecture, cached=True)
+    with LocalEnvironment(options) as env, tempfile.TemporaryDirectory(prefix="sam-invoke-") as folder:
+        assert env.stack is not None
+        if args.put:
+            _put(env, event, args)
+        event_path, env_vars = Path(folder) / "event.json", Path(folder) / "env-vars.json"
+        event_path.write_text(json.dumps(event))
+        env_vars.write_text(json.dumps(sam_local.env_vars_document(env.stack, [args.function])))
+        result = sam_local.invoke(
+            built, args.function, event_path, env_vars, env.stack, architecture, stderr=sys.stderr
+        )
+    print(json.dumps(result.payload, indent=2))
     return 0 if result.ok else 1
 
 

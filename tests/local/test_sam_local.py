@@ -1,5 +1,5 @@
-"""`make sam-local` without Docker: the stand-in image's files and its Debian mirror, and what a machine that
-cannot have Docker is told."""
+"""`make sam-local` and `picsart-local sam-invoke` without Docker: the stand-in image's files and its Debian mirror,
+what a machine without Docker is told, and the environment SAM gets from the local stack."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from picsart_local.sam_local import base_image, prepare
+from picsart_local.sam_local.invoke import env_vars_document
+from picsart_local.stack import LocalStack
 
 # --------------------------------------------------------------------------------------- the stand-in
 
@@ -63,6 +65,16 @@ def test_the_stand_in_is_tagged_by_its_recipe() -> None:
     assert base_image.standin_tag("x86_64") != base_image.standin_tag("arm64")
     assert base_image.standin_tag("x86_64") == base_image.standin_tag("x86_64")
     assert base_image.standin_tag("x86_64").startswith("picsart-local/lambda-python-standin:x86_64-")
+
+
+def test_sam_gets_the_declared_variables_as_the_local_stack_sets_them(repository_root: Path) -> None:
+    with LocalStack(template_path=repository_root / "template.yaml", stack_name="sam-env-vars") as stack:
+        document = env_vars_document(stack)
+        assert set(document) == {"UploadFunction", "RetryFunction"}
+        upload = document["UploadFunction"]
+        assert set(upload) == set(stack.template.function("UploadFunction").environment)
+        assert upload["OUTPUT_BUCKET"] == stack.outputs["OutputBucketName"]
+        assert upload["DELAY_QUEUE_URL"].startswith(stack.endpoint_url)
 
 
 # ------------------------------------------------------------------------------------- make sam-local
