@@ -11,6 +11,7 @@ apt-get) these tests skip with its reason; on CI (CI=true) they fail instead, so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker.errors import APIError
 
 from picsart_local.environment import LocalEnvironment, LocalOptions
 from picsart_local.sam_local.base_image import host_architecture
@@ -51,11 +53,13 @@ def built_template(sam_ready: None, repository_root: Path, tmp_path_factory: pyt
 def sam_invoke(built_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SamInvoke]:
     """`sam local invoke FUNCTION` with an event, against a running local environment.
 
-    Every container of the session carries one run label; whatever SAM leaves behind is removed at the end.
+    Every container of the session carries one run label; whatever SAM leaves behind is removed at the end, and so
+    are the images SAM's rebuilds of its `samcli/lambda-...` image left untagged during the session.
     """
     folder = tmp_path_factory.mktemp("sam-invoke")
     run_id = uuid.uuid4().hex
     numbers = count(1)
+    untagged_before = untagged_images()
 
     def run(env: LocalEnvironment, function: str, event: Any) -> SamInvocation:
         assert env.stack is not None
@@ -70,6 +74,19 @@ def sam_invoke(built_template: Path, tmp_path_factory: pytest.TempPathFactory) -
     if client is not None:
         for container in client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}):
             container.remove(force=True)
+        for image_id in untagged_images() - untagged_before:
+            with contextlib.suppress(APIError):  # still used by another image or container: left
+                client.images.remove(image_id)
+        client.close()
+
+
+def untagged_images() -> set[str]:
+    client = connect()
+    if client is None:
+        return set()
+    try:
+        return {image.id for image in client.images.list(filters={"dangling": True})}
+    finally:
         client.close()
 
 
