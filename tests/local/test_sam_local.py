@@ -107,3 +107,59 @@ def test_on_ci_a_machine_that_cannot_have_docker_fails(
     printed: list[str] = []
     assert prepare.prepare("x86_64", echo=printed.append) == 1
     assert "cannot prepare Docker on CI" in printed[-1]
+
+
+class FakeImages:
+    """The part of docker's image collection that ensure_base_image uses."""
+
+    def __init__(self, tags: list[str] | None, pull_error: Exception | None = None) -> None:
+        self.tags, self.pull_error, self.pulled = tags, pull_error, False
+
+    def get(self, name: str) -> object:
+        from docker.errors import ImageNotFound
+
+        if self.tags is None:
+            raise ImageNotFound(name)
+        return type("Image", (), {"tags": self.tags})()
+
+    def pull(self, name: str) -> None:
+        self.pulled = True
+        if self.pull_error is not None:
+            raise self.pull_error
+
+
+def ensure(images: FakeImages, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What ensure_base_image did: 'pulled' and/or 'built'."""
+    built: list[str] = []
+    monkeypatch.setattr(prepare, "build_standin", lambda *args: built.append("built"))
+    client = type("Client", (), {"images": images})()
+    prepare.ensure_base_image(client, "x86_64", lambda line: None, [])
+    return (["pulled"] if images.pulled else []) + built
+
+
+def test_an_official_image_present_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = FakeImages([base_image.image_name("x86_64")])
+    assert ensure(images, monkeypatch) == []
+
+
+def test_the_current_stand_in_is_reused(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = FakeImages([base_image.image_name("x86_64"), base_image.standin_tag("x86_64")])
+    assert ensure(images, monkeypatch) == []
+
+
+def test_a_missing_image_is_pulled_when_the_registry_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ensure(FakeImages(None), monkeypatch) == ["pulled"]
+
+
+def test_a_stand_in_is_built_when_the_registry_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docker.errors import APIError
+
+    assert ensure(FakeImages(None, APIError("no such host")), monkeypatch) == ["pulled", "built"]
+
+
+def test_an_older_stand_in_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docker.errors import APIError
+
+    older = FakeImages([base_image.image_name("x86_64"), f"{base_image.STANDIN_REPOSITORY}:x86_64-0123456789ab"])
+    older.pull_error = APIError("no such host")
+    assert ensure(older, monkeypatch) == ["pulled", "built"]
