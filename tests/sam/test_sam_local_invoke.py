@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cli import main
 from picsart_local.environment import LocalEnvironment
 
@@ -19,20 +20,24 @@ from .conftest import SamInvoke, json_log_lines, start_environment
 pytestmark = pytest.mark.sam
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "red-mug.png"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+SAMPLE = SAMPLES / "red-mug.png"
+#: Each S3 put event of events/, with a sample of the type its key names.
+PUT_EVENTS = {"s3-put.json": SAMPLE, "s3-put-encoded-key.json": SAMPLES / "blue-ball.jpg"}
 
 
 def event(name: str) -> Any:
     return json.loads((EVENTS / name).read_text())
 
 
-def s3_put_event(env: LocalEnvironment) -> dict[str, Any]:
-    """events/s3-put.json naming the local input bucket, its object uploaded (a new version each time)."""
-    document = event("s3-put.json")
-    record = document["Records"][0]
-    record["s3"]["bucket"]["name"] = env.input_bucket
-    env.upload(record["s3"]["object"]["key"], SAMPLE.read_bytes())
-    return document
+def s3_put_event(env: LocalEnvironment, name: str) -> tuple[dict[str, Any], str]:
+    """An S3 put event of events/ naming the local input bucket, its object uploaded (a new version each time);
+    and the object's key, as decoded from the event."""
+    document = event(name)
+    document["Records"][0]["s3"]["bucket"]["name"] = env.input_bucket
+    key = parse_s3_event(document).uploads[0].key
+    env.upload(key, PUT_EVENTS[name].read_bytes())
+    return document, key
 
 
 def without_picsart_ids(answer: Any) -> Any:
@@ -43,10 +48,10 @@ def without_picsart_ids(answer: Any) -> Any:
     }
 
 
-def test_an_s3_put_is_processed_in_the_container(env: LocalEnvironment, sam_invoke: SamInvoke) -> None:
-    put = s3_put_event(env)
-    record = put["Records"][0]
-    key, s3_request_id = record["s3"]["object"]["key"], record["responseElements"]["x-amz-request-id"]
+@pytest.mark.parametrize("name", sorted(PUT_EVENTS))
+def test_an_s3_put_is_processed_in_the_container(env: LocalEnvironment, sam_invoke: SamInvoke, name: str) -> None:
+    put, key = s3_put_event(env, name)
+    s3_request_id = put["Records"][0]["responseElements"]["x-amz-request-id"]
 
     result = sam_invoke(env, "UploadFunction", put)
 
@@ -68,7 +73,7 @@ def test_an_s3_put_is_processed_in_the_container(env: LocalEnvironment, sam_invo
     # Ran as Lambda runs it: python3.13, the layer from /opt, the handler from /var/task.
     assert "Init Duration" in result.stderr or "REPORT RequestId" in result.stderr
 
-    local = env.runner.invoke("UploadFunction", s3_put_event(env))  # type: ignore[union-attr]
+    local = env.runner.invoke("UploadFunction", s3_put_event(env, name)[0])  # type: ignore[union-attr]
     assert local.ok, local.error_message
     assert without_picsart_ids(local.payload) == without_picsart_ids(result.payload)
 
