@@ -84,6 +84,16 @@ def test_another_sam_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None
         hostnet.check_supported()
 
 
-def test_picsart_local_sam_is_the_sam_cli(capsys: pytest.CaptureFixture[str]) -> None:
+def test_picsart_local_sam_is_the_sam_cli_with_the_hook(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docker.models.containers import ContainerCollection
+
+    # Undone after the test: the hook stays out of this process's other tests.
+    monkeypatch.setattr(ContainerCollection, "create", ContainerCollection.create)
+    monkeypatch.setattr(hostnet, "_installed", False)
+    original = ContainerCollection.create
+
     assert main(["sam", "--version"]) == 0
     assert hostnet.SUPPORTED_SAM_CLI in capsys.readouterr().out
+    assert ContainerCollection.create is not original
