@@ -70,8 +70,7 @@ def test_an_s3_put_is_processed_in_the_container(env: LocalEnvironment, sam_invo
         line.get("correlation_id") == s3_request_id and line.get("picsart_correlation_id") == picsart_id
         for line in logs
     ), result.stderr
-    # Ran as Lambda runs it: python3.13, the layer from /opt, the handler from /var/task.
-    assert "Init Duration" in result.stderr or "REPORT RequestId" in result.stderr
+    assert "REPORT RequestId" in result.stderr  # the runtime interface emulator's line, as Lambda writes it
 
     local = env.runner.invoke("UploadFunction", s3_put_event(env, name)[0])  # type: ignore[union-attr]
     assert local.ok, local.error_message
@@ -146,6 +145,11 @@ def test_a_configuration_error_fails_at_init_naming_the_variable(
     assert not result.ok
     assert "PICSART_TOOL_PARAMETERS" in result.payload["errorMessage"], result.payload
     assert "PICSART_TOOL_PARAMETERS is not valid JSON" in result.stderr
+    # Where it ran: the handler from /var/task, the package from the layer in /opt, Python 3.13.
+    trace = "".join(result.payload["stackTrace"])
+    assert "/var/task/upload_handler.py" in trace
+    assert "/opt/python/picsart_adapter/config.py" in trace
+    assert "python3.13" in trace
     local = misconfigured.runner.invoke("UploadFunction", event("s3-test-event.json"))  # type: ignore[union-attr]
     assert not local.ok
     assert (local.error_type, local.error_message) == (result.payload["errorType"], result.payload["errorMessage"])
