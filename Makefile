@@ -57,6 +57,12 @@ sam-local: $(STAMP)
 test: lint typecheck $(CHECKOV) sam-local
 	$(BIN)/pytest
 
+# The tool catalogue and every tool's parameter model, generated from Picsart's spec (docs/picsart-api.md, "The tool
+# catalogue"); the generator formats what it writes with `ruff format`. tests/unit/test_tool_models.py fails on drift.
+.PHONY: tool-models
+tool-models: $(STAMP)
+	$(BIN)/python -m picsart_local.toolgen
+
 # Rate-limit strategies compared under a burst of uploads (several minutes): a table, out/bench.json, out/bench.png;
 # the table is written into docs/benchmark.md (between its bench markers) and the plot to docs/bench.png.
 .PHONY: bench
