@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from picsart_adapter import tool_rules
@@ -23,9 +22,8 @@ from picsart_adapter.tool_base import ToolParameters
 from picsart_adapter.tool_catalog import CATALOG
 from picsart_adapter.tools import FORMAT_MEDIA, TOOLS, tool
 from picsart_local import toolgen
+from tests.picsart_spec import INPUT_FIELDS, SPEC_PATH, load_spec, resolve
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "picsart" / "image-tools-openapi.yml"
-INPUT_FIELDS = ("image", "image_url", "image_id")
 BOUND_KEYWORDS = (
     "minimum",
     "maximum",
@@ -41,26 +39,7 @@ NAMES = sorted(CATALOG)
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    with SPEC_PATH.open(encoding="utf-8") as handle:
-        loaded: dict[str, Any] = yaml.safe_load(handle)
-    return loaded
-
-
-def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    """A schema with `$ref` followed and `allOf` merged (properties and required)."""
-    if "$ref" in node:
-        target: Any = spec
-        for part in node["$ref"][2:].split("/"):
-            target = target[part]
-        return _resolve(spec, target)
-    if "allOf" in node:
-        merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
-        for part in node["allOf"]:
-            resolved = _resolve(spec, part)
-            merged["properties"].update(resolved.get("properties", {}))
-            merged["required"].extend(resolved.get("required", []))
-        return merged
-    return node
+    return load_spec()
 
 
 def _operation(spec: dict[str, Any], name: str) -> dict[str, Any]:
@@ -72,7 +51,7 @@ def _body(spec: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
     content = operation.get("requestBody", {}).get("content", {})
     if "multipart/form-data" not in content:
         return {"properties": {}, "required": []}
-    body = _resolve(spec, content["multipart/form-data"]["schema"])
+    body = resolve(spec, content["multipart/form-data"]["schema"])
     return {"properties": body.get("properties", {}), "required": body.get("required", [])}
 
 
@@ -80,7 +59,7 @@ def _spec_params(spec: dict[str, Any], name: str) -> dict[str, dict[str, Any]]:
     """The tool's body properties that a model should carry: no input, no file upload, nothing deprecated."""
     properties = _body(spec, _operation(spec, name))["properties"]
     return {
-        field: _resolve(spec, prop)
+        field: resolve(spec, prop)
         for field, prop in properties.items()
         if field not in INPUT_FIELDS and prop.get("format") != "binary" and not prop.get("deprecated")
     }
@@ -193,8 +172,8 @@ def test_asynchronous_tools_are_those_the_spec_marks_asynchronous(spec: dict[str
 def test_image_tools_are_those_answering_with_data_url(spec: dict[str, Any]) -> None:
     """An image tool's 200 answer is `{"data": {"url": ...}}`; a data tool's `data` is anything else."""
     for name, entry in CATALOG.items():
-        answer = _resolve(spec, _operation(spec, name)["responses"]["200"])
-        data = _resolve(spec, answer["content"]["application/json"]["schema"])["properties"]["data"]
+        answer = resolve(spec, _operation(spec, name)["responses"]["200"])
+        data = resolve(spec, answer["content"]["application/json"]["schema"])["properties"]["data"]
         is_image = data.get("type") == "object" and "url" in data.get("properties", {})
         assert entry.result == ("image" if is_image else "data"), name
     data_tools = {name for name, entry in CATALOG.items() if entry.result == "data"}

@@ -8,11 +8,9 @@ simultaneously. Only one of these should be included as input."
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from picsart_adapter.tools import (
@@ -22,10 +20,7 @@ from picsart_adapter.tools import (
     UpscaleParameters,
     UpscaleUltraParameters,
 )
-
-#: Picsart's OpenAPI spec, the project's exact copy of it (docs/picsart-api.md says where it comes from).
-SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "picsart" / "image-tools-openapi.yml"
-INPUT_FIELDS = ("image", "image_url", "image_id")
+from tests.picsart_spec import INPUT_FIELDS, load_spec, resolve
 
 #: Spec properties the models leave out on purpose (RemoveBackgroundParameters' docstring): the adapter
 #: sends no file bytes and no deprecated ids.
@@ -59,33 +54,12 @@ SUPPORTED = sorted(TOOLS)
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    with SPEC_PATH.open(encoding="utf-8") as handle:
-        loaded: dict[str, Any] = yaml.safe_load(handle)
-    return loaded
-
-
-def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    """A schema with `$ref` followed and `allOf` merged (properties and required)."""
-    if "$ref" in node:
-        ref: str = node["$ref"]
-        assert ref.startswith("#/"), f"only local refs are expected, got {ref}"
-        target: Any = spec
-        for part in ref[2:].split("/"):
-            target = target[part]
-        return _resolve(spec, target)
-    if "allOf" in node:
-        merged: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
-        for part in node["allOf"]:
-            resolved = _resolve(spec, part)
-            merged["properties"].update(resolved.get("properties", {}))
-            merged["required"].extend(resolved.get("required", []))
-        return merged
-    return node
+    return load_spec()
 
 
 def _request_schema(spec: dict[str, Any], path: str) -> dict[str, Any]:
     body = spec["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    return _resolve(spec, body)
+    return resolve(spec, body)
 
 
 def _model_properties(model: type[ToolParameters]) -> dict[str, dict[str, Any]]:
