@@ -10,6 +10,7 @@
   picsart-local demo                           process the sample images into out/
   picsart-local bench                          compare rate-limit strategies under a burst of uploads
   picsart-local report KEY                     every attempt for one object, for a support request
+  picsart-local rules check FILE               validate a rules file; print its rules, pipelines and calls
 
 With PICSART_BASE_URL and PICSART_API_KEY set, the stack calls that server instead of the embedded
 emulator. The emulator's knobs are PICSART_EMULATOR_* variables (quota, window, spike, faults).
@@ -33,6 +34,7 @@ import boto3
 
 from picsart_adapter.input_checks import SUPPORTED_EXTENSIONS
 from picsart_adapter.jobs import JobStore
+from picsart_adapter.rules import MatchCriteria, load_rules, output_extension, output_key, pipeline_hash
 from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cfn_template import TemplateError
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
@@ -117,6 +119,17 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--bucket", default=os.environ.get("INPUT_BUCKET"), help="input bucket (env INPUT_BUCKET)")
     report.add_argument("--table", default=os.environ.get("JOBS_TABLE"), help="jobs table (env JOBS_TABLE)")
     report.set_defaults(run=_run_report)
+
+    rules = commands.add_parser("rules", help="rules files (docs/rules.md)")
+    rules_commands = rules.add_subparsers(dest="rules_command", required=True)
+    rules_check = rules_commands.add_parser(
+        "check",
+        help="validate a rules file; print its rules, pipelines, steps and Picsart calls per upload, or its errors",
+        description="Loads the file as the functions will: every error names the rule, the pipeline, the step and "
+        "the field. Exits 2 when the file is not valid.",
+    )
+    rules_check.add_argument("file", type=Path, help="the rules file, e.g. rules/example.json")
+    rules_check.set_defaults(run=_run_rules_check)
 
     demo = commands.add_parser("demo", help="process the sample images and write the results to --out")
     demo.add_argument("--out", type=Path, default=Path("out"))
@@ -318,6 +331,32 @@ def _run_report(args: argparse.Namespace) -> int:
     records = JobStore(table).for_object(args.bucket, args.key)
     print(support_report(args.bucket, args.key, records), end="")
     return 0 if records else 1
+
+
+def _run_rules_check(args: argparse.Namespace) -> int:
+    loaded = load_rules(args.file)
+    print(f"{args.file}: valid, {len(loaded.rules)} rules, {len(loaded.pipelines)} pipelines (first match wins)")
+    for rule in loaded.rules:
+        print(f"\nrule {rule.name!r}")
+        print(f"  match: {_criteria(rule.match) or 'every upload'}")
+        print(f"  on failure: {rule.on_failure}")
+        calls = sum(len(pipeline.steps) for pipeline in rule.pipelines)
+        print(f"  Picsart calls per upload: {calls}")
+        for pipeline in rule.pipelines:
+            print(f"  pipeline {pipeline.name!r} (hash {pipeline_hash(pipeline)})")
+            extension = output_extension(pipeline)
+            example = output_key(pipeline, rule, "folder/photo.jpg", "version:VERSION", extension or "EXT")
+            print(f"    output: {pipeline.output or 'default'}, e.g. folder/photo.jpg -> {example}")
+            for index, step in enumerate(pipeline.steps, start=1):
+                parameters = json.dumps(step.parameters.model_dump(mode="json", exclude_none=True), sort_keys=True)
+                kind = "data" if step.catalogued.result == "data" else "image"
+                print(f"    {index}. {step.tool} {parameters} ({kind})")
+    return 0
+
+
+def _criteria(match: MatchCriteria) -> str:
+    given = match.model_dump(exclude_none=True)
+    return ", ".join(f"{name} {json.dumps(value, sort_keys=True)}" for name, value in given.items())
 
 
 def _run_demo(args: argparse.Namespace) -> int:
