@@ -16,6 +16,7 @@ from PIL import Image
 from picsart_adapter.input_checks import (
     MAX_INPUT_BYTES,
     SNIFF_BYTES,
+    SNIFFED_MEDIA_TYPES,
     check_key,
     check_object,
     sniff_image_format,
@@ -52,6 +53,13 @@ def test_real_headers_are_recognised(head: bytes, expected: str) -> None:
     """Picsart takes JPG, PNG, WEBP, TIFF, MPO/MJPEG (JPEG streams) and HEIC (docs/picsart-api.md)."""
     assert sniff_image_format(head) == expected
     assert check_object(1024, head) is None
+
+
+def test_every_sniffed_format_has_a_media_type_rules_can_match() -> None:
+    """rules.py matches a rule's `content_type` against these: a format sniffed without one could never match."""
+    recognised = {"JPEG", "PNG", "WEBP", "TIFF", "HEIC"}
+    assert set(SNIFFED_MEDIA_TYPES) == recognised
+    assert all(media.startswith("image/") for media in SNIFFED_MEDIA_TYPES.values())
 
 
 @pytest.mark.parametrize(

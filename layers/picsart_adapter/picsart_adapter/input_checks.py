@@ -13,6 +13,14 @@ MAX_INPUT_BYTES = 100 * 1024 * 1024
 #: Enough of the object's start to recognise every accepted format.
 SNIFF_BYTES = 32
 SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".mpo"})
+#: The media type of each format `sniff_image_format` names: what a rule's `content_type` matches (rules.py).
+SNIFFED_MEDIA_TYPES: dict[str, str] = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "HEIC": "image/heic",
+}
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"})
 
 

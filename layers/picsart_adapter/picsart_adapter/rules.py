@@ -31,19 +31,12 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
+from picsart_adapter.input_checks import SNIFFED_MEDIA_TYPES
 from picsart_adapter.storage import result_key
 from picsart_adapter.tool_base import Tool, ToolParameters
 from picsart_adapter.tool_catalog import CATALOG
 from picsart_adapter.tools import FORMAT_MEDIA
 
-#: The content types the adapter sniffs from an upload's first bytes (`input_checks.sniff_image_format`).
-SNIFFED_CONTENT_TYPES: Final[dict[str, str]] = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-    "HEIC": "image/heic",
-}
 #: What an output template may name; `{dir}` keeps its trailing slash and is empty at the top level.
 PLACEHOLDERS: Final = frozenset({"dir", "stem", "ext", "pipeline", "rule", "version"})
 #: The formats Picsart takes as input that a step can answer with: a step answering with anything else (data, an
@@ -102,7 +95,7 @@ class MatchCriteria(_Spec):
     def _sniffed(cls, values: list[str] | None) -> list[str] | None:
         if values is None:
             return None
-        known = set(SNIFFED_CONTENT_TYPES.values())
+        known = set(SNIFFED_MEDIA_TYPES.values())
         unknown = [value for value in values if value.lower() not in known]
         if unknown:
             raise ValueError(f"{', '.join(unknown)} is not a sniffed type; one of {', '.join(sorted(known))}")
