@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from picsart_adapter.circuit import Admission, Closed, Probe, Tripped
-from picsart_adapter.delay_queue import DelayQueue
+from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import FINAL, DuplicateInFlight
 from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus
 from picsart_adapter.observability import metrics
@@ -18,6 +18,7 @@ from picsart_adapter.picsart_client import PicsartResponse, RateLimitHeaders, pa
 from picsart_adapter.processing import ProcessorSettings, UploadProcessor
 from picsart_adapter.rate_limit import Denial, Grant, LimiterState
 from picsart_adapter.retry_policy import RetryPolicy
+from picsart_adapter.rules import Rules, default_rules, pipeline_hash
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import StoredObject
 from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, Tool, ToolParameters
@@ -46,10 +47,28 @@ class FakeStore:
         self.presigned.append((obj, ttl_seconds))
         return PRESIGNED_URL
 
-    def put_result(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
+    def put_result(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str] | None = None,
+    ) -> None:
         self.results.append(
-            {"bucket": bucket, "key": key, "body": body, "content_type": content_type, "metadata": metadata}
+            {
+                "bucket": bucket,
+                "key": key,
+                "body": body,
+                "content_type": content_type,
+                "metadata": metadata,
+                "tags": tags or {},
+            }
         )
+
+    def copy_original(self, obj: StoredObject, bucket: str, key: str, metadata: dict[str, str]) -> None:
+        self.results.append({"bucket": bucket, "key": key, "copied_from": obj.key, "metadata": metadata})
 
 
 @dataclass
@@ -79,9 +98,13 @@ class FakeClient:
         self.downloads: list[str] = []
         self.polls: list[str] = []
         self.poll_answers: list[PicsartResponse] = []
+        #: Answers given in turn, before `answer` (a pipeline's steps answering each its own).
+        self.script: list[PicsartResponse] = []
 
     def call_tool(self, tool: Tool, image_url: str, parameters: ToolParameters) -> PicsartResponse:
         self.calls.append((tool, image_url, parameters))
+        if self.script:
+            return self.script.pop(0)
         if isinstance(self.answer, Exception):
             raise self.answer
         return self.answer
@@ -167,23 +190,24 @@ class FakeCircuit:
 
 @dataclass
 class FakeOnce:
-    """Keeps final results per version the way Powertools Idempotency does (see the functional tests)."""
+    """Keeps final results per step the way Powertools Idempotency does (see the functional tests)."""
 
-    final: dict[JobRef, JobResult] = field(default_factory=dict)
+    final: dict[tuple[tuple[str, str | int], ...], JobResult] = field(default_factory=dict)
     in_flight: bool = False
 
     def register_lambda_context(self, context: Any) -> None:
         pass
 
-    def run(self, ref: JobRef, work: Any) -> JobResult:
+    def run(self, step_key: dict[str, str | int], work: Any) -> JobResult:
         if self.in_flight:
             raise DuplicateInFlight("in progress")
-        if ref in self.final:
-            kept = self.final[ref]
-            return JobResult(kept.status, kept.reason, kept.output_key, duplicate=True)
+        key = tuple(sorted(step_key.items()))
+        if key in self.final:
+            kept = self.final[key]
+            return replace(kept, duplicate=True)
         result: JobResult = work()
         if result.status in FINAL or result.transaction_id:
-            self.final[ref] = result
+            self.final[key] = result
         return result
 
 
@@ -269,7 +293,9 @@ def world(
     admission: Admission | None = None,
     tool: str = "removebg",
     clock: Clock | None = None,
+    rules: Rules | None = None,
 ) -> World:
+    rules = rules or default_rules(TOOLS[tool], tool_parameters(tool))
     store = FakeStore(stored if stored is not None else stored_object())
     jobs = FakeJobs()
     client = FakeClient(picsart, result)
@@ -279,12 +305,7 @@ def world(
     once = FakeOnce()
     processor = UploadProcessor(
         settings=ProcessorSettings(
-            tool=TOOLS[tool],
-            parameters=(
-                RemoveBackgroundParameters.model_validate({"output_type": "cutout"})
-                if tool == "removebg"
-                else TOOLS[tool].parameters_model.model_validate({})
-            ),
+            rules=rules,
             output_bucket="output",
             presigned_url_ttl_seconds=300,
             max_attempts=max_attempts,
@@ -301,6 +322,28 @@ def world(
         sleep=clock.sleep if clock else _no_sleep,
     )
     return World(processor, store, jobs, client, sqs, limiter, circuit, once)
+
+
+def tool_parameters(tool: str) -> ToolParameters:
+    """The parameters the world's default rule calls `tool` with."""
+    if tool == "removebg":
+        return RemoveBackgroundParameters.model_validate({"output_type": "cutout"})
+    return TOOLS[tool].parameters_model.model_validate({})
+
+
+def only(results: list[JobResult] | None) -> JobResult:
+    """The one result of an upload whose rule runs one pipeline (or None when the work was re-delayed)."""
+    if results is None:
+        return cast(JobResult, None)
+    assert len(results) == 1, f"expected one pipeline's result, got {results}"
+    return results[0]
+
+
+def parked_message(tool: str = "removebg", **fields: Any) -> RetryMessage:
+    """A delay-queue message of the world's default rule (one pipeline named after `tool`), at its first step."""
+    pipeline = default_rules(TOOLS[tool], tool_parameters(tool)).rules[0].pipelines[0]
+    defaults = {"rule": tool, "pipeline": tool, "pipeline_hash": pipeline_hash(pipeline)}
+    return RetryMessage.model_validate({**defaults, **fields})
 
 
 SUCCESS_BODY = {"status": "success", "data": {"id": "9a2c6b1e", "url": RESULT_URL}}

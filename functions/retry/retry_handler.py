@@ -53,14 +53,22 @@ def handle_record(record: SQSRecord) -> dict[str, Any]:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors())
         processor.dead_letter_unreadable(record.body, f"unreadable delay-queue message: {problems}")
         return {"status": "dead-lettered"}
-    logger.append_keys(bucket=message.bucket, key=message.key, attempt=message.attempt + 1)
+    logger.append_keys(
+        bucket=message.bucket,
+        key=message.key,
+        pipeline=message.pipeline,
+        step=message.step + 1,
+        attempt=message.attempt + 1,
+    )
     if not processor.has_time_for():
         # Not enough time left for one more call: hand the work straight back to the queue rather than
         # risk a timeout that would hold the whole batch until the visibility timeout.
         processor.hand_back(message)
         return {"status": "handed back"}
-    result = processor.resume(message)
-    return {"status": result.status.value if result else "re-delayed"}
+    results = processor.resume(message)
+    if results is None:
+        return {"status": "re-delayed"}
+    return {"status": ", ".join(result.status.value for result in results)}
 
 
 @logger.inject_lambda_context(clear_state=True)

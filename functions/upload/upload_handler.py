@@ -1,13 +1,14 @@
-"""UploadFunction: S3 ObjectCreated notifications of the input bucket -> Picsart -> output bucket.
+"""UploadFunction: S3 ObjectCreated notifications of the input bucket -> rules -> Picsart -> output bucket.
 
-Thin: parse the event, hand each upload to the domain, shape the answer. A malformed event raises after
+Thin: parse the event, hand each upload to the domain, shape the answer (one result per pipeline the upload's
+rule runs, or one skip). A malformed event raises after
 the readable records are done, so Lambda retries it and then puts it in the dead-letter queue with the
 error message (nothing is dropped silently).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -15,6 +16,9 @@ from picsart_adapter.config import get_settings
 from picsart_adapter.dependencies import get_processor, init_runs_ahead_of_traffic
 from picsart_adapter.observability import logger, metrics, tracer
 from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
+
+if TYPE_CHECKING:
+    from picsart_adapter.jobs import JobResult
 
 # Checked at cold start: an invalid configuration fails here, naming the variable, before any event. The
 # processor is built at the first event that needs it, or here when the init runs ahead of traffic.
@@ -38,15 +42,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.set_correlation_id(upload.s3_request_id)
         logger.remove_keys(["picsart_correlation_id"])
         logger.append_keys(bucket=upload.bucket, key=upload.key)
-        result = processor.process(upload)
-        results.append({"bucket": upload.bucket, "key": upload.key, **_shape(result)})
+        for result in processor.process(upload):
+            results.append({"bucket": upload.bucket, "key": upload.key, **_shape(result)})
     if notification.malformed:
         raise MalformedEventError("unreadable S3 records: " + "; ".join(notification.malformed))
     return {"results": results}
 
 
-def _shape(result: Any) -> dict[str, Any]:
+def _shape(result: JobResult) -> dict[str, Any]:
     return {
+        "rule": result.rule,
+        "pipeline": result.pipeline,
         "status": result.status.value,
         "reason": result.reason,
         "output_key": result.output_key,

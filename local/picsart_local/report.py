@@ -2,7 +2,8 @@
 
 Picsart's troubleshooting guide, "Reporting issues": give the `X-Picsart-Correlation-Id`, the error body and
 the details of the request. This prints, for every version of one key, every attempt with its time, HTTP
-status, Picsart correlation id, rate-limit headers and error body, ready to paste into a support request.
+status, Picsart correlation id, rate-limit headers and error body, ready to paste into a support request. A
+version has one record per pipeline its rule ran, and a pipeline's attempts are printed step by step.
 It reads the jobs table through boto3, so it works against the local stack (AWS_ENDPOINT_URL) and a
 deployed stack alike.
 """
@@ -17,11 +18,15 @@ from typing import Any
 _HEADER_FIELDS = (
     ("status", "status"),
     ("reason", "reason"),
-    ("tool", "tool"),
+    ("rule", "rule"),
+    ("pipeline_hash", "pipeline definition"),
+    ("rerun_reason", "run again"),
     ("size", "size (bytes)"),
     ("s3_request_id", "S3 request id"),
     ("transaction_id", "Picsart transaction id"),
     ("output_key", "output key"),
+    ("sidecar_key", "sidecar key"),
+    ("fallback", "failure policy"),
     ("due_at", "next attempt due"),
     ("created_at", "first seen"),
     ("completed_at", "completed"),
@@ -36,15 +41,33 @@ def support_report(bucket: str, key: str, records: Sequence[Mapping[str, Any]]) 
         return "\n".join(lines) + "\n"
     for record in records:
         lines.append("")
-        lines.append(f"version {record.get('sk', '?')}")
+        version, _, pipeline = str(record.get("sk", "?")).partition("#")
+        lines.append(f"version {version}" + (f", pipeline {pipeline}" if pipeline else ""))
         for field, label in _HEADER_FIELDS:
             if record.get(field) not in (None, ""):
                 lines.append(f"  {label + ':':24}{record[field]}")
         attempts = list(record.get("attempts") or [])
         lines.append(f"  {'attempts:':24}{len(attempts)}")
-        for attempt in attempts:
+        steps = list(record.get("steps") or [])
+        for number, tool in enumerate(steps, start=1):
+            of_step = [attempt for attempt in attempts if int(attempt.get("step") or 1) == number]
+            lines.append(f"  step {number} ({tool}): {_step_state(record, number, of_step)}")
+            for attempt in of_step:
+                lines.extend("  " + line for line in _attempt_lines(attempt))
+        for attempt in attempts if not steps else []:
             lines.extend(_attempt_lines(attempt))
     return "\n".join(lines) + "\n"
+
+
+def _step_state(record: Mapping[str, Any], number: int, attempts: Sequence[Mapping[str, Any]]) -> str:
+    """How far one step got: done (with its answer's correlation id), being worked on, or not reached."""
+    done = int(record.get("steps_done") or 0)
+    if record.get("status") == "succeeded" or number <= done:
+        last = attempts[-1].get("picsart_correlation_id") if attempts else None
+        return "done" + (f", X-Picsart-Correlation-Id {last}" if last else "")
+    if attempts:
+        return f"{len(attempts)} attempt{'s' if len(attempts) > 1 else ''}, {record.get('status', '?')}"
+    return "not reached"
 
 
 def _attempt_lines(attempt: Mapping[str, Any]) -> list[str]:

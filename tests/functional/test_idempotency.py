@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from picsart_adapter.idempotency import STATIC_PK, DuplicateInFlight, OncePerVersion
-from picsart_adapter.jobs import JobRef, JobResult, JobStatus
+from picsart_adapter.idempotency import STATIC_PK, DuplicateInFlight, OncePerStep
+from picsart_adapter.jobs import JobResult, JobStatus
 from picsart_local.stack import LocalStack
 
 
@@ -27,20 +27,30 @@ class Context:
         return self.remaining_ms
 
 
-def new_once(stack: LocalStack, context: Context | None = None) -> OncePerVersion:
-    once = OncePerVersion(stack.outputs["JobsTableName"], stack.client("dynamodb"))
+StepKey = dict[str, str | int]
+
+
+def new_once(stack: LocalStack, context: Context | None = None) -> OncePerStep:
+    once = OncePerStep(stack.outputs["JobsTableName"], stack.client("dynamodb"))
     once.register_lambda_context(context or Context())  # type: ignore[arg-type]
     return once
 
 
 @pytest.fixture
-def once(stack: LocalStack) -> OncePerVersion:
+def once(stack: LocalStack) -> OncePerStep:
     return new_once(stack)
 
 
 @pytest.fixture
-def ref() -> JobRef:
-    return JobRef("input", f"uploads/{uuid.uuid4()}.jpg", "version:v1")
+def ref() -> StepKey:
+    return {
+        "bucket": "input",
+        "key": f"uploads/{uuid.uuid4()}.jpg",
+        "version_ref": "version:v1",
+        "pipeline_hash": "0123456789abcdef",
+        "step": 0,
+        "run": 0,
+    }
 
 
 class Work:
@@ -56,7 +66,7 @@ class Work:
 SUCCEEDED = JobResult(JobStatus.SUCCEEDED, output_key="removebg/a.jpg.png", picsart_correlation_ids=["c1"])
 
 
-def test_a_version_that_succeeded_is_not_run_again(once: OncePerVersion, ref: JobRef) -> None:
+def test_a_version_that_succeeded_is_not_run_again(once: OncePerStep, ref: StepKey) -> None:
     work = Work(SUCCEEDED, SUCCEEDED)
     first = once.run(ref, work)
     again = once.run(ref, work)
@@ -66,7 +76,7 @@ def test_a_version_that_succeeded_is_not_run_again(once: OncePerVersion, ref: Jo
     assert (again.output_key, again.picsart_correlation_ids) == ("removebg/a.jpg.png", ["c1"])
 
 
-def test_a_permanent_failure_is_final_too(once: OncePerVersion, ref: JobRef) -> None:
+def test_a_permanent_failure_is_final_too(once: OncePerStep, ref: StepKey) -> None:
     """A redelivered event of a refused upload does not ask Picsart again: it would answer the same 4xx."""
     work = Work(JobResult(JobStatus.FAILED, reason="HTTP 415", http_status=415))
     once.run(ref, work)
@@ -75,21 +85,38 @@ def test_a_permanent_failure_is_final_too(once: OncePerVersion, ref: JobRef) -> 
     assert (again.status, again.http_status, again.duplicate) == (JobStatus.FAILED, 415, True)
 
 
-def test_work_parked_for_a_retry_is_not_a_duplicate(once: OncePerVersion, ref: JobRef) -> None:
+def test_work_parked_for_a_retry_is_not_a_duplicate(once: OncePerStep, ref: StepKey) -> None:
     work = Work(JobResult(JobStatus.WAITING, reason="transient: HTTP 503"), SUCCEEDED)
     assert once.run(ref, work).status is JobStatus.WAITING
     retried = once.run(ref, work)
     assert (retried.status, retried.duplicate, work.runs) == (JobStatus.SUCCEEDED, False, 2)
 
 
-def test_other_versions_of_the_same_key_are_separate(once: OncePerVersion, ref: JobRef) -> None:
+def test_other_versions_of_the_same_key_are_separate(once: OncePerStep, ref: StepKey) -> None:
     work = Work(SUCCEEDED, SUCCEEDED)
     once.run(ref, work)
-    once.run(JobRef(ref.bucket, ref.key, "version:v2"), work)
+    once.run({**ref, "version_ref": "version:v2"}, work)
     assert work.runs == 2
 
 
-def test_both_functions_share_the_records(stack: LocalStack, ref: JobRef, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "other",
+    [{"step": 1}, {"pipeline_hash": "fedcba9876543210"}, {"run": 1}],
+    ids=["next step", "changed pipeline", "run again"],
+)
+def test_another_step_pipeline_definition_or_run_is_new_work(
+    once: OncePerStep, ref: StepKey, other: dict[str, str | int]
+) -> None:
+    """One paid call per step per version per pipeline definition: a changed pipeline is new work, and so is a
+    pipeline run again because an intermediate result grew too old."""
+    work = Work(SUCCEEDED, SUCCEEDED, SUCCEEDED)
+    once.run(ref, work)
+    assert once.run(ref, work).duplicate is True
+    assert once.run({**ref, **other}, work).duplicate is False
+    assert work.runs == 2
+
+
+def test_both_functions_share_the_records(stack: LocalStack, ref: StepKey, monkeypatch: pytest.MonkeyPatch) -> None:
     """The upload function and the retry function see each other's results (one key prefix, not the
     function's name as Powertools would use by default)."""
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "UploadFunction")
@@ -102,7 +129,7 @@ def test_both_functions_share_the_records(stack: LocalStack, ref: JobRef, monkey
     assert work.runs == 0
 
 
-def test_a_concurrent_duplicate_is_told_the_version_is_in_flight(once: OncePerVersion, ref: JobRef) -> None:
+def test_a_concurrent_duplicate_is_told_the_version_is_in_flight(once: OncePerStep, ref: StepKey) -> None:
     inside, release = threading.Event(), threading.Event()
 
     def slow() -> JobResult:
@@ -123,7 +150,7 @@ def test_a_concurrent_duplicate_is_told_the_version_is_in_flight(once: OncePerVe
 
 
 def test_records_live_in_the_jobs_table_under_their_own_partition(
-    stack: LocalStack, once: OncePerVersion, ref: JobRef
+    stack: LocalStack, once: OncePerStep, ref: StepKey
 ) -> None:
     once.run(ref, Work(SUCCEEDED))
     table = stack.resource("dynamodb").Table(stack.outputs["JobsTableName"])
@@ -134,7 +161,7 @@ def test_records_live_in_the_jobs_table_under_their_own_partition(
 
 
 def test_a_crashed_invocation_holds_its_version_only_until_it_would_have_timed_out(
-    stack: LocalStack, ref: JobRef
+    stack: LocalStack, ref: StepKey
 ) -> None:
     """The in-progress record expires with the invocation's remaining time: the event's retry can run."""
     crashing = new_once(stack, Context(remaining_ms=300))

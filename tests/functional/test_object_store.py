@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from picsart_adapter.input_checks import SNIFF_BYTES
+from picsart_adapter.image_header import HEADER_BYTES
 from picsart_adapter.storage import ObjectStore
 from picsart_local.stack import LocalStack
 
@@ -21,14 +21,14 @@ def bucket(stack: LocalStack) -> str:
     return stack.outputs["InputBucketName"]
 
 
-@pytest.mark.parametrize("size", [0, 3, SNIFF_BYTES, 5000])
+@pytest.mark.parametrize("size", [0, 3, 5000, HEADER_BYTES, HEADER_BYTES + 5000])
 def test_one_request_tells_size_identity_and_first_bytes(s3: Any, bucket: str, size: int) -> None:
     body = bytes(range(256)) * (size // 256 + 1)
     put = s3.put_object(Bucket=bucket, Key=f"describe/{size}.bin", Body=body[:size])
     described = ObjectStore(s3).describe(bucket, f"describe/{size}.bin", put["VersionId"])
     assert described is not None
     assert described.size == size, "the total size, not the size of the range read"
-    assert described.head == body[: min(size, SNIFF_BYTES)]
+    assert described.head == body[: min(size, HEADER_BYTES)]
     assert (described.version_id, described.etag) == (put["VersionId"], put["ETag"].strip('"'))
 
 

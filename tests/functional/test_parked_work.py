@@ -13,11 +13,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
-from picsart_adapter.idempotency import OncePerVersion
+from picsart_adapter.idempotency import OncePerStep
 from picsart_adapter.jobs import JobResult, JobStatus
 from picsart_adapter.processing import ProcessorSettings, UploadProcessor
 from picsart_adapter.rate_limit import Denial
 from picsart_adapter.retry_policy import RetryPolicy
+from picsart_adapter.rules import default_rules
 from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters
 from picsart_local.stack import LocalStack
 from tests.fakes import (
@@ -53,11 +54,10 @@ class DeliveringSqs:
 
 
 def processor(stack: LocalStack, limiter: FakeLimiter, client: FakeClient, sqs: DeliveringSqs) -> UploadProcessor:
-    once = OncePerVersion(stack.outputs["JobsTableName"], stack.client("dynamodb"))
+    once = OncePerStep(stack.outputs["JobsTableName"], stack.client("dynamodb"))
     built = UploadProcessor(
         settings=ProcessorSettings(
-            tool=TOOLS["removebg"],
-            parameters=RemoveBackgroundParameters.model_validate({}),
+            rules=default_rules(TOOLS["removebg"], RemoveBackgroundParameters.model_validate({})),
             output_bucket="output",
             presigned_url_ttl_seconds=300,
             max_attempts=6,
@@ -89,11 +89,12 @@ def test_work_parked_by_the_invocation_holding_its_version_is_not_its_own_duplic
     retry_side = processor(stack, FakeLimiter(), client, sqs)
     sqs.deliver = retry_side.resume
 
-    parked = upload_side.process(replace(UPLOAD, key=f"uploads/{uuid.uuid4()}.jpg"))
+    (parked,) = upload_side.process(replace(UPLOAD, key=f"uploads/{uuid.uuid4()}.jpg"))
 
     assert parked.status is JobStatus.WAITING
-    (resumed,) = sqs.delivered
-    assert resumed is not None
+    (delivered,) = sqs.delivered
+    assert delivered is not None
+    (resumed,) = delivered
     assert (resumed.status, resumed.duplicate) == (JobStatus.SUCCEEDED, False)
     assert len(client.calls) == 1
     assert [m["QueueUrl"] for m in sqs.sent] == ["https://sqs/delay"], "parked once, never as a duplicate"

@@ -119,7 +119,8 @@ def test_server_errors_back_off_then_go_to_the_dead_letter_queue_with_the_reason
         outcome = env.wait_for(["errors/always-503.png"], timeout=60)["errors/always-503.png"]
         assert outcome.status in {"failed", "dead-lettered"}, outcome
         assert "gave up after 3 attempts" in str(outcome.reason)
-        assert env.dead_lettered_keys()["errors/always-503.png"].startswith("gave up after 3 attempts")
+        dead_reason = env.dead_lettered_keys()["errors/always-503.png"]
+        assert dead_reason.startswith("step 1 (removebg): gave up after 3 attempts")
         assert tool_calls(env, 503) == 3
         times = [c.at for c in env.emulator.calls() if c.tool] if env.emulator else []
         assert times == sorted(times)

@@ -92,10 +92,14 @@ def test_retry_message_with_only_the_required_fields_round_trips() -> None:
     assert RetryMessage.model_validate_json(minimal.model_dump_json()) == minimal
 
 
-def test_retry_message_has_no_url_or_secret_fields() -> None:
-    """No presigned URL (it is a credential and would expire while parked) and no API key in the queue."""
+def test_retry_message_has_no_url_or_secret_fields_but_a_later_steps_input() -> None:
+    """No presigned URL (it is a credential and would expire while parked) and no API key in the queue. The one URL
+    a message carries is a later step's input: the step before's result, as Picsart gave it."""
     fields = set(RetryMessage.model_fields)
-    assert not {name for name in fields if "url" in name.lower() or "secret" in name.lower()}
+    assert {name for name in fields if "url" in name.lower() or "secret" in name.lower()} == {
+        "input_url",
+        "input_url_at",
+    }
     assert "api_key" not in fields
 
 

@@ -23,7 +23,19 @@ from picsart_adapter.job_budget import (
 from picsart_adapter.jobs import JobStatus
 from picsart_adapter.rate_limit import Denial, Grant, LimiterState
 from picsart_adapter.retry_policy import RESET_SPREAD_SECONDS
-from tests.fakes import NOW, SUCCESS_BODY, UPLOAD, Clock, FakeContext, answer, describe_taking, fresh_metrics, world
+from tests.fakes import (
+    NOW,
+    SUCCESS_BODY,
+    UPLOAD,
+    Clock,
+    FakeContext,
+    answer,
+    describe_taking,
+    fresh_metrics,
+    only,
+    parked_message,
+    world,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -38,13 +50,13 @@ def test_work_parked_for_its_turn_is_due_early_by_how_long_preparing_a_job_takes
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 40, reason="quota"), clock=clock)
 
     w.store.describe = describe_taking(clock, 2.0)  # type: ignore[method-assign]
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.due_at == pytest.approx(NOW + 40 - 2.0 - DELAY_ROUNDING_SECONDS)
     assert message.turn_at == NOW + 40
 
     w.store.describe = describe_taking(clock, 20.0)  # type: ignore[method-assign]
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.due_at == pytest.approx(NOW + 40 - MAX_PREPARATION_SECONDS - DELAY_ROUNDING_SECONDS), (
         "a stalled preparation is not planned for"
@@ -58,23 +70,23 @@ def test_work_back_from_the_line_asks_for_budget_at_its_turn_not_at_the_reset() 
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.known = Denial(retry_at=NOW + 0.2, reason="quota")
     w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
-    message = RetryMessage(
+    message = parked_message(
         bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", in_line=True
     )
-    w.processor.resume(message.model_copy(update={"turn_at": NOW + 0.7}))
+    only(w.processor.resume(message.model_copy(update={"turn_at": NOW + 0.7})))
     assert clock.slept == [pytest.approx(0.7)], "its turn, after the reset"
     assert (w.limiter.acquired, len(w.client.calls)) == (2, 1)
 
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="spike"), Grant(LimiterState(), valid_until=NOW + 10)]
-    w.processor.resume(message.model_copy(update={"turn_at": NOW + 0.7}))
+    only(w.processor.resume(message.model_copy(update={"turn_at": NOW + 0.7})))
     assert clock.slept == [pytest.approx(0.2)], "a full second is not a turn in line: the next second will do"
 
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="quota")]
-    w.processor.resume(message.model_copy(update={"turn_at": NOW + SHORT_WAIT_SECONDS + 1}))
+    only(w.processor.resume(message.model_copy(update={"turn_at": NOW + SHORT_WAIT_SECONDS + 1})))
     assert clock.slept == [], "a turn further off than a short wait: parked"
     assert len(w.parked()) == 1
 
@@ -87,7 +99,7 @@ def test_work_refused_for_quota_takes_its_place_even_when_the_reset_is_a_short_w
     w.limiter.known = Denial(retry_at=NOW + 0.5, reason="quota")
     w.limiter.script = [Denial(retry_at=NOW + 0.5, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
     w.limiter.turns = [NOW + 1.2]
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.SUCCEEDED
     assert w.limiter.lined_up == [Denial(retry_at=NOW + 0.5, reason="quota")]
     assert clock.slept == [pytest.approx(1.2)], "its turn, not the reset"
@@ -95,7 +107,7 @@ def test_work_refused_for_quota_takes_its_place_even_when_the_reset_is_a_short_w
     w = world(answer(200, SUCCESS_BODY))
     w.limiter.known = Denial(retry_at=NOW + 0.5, reason="quota")
     w.limiter.turns = [NOW + 12]
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert (message.turn_at, message.in_line) == (NOW + 12, True), "a turn windows away: parked for it"
     assert len(w.limiter.lined_up) == 1, "one place"
@@ -109,12 +121,12 @@ def test_a_refusal_that_took_its_place_waits_for_that_place_not_for_the_reset() 
         Denial(retry_at=NOW + 0.2, reason="quota", turn=NOW + 0.9),
         Grant(LimiterState(), valid_until=NOW + 10),
     ]
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     assert clock.slept == [pytest.approx(0.9)]
     assert w.limiter.lined_up == []
 
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 0.2, reason="quota", turn=NOW + 30))
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert message.turn_at == NOW + 30, "the place its refusal took"
     assert message.in_line
@@ -125,10 +137,10 @@ def test_work_that_had_a_place_in_line_and_came_early_keeps_its_turn() -> None:
     before its window reset comes back right after the reset, not at the end of the line."""
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 3, reason="quota"))
     w.limiter.known = Denial(retry_at=NOW + 3, reason="quota")
-    message = RetryMessage(
+    message = parked_message(
         bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", in_line=True
     )
-    w.processor.resume(message)
+    only(w.processor.resume(message))
     assert w.limiter.lined_up == []
     parked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     lead = ASSUMED_PREPARATION_SECONDS + DELAY_ROUNDING_SECONDS  # no job prepared here yet: nothing timed
@@ -141,7 +153,7 @@ def test_a_budget_back_within_a_short_wait_is_waited_for_not_parked() -> None:
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.script = [Denial(retry_at=NOW + 0.4, reason="spike"), Grant(LimiterState(), valid_until=NOW + 10)]
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.SUCCEEDED
     assert clock.slept == [pytest.approx(0.4)]
     assert (w.limiter.acquired, w.parked()) == (2, [])
@@ -152,7 +164,7 @@ def test_work_that_knows_the_budget_returns_soon_is_prepared_then_waits() -> Non
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.known = Denial(retry_at=NOW + 1.0, reason="quota")
     w.limiter.script = [Denial(retry_at=NOW + 1.0, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
-    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
     assert clock.slept == [pytest.approx(1.0)]
 
 
@@ -166,10 +178,10 @@ def test_work_back_on_time_for_its_turn_is_prepared_then_waits_rather_than_going
     w.limiter.known = Denial(retry_at=NOW + 0.2, reason="quota")
     w.limiter.script = [Denial(retry_at=NOW + 0.2, reason="quota"), Grant(LimiterState(), valid_until=NOW + 10)]
     turn = NOW + ASSUMED_PREPARATION_SECONDS + SHORT_WAIT_SECONDS - 0.1
-    message = RetryMessage(
+    message = parked_message(
         bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", in_line=True, turn_at=turn
     )
-    assert w.processor.resume(message).status is JobStatus.SUCCEEDED
+    assert only(w.processor.resume(message)).status is JobStatus.SUCCEEDED
     assert w.parked() == []
     assert clock.slept == [pytest.approx(SHORT_WAIT_SECONDS - 0.1)], "prepared, it waits for its turn"
 
@@ -177,7 +189,7 @@ def test_work_back_on_time_for_its_turn_is_prepared_then_waits_rather_than_going
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.known = Denial(retry_at=NOW + 0.2, reason="quota")
     farther = message.model_copy(update={"turn_at": NOW + ASSUMED_PREPARATION_SECONDS + SHORT_WAIT_SECONDS + 0.5})
-    assert w.processor.resume(farther).status is JobStatus.WAITING
+    assert only(w.processor.resume(farther)).status is JobStatus.WAITING
     assert (len(w.parked()), w.store.described, w.limiter.acquired) == (1, 0, 0), "parked before any S3 read or write"
 
 
@@ -185,13 +197,13 @@ def test_a_longer_wait_or_too_little_time_left_parks_the_job() -> None:
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.script = [Denial(retry_at=NOW + SHORT_WAIT_SECONDS + 0.5, reason="quota")]
-    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
     assert clock.slept == []
 
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.processor.register_lambda_context(cast(Any, FakeContext(remaining_ms=w.processor.time_needed_ms + 100)))
     w.limiter.script = [Denial(retry_at=NOW + 1.0, reason="spike")]
-    assert w.processor.process(UPLOAD).status is JobStatus.WAITING, "no time for the wait and the call"
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING, "no time for the wait and the call"
     assert clock.slept == []
 
 
@@ -199,7 +211,7 @@ def test_short_waits_are_bounded() -> None:
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.denial = Denial(retry_at=NOW, reason="contention")  # never granted, always "in a moment"
-    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
     assert len(clock.slept) == MAX_SHORT_WAITS
     assert len(w.parked()) == 1
 
@@ -211,7 +223,7 @@ def test_a_grant_that_expired_in_its_write_is_counted_again_not_dropped() -> Non
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.script = [Grant(LimiterState(), valid_until=NOW - 0.1)]
     w.limiter.recounts = [Denial(retry_at=NOW + 0.3, reason="spike"), Grant(LimiterState(), valid_until=NOW + 0.9)]
-    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
     assert (w.limiter.acquired, w.limiter.recounted, len(w.client.calls)) == (1, 2, 1), "one unit, counted again"
     assert clock.slept == [pytest.approx(0.3)]
 
@@ -220,7 +232,7 @@ def test_an_expired_grant_whose_window_ended_takes_a_new_unit() -> None:
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.script = [Grant(LimiterState(), valid_until=NOW - 0.1), Grant(LimiterState(), valid_until=NOW + 5)]
-    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
     assert (w.limiter.acquired, w.limiter.recounted, clock.slept) == (2, 1, [])
     assert len(w.client.calls) == 1
 
@@ -230,7 +242,7 @@ def test_a_grant_counted_in_the_next_second_is_sent_in_it_not_before() -> None:
     clock = Clock()
     w = world(answer(200, SUCCESS_BODY), clock=clock)
     w.limiter.script = [Grant(LimiterState(), valid_from=NOW + 0.3, valid_until=NOW + 1.1)]
-    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
     assert clock.slept == [pytest.approx(0.3)]
     assert (w.limiter.acquired, w.limiter.recounted, len(w.client.calls)) == (1, 0, 1)
 
@@ -240,6 +252,6 @@ def test_a_grant_that_keeps_expiring_parks_the_job_rather_than_risk_a_429() -> N
     expired = Grant(LimiterState(), valid_until=NOW - 0.1)
     w.limiter.script = [expired]
     w.limiter.recounts = [expired] * MAX_RECOUNTS
-    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
     assert w.client.calls == []
     assert "grant expired" in RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"]).reason

@@ -22,7 +22,7 @@ from picsart_adapter.parking import MAX_IN_FLIGHT_SECONDS
 from picsart_adapter.picsart_client import PicsartTransportError, ResultDownloadError
 from picsart_adapter.rate_limit import Denial
 from picsart_adapter.retry_policy import MAX_POLLS, RESET_SPREAD_SECONDS
-from tests.fakes import ACCEPTED_BODY, NOW, SUCCESS_BODY, UPLOAD, answer, fresh_metrics, world
+from tests.fakes import ACCEPTED_BODY, NOW, SUCCESS_BODY, UPLOAD, answer, fresh_metrics, only, parked_message, world
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ def test_throttled_with_reset_time_is_parked_until_the_reset() -> None:
     w = world(
         answer(429, {"code": 429, "message": "Too Many Requests"}, {"X-Picsart-RateLimit-Reset-Time": str(reset_ms)})
     )
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.WAITING
     (parked,) = w.parked()
     message = RetryMessage.model_validate_json(parked["MessageBody"])
@@ -52,7 +52,7 @@ def test_throttled_with_reset_time_is_parked_until_the_reset() -> None:
 def test_throttled_without_reset_time_waits_at_least_a_minute() -> None:
     """Guide: "If neither condition applies, it's advisable to wait at least one minute"."""
     w = world(answer(429, {"fault": {"faultstring": "Rate limit quota violation"}}))
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     (parked,) = w.parked()
     assert RetryMessage.model_validate_json(parked["MessageBody"]).due_at >= NOW + 60
     assert parked["DelaySeconds"] >= 60
@@ -60,7 +60,7 @@ def test_throttled_without_reset_time_waits_at_least_a_minute() -> None:
 
 def test_no_answer_is_parked_as_transient() -> None:
     w = world(PicsartTransportError("timeout", "ReadTimeoutError"))
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.WAITING
     assert (result.reason or "").startswith("transient")
     assert "ReadTimeoutError" in (w.jobs.finished[-1]["attempt"].error or "")
@@ -69,7 +69,7 @@ def test_no_answer_is_parked_as_transient() -> None:
 
 def test_failed_result_download_is_retried_later() -> None:
     w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.WAITING
     assert w.store.results == []
     assert len(w.parked()) == 1
@@ -78,12 +78,12 @@ def test_failed_result_download_is_retried_later() -> None:
 def test_attempts_used_up_go_to_the_dead_letter_queue_with_the_reason() -> None:
     """Guide: "consider throwing an error after several failed attempts"."""
     w = world(answer(503, {"code": 503, "message": "Service Unavailable"}), max_attempts=3)
-    result = w.processor.process(UPLOAD, attempts_made=2, correlation_ids=["corr-a", "corr-b"])
+    result = only(w.processor.process(UPLOAD, attempts_made=2, correlation_ids=["corr-a", "corr-b"]))
     assert result.status is JobStatus.FAILED
     assert w.parked() == []
     (dead,) = w.dead_lettered()
     body = json.loads(dead["MessageBody"])
-    assert body["reason"].startswith("gave up after 3 attempts")
+    assert body["reason"].startswith("step 1 (removebg): gave up after 3 attempts")
     assert body["picsart_correlation_ids"] == ["corr-a", "corr-b", "corr-503"]
     assert w.jobs.finished[-1]["dead_lettered"] is True
 
@@ -91,7 +91,7 @@ def test_attempts_used_up_go_to_the_dead_letter_queue_with_the_reason() -> None:
 def test_a_refused_budget_parks_the_job_without_a_call_or_an_attempt() -> None:
     """Guide: sequence requests instead of bursts; hold off until the reset time when nothing is left."""
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 40, reason="quota"))
-    result = w.processor.process(UPLOAD, attempts_made=2)
+    result = only(w.processor.process(UPLOAD, attempts_made=2))
     assert result.status is JobStatus.WAITING
     assert w.client.calls == []
     (parked,) = w.parked()
@@ -111,10 +111,10 @@ def test_resumed_work_that_must_wait_again_costs_only_its_message() -> None:
     no S3 read, no record write and no idempotency record, only the message that parks it again."""
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 10, reason="quota"))
     w.limiter.known = Denial(retry_at=NOW + 10, reason="quota")
-    message = RetryMessage(
+    message = parked_message(
         bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=1, due_at=NOW, reason="x"
     )
-    result = w.processor.resume(message)
+    result = only(w.processor.resume(message))
     assert result is not None
     assert result.status is JobStatus.WAITING
     assert (w.store.described, w.jobs.started, w.jobs.finished, w.once.final) == (0, [], [], {})
@@ -124,14 +124,14 @@ def test_resumed_work_that_must_wait_again_costs_only_its_message() -> None:
 
 def test_a_new_upload_that_must_wait_is_recorded_as_waiting() -> None:
     w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 10, reason="quota"))
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     assert w.store.described == 1, "checked before any budget is asked for"
     assert w.jobs.finished[-1]["status"] is JobStatus.WAITING
 
 
 def test_an_open_circuit_parks_the_job_without_a_call_an_attempt_or_budget() -> None:
     w = world(answer(200, SUCCESS_BODY), admission=Open(retry_at=NOW + 120, reason="HTTP 401: bad key"))
-    result = w.processor.process(UPLOAD, attempts_made=1)
+    result = only(w.processor.process(UPLOAD, attempts_made=1))
     assert result.status is JobStatus.WAITING
     assert w.client.calls == []
     assert w.limiter.acquired == 0, "no budget is taken for a call that will not be made"
@@ -147,7 +147,7 @@ def test_a_duplicate_while_the_version_is_in_flight_is_parked_not_dropped() -> N
     """If the invocation working on it crashed, a dropped duplicate would lose the upload."""
     w = world(answer(200, SUCCESS_BODY))
     w.once.in_flight = True
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert (result.status, result.duplicate) == (JobStatus.WAITING, True)
     assert w.client.calls == []
     assert w.jobs.finished == [], "the job record belongs to the invocation in flight"
@@ -163,17 +163,17 @@ def test_work_that_keeps_finding_its_version_in_progress_ends_in_the_dead_letter
     version longer than Lambda's longest timeout."""
     w = world(answer(200, SUCCESS_BODY))
     w.once.in_flight = True
-    message = RetryMessage(
+    message = parked_message(
         bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=0, due_at=NOW, reason="x"
     )
-    assert w.processor.resume(message) is not None
+    assert only(w.processor.resume(message)) is not None
     checked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
     assert checked.in_flight_since == NOW
     still = checked.model_copy(update={"due_at": NOW, "in_flight_since": NOW - MAX_IN_FLIGHT_SECONDS + 1})
-    assert w.processor.resume(still) is not None
+    assert only(w.processor.resume(still)) is not None
     assert w.dead_lettered() == [], "within Lambda's longest timeout: checked again"
     stuck = checked.model_copy(update={"due_at": NOW, "in_flight_since": NOW - MAX_IN_FLIGHT_SECONDS - 1})
-    result = w.processor.resume(stuck)
+    result = only(w.processor.resume(stuck))
     assert result is not None
     assert result.status is JobStatus.FAILED
     (dead,) = w.dead_lettered()
@@ -182,7 +182,7 @@ def test_work_that_keeps_finding_its_version_in_progress_ends_in_the_dead_letter
 
 def test_an_accepted_async_job_is_polled_through_the_delay_queue_never_by_sleeping() -> None:
     w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert (result.status, result.transaction_id) == (JobStatus.WAITING, "tx-1")
     (parked,) = w.parked()
     message = RetryMessage.model_validate_json(parked["MessageBody"])
@@ -194,13 +194,13 @@ def test_an_accepted_async_job_is_polled_through_the_delay_queue_never_by_sleepi
 
 def test_polls_back_off_until_the_result_is_ready_then_store_it() -> None:
     w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     w.client.poll_answers = [answer(202, ACCEPTED_BODY), answer(200, SUCCESS_BODY)]
     first = RetryMessage.model_validate_json(w.parked()[0]["MessageBody"])
-    w.processor.resume(first.model_copy(update={"due_at": NOW}))
+    only(w.processor.resume(first.model_copy(update={"due_at": NOW})))
     second = RetryMessage.model_validate_json(w.parked()[1]["MessageBody"])
     assert (second.polls, second.attempt, second.due_at) == (1, 1, NOW + 2), "a 202 poll is not an attempt"
-    done = w.processor.resume(second.model_copy(update={"due_at": NOW}))
+    done = only(w.processor.resume(second.model_copy(update={"due_at": NOW})))
     assert done is not None
     assert done.status is JobStatus.SUCCEEDED
     assert w.client.polls == ["tx-1", "tx-1"]
@@ -212,7 +212,8 @@ def test_polls_back_off_until_the_result_is_ready_then_store_it() -> None:
 def test_a_result_never_ready_goes_to_the_dead_letter_queue_with_the_reason() -> None:
     w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
     w.client.poll_answers = [answer(202, ACCEPTED_BODY)]
-    message = RetryMessage(
+    message = parked_message(
+        tool="ultra-upscale",
         bucket="input",
         key=UPLOAD.key,
         version_id="v1",
@@ -223,7 +224,7 @@ def test_a_result_never_ready_goes_to_the_dead_letter_queue_with_the_reason() ->
         transaction_id="tx-1",
         polls=MAX_POLLS - 1,
     )
-    result = w.processor.resume(message)
+    result = only(w.processor.resume(message))
     assert result is not None
     assert result.status is JobStatus.FAILED
     (dead,) = w.dead_lettered()

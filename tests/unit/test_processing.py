@@ -34,6 +34,8 @@ from tests.fakes import (
     FakeContext,
     answer,
     fresh_metrics,
+    only,
+    parked_message,
     stored_object,
     world,
 )
@@ -48,7 +50,7 @@ def test_success_stores_the_result_downloaded_from_data_url_as_given() -> None:
     """Guide: "reference the URL value directly instead of stripping off the parameters"; correlation id
     captured in the record."""
     w = world(answer(200, SUCCESS_BODY))
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.SUCCEEDED
     assert w.client.downloads == [RESULT_URL]
     ((tool, image_url, parameters),) = w.client.calls
@@ -73,7 +75,7 @@ def test_validation_error_fails_once_with_body_and_correlation_id_recorded() -> 
     X-Picsart-Correlation-Id"; 422 is not retried ("disregard ongoing validation errors" gets suspended)."""
     body = {"code": 422, "message": "Unprocessable Entity", "detail": "bg_blur must be <= 100"}
     w = world(answer(422, body))
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.FAILED
     assert (result.http_status, result.picsart_correlation_id) == (422, "corr-422")
     assert "bg_blur must be <= 100" in (result.reason or "")
@@ -88,9 +90,9 @@ def test_validation_error_fails_once_with_body_and_correlation_id_recorded() -> 
 def test_already_processed_version_costs_no_second_call() -> None:
     """S3 delivers at least once; a duplicate must not spend credits again, nor touch the job record."""
     w = world(answer(200, SUCCESS_BODY))
-    first = w.processor.process(UPLOAD)
+    first = only(w.processor.process(UPLOAD))
     records_after_first = len(w.jobs.finished)
-    again = w.processor.process(UPLOAD)
+    again = only(w.processor.process(UPLOAD))
     assert (first.duplicate, again.duplicate) == (False, True)
     assert again.status is JobStatus.SUCCEEDED
     assert again.output_key == first.output_key == "removebg/uploads/photo.jpg.png"
@@ -101,9 +103,9 @@ def test_already_processed_version_costs_no_second_call() -> None:
 def test_a_retry_after_a_failure_is_not_a_duplicate() -> None:
     """Work parked after a 503 is not final: when it comes back, it is called again."""
     w = world(answer(503, {"code": 503, "message": "Service Unavailable"}))
-    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
     w.client.answer = answer(200, SUCCESS_BODY)
-    again = w.processor.process(UPLOAD, attempts_made=1)
+    again = only(w.processor.process(UPLOAD, attempts_made=1))
     assert (again.status, again.duplicate) == (JobStatus.SUCCEEDED, False)
     assert len(w.client.calls) == 2
 
@@ -114,13 +116,14 @@ def test_a_retry_after_a_failure_is_not_a_duplicate() -> None:
         (stored_object(head=b"hello, this is plain text only.!"), "not-an-image"),
         (stored_object(size=0, head=b""), "empty-object"),
         (stored_object(size=100 * 1024 * 1024 + 1), "too-large"),
-        (stored_object(key="uploads/anim.gif"), "unsupported-type"),
+        # Every created object reaches the function; the content says what it is, not the name.
+        (stored_object(key="uploads/anim.gif", head=b"GIF89a" + b"\x00" * 26), "not-an-image"),
     ],
 )
 def test_inputs_picsart_would_refuse_are_skipped_without_a_call(stored: StoredObject, code: str) -> None:
     """Guide, 413 "input file is too big" / 415: checked first, so never provoked."""
     w = world(answer(200, SUCCESS_BODY), stored=stored)
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.SKIPPED
     assert w.jobs.finished[-1]["skip_code"] == code
     assert w.client.calls == []
@@ -129,7 +132,7 @@ def test_inputs_picsart_would_refuse_are_skipped_without_a_call(stored: StoredOb
 def test_deleted_object_is_skipped() -> None:
     w = world(answer(200, SUCCESS_BODY))
     w.store.stored = None
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.SKIPPED
     assert w.jobs.finished[-1]["skip_code"] == "object-gone"
     assert w.jobs.finished[-1]["ref"].version_ref == "version:v1"
@@ -139,13 +142,13 @@ def test_deleted_object_is_skipped() -> None:
 def test_success_without_data_url_fails_rather_than_guessing_a_url() -> None:
     """Guide: do not "anticipate the configuration of future URLs"."""
     w = world(answer(200, {"status": "success", "data": {"id": "9a2c6b1e"}}))
-    assert w.processor.process(UPLOAD).status is JobStatus.FAILED
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.FAILED
     assert w.client.downloads == []
 
 
 def test_async_202_from_a_sync_tool_fails() -> None:
     w = world(answer(202, {"status": "queued", "transaction_id": "t1"}))
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.FAILED
     assert "202" in (result.reason or "")
     assert w.sqs.sent == []
@@ -154,8 +157,8 @@ def test_async_202_from_a_sync_tool_fails() -> None:
 def test_resume_of_work_not_yet_due_hops_without_a_call() -> None:
     """Waits longer than SQS's 900 s are carried in hops; nothing is sent to Picsart early."""
     w = world(answer(200, SUCCESS_BODY))
-    message = RetryMessage(bucket="input", key="uploads/photo.jpg", attempt=2, due_at=NOW + 5000, reason="throttled")
-    assert w.processor.resume(message) is None
+    message = parked_message(bucket="input", key="uploads/photo.jpg", attempt=2, due_at=NOW + 5000, reason="throttled")
+    assert only(w.processor.resume(message)) is None
     assert w.client.calls == []
     (parked,) = w.parked()
     assert parked["DelaySeconds"] == 900
@@ -164,7 +167,7 @@ def test_resume_of_work_not_yet_due_hops_without_a_call() -> None:
 
 def test_resume_of_due_work_counts_the_attempt_and_keeps_correlation_ids() -> None:
     w = world(answer(503, {"code": 503, "message": "Service Unavailable"}))
-    message = RetryMessage(
+    message = parked_message(
         bucket="input",
         key="uploads/photo.jpg",
         attempt=2,
@@ -172,7 +175,7 @@ def test_resume_of_due_work_counts_the_attempt_and_keeps_correlation_ids() -> No
         reason="transient",
         picsart_correlation_ids=["c1"],
     )
-    result = w.processor.resume(message)
+    result = only(w.processor.resume(message))
     assert result is not None
     assert result.status is JobStatus.WAITING
     assert w.jobs.started[-1]["attempt_count"] == 3
@@ -184,11 +187,11 @@ def test_every_answer_is_reported_to_the_fleet_limiter() -> None:
     """Guide: the X-Picsart-RateLimit-* headers of every answer, success or error, steer the fleet."""
     headers = {"X-Picsart-RateLimit-Limit": "10", "X-Picsart-RateLimit-Available": "0"}
     w = world(answer(429, {"code": 429, "detail": "quota"}, headers))
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     ((seen, throttled),) = w.limiter.observed
     assert (seen.limit, seen.available, throttled) == (10, 0, True)
     w = world(answer(200, SUCCESS_BODY, headers))
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     assert [t for _, t in w.limiter.observed] == [False]
 
 
@@ -196,7 +199,7 @@ def test_every_answer_is_reported_to_the_fleet_limiter() -> None:
 def test_a_configuration_fault_or_spent_credits_opens_the_circuit_and_waits_for_its_probe(status: int) -> None:
     """The guide: repeated 4xx answers can suspend an integration. The fleet stops until a probe succeeds."""
     w = world(answer(status, {"code": status, "message": "refused", "detail": "check the key"}))
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.WAITING
     ((admission, outcome, seen_status),) = w.circuit.recorded
     assert isinstance(admission, Closed)
@@ -214,7 +217,7 @@ def test_a_configuration_fault_or_spent_credits_opens_the_circuit_and_waits_for_
 
 def test_a_probe_reports_its_answer_to_the_circuit() -> None:
     w = world(answer(200, SUCCESS_BODY), admission=Probe(lease_ms=1))
-    assert w.processor.process(UPLOAD).status is JobStatus.SUCCEEDED
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
     ((admission, outcome, _),) = w.circuit.recorded
     assert (admission, outcome) == (Probe(lease_ms=1), Outcome.SUCCESS)
 
@@ -228,14 +231,14 @@ def test_the_budget_is_taken_right_before_the_call_after_the_record_and_the_pres
     w.client.call_tool = lambda *a: (order.append("call"), original_call(*a))[1]  # type: ignore[method-assign]
     original_presign = w.store.presigned_get_url
     w.store.presigned_get_url = lambda *a: (order.append("presign"), original_presign(*a))[1]  # type: ignore[method-assign]
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     assert order == ["presign", "acquire", "call"]
     assert w.jobs.started, "the record was started before"
 
 
 def test_a_probe_without_budget_gives_its_turn_back() -> None:
     w = world(answer(200, SUCCESS_BODY), admission=Probe(lease_ms=1), denial=Denial(retry_at=NOW + 5, reason="quota"))
-    assert w.processor.process(UPLOAD).status is JobStatus.WAITING
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
     assert w.client.calls == []
     assert w.circuit.recorded == [(Probe(lease_ms=1), None, None)]
 
@@ -244,10 +247,10 @@ def test_every_answer_is_reported_to_the_circuit() -> None:
     """Validation failures are counted by the circuit (a stream of 422s opens it); successes reset it."""
     for status, outcome in [(422, Outcome.PERMANENT), (200, Outcome.SUCCESS), (503, Outcome.TRANSIENT)]:
         w = world(answer(status, SUCCESS_BODY if status == 200 else {"code": status}))
-        w.processor.process(UPLOAD)
+        only(w.processor.process(UPLOAD))
         assert w.circuit.recorded == [(Closed(), outcome, status)]
     w = world(PicsartTransportError("timeout", "ReadTimeoutError"))
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     assert w.circuit.recorded == [(Closed(), None, None)]
 
 
@@ -262,7 +265,7 @@ def test_every_answer_is_reported_to_the_circuit() -> None:
 )
 def test_answers_are_counted_by_kind_for_the_alarms(status: int, metric: str) -> None:
     w = world(answer(status, {"code": status}))
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     names = _metric_names()
     assert metric in names
     others = {"PicsartClientErrors", "PicsartServerErrors", "PicsartThrottled"} - {metric}
@@ -271,18 +274,18 @@ def test_answers_are_counted_by_kind_for_the_alarms(status: int, metric: str) ->
 
 def test_a_duplicate_event_of_an_accepted_job_does_not_submit_it_again() -> None:
     w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
-    w.processor.process(UPLOAD)
-    again = w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
+    again = only(w.processor.process(UPLOAD))
     assert again.duplicate is True
     assert len(w.client.calls) == 1
 
 
 def test_an_unknown_transaction_is_submitted_again_rather_than_opening_the_circuit() -> None:
     w = world(answer(202, ACCEPTED_BODY), tool="ultra-upscale")
-    w.processor.process(UPLOAD)
+    only(w.processor.process(UPLOAD))
     w.client.poll_answers = [answer(404, {"code": 404, "message": "Not found"})]
     parked = RetryMessage.model_validate_json(w.parked()[0]["MessageBody"])
-    result = w.processor.resume(parked.model_copy(update={"due_at": NOW}))
+    result = only(w.processor.resume(parked.model_copy(update={"due_at": NOW})))
     assert result is not None
     assert result.status is JobStatus.WAITING
     retry = RetryMessage.model_validate_json(w.parked()[1]["MessageBody"])
@@ -293,14 +296,14 @@ def test_an_unknown_transaction_is_submitted_again_rather_than_opening_the_circu
 
 def test_a_synchronous_tool_answering_202_fails_rather_than_waiting_for_nothing() -> None:
     w = world(answer(202, ACCEPTED_BODY))
-    result = w.processor.process(UPLOAD)
+    result = only(w.processor.process(UPLOAD))
     assert result.status is JobStatus.FAILED
     assert "synchronous removebg" in (result.reason or "")
 
 
 def test_work_an_invocation_has_no_time_for_is_handed_back_due_now_without_an_attempt() -> None:
     w = world(answer(200, SUCCESS_BODY))
-    message = RetryMessage(bucket="input", key=UPLOAD.key, version_id="v1", attempt=2, due_at=NOW - 5, reason="x")
+    message = parked_message(bucket="input", key=UPLOAD.key, version_id="v1", attempt=2, due_at=NOW - 5, reason="x")
     w.processor.hand_back(message)
     (parked,) = w.parked()
     assert parked["DelaySeconds"] == 0
@@ -312,10 +315,10 @@ def test_work_an_invocation_has_no_time_for_is_handed_back_due_now_without_an_at
 def test_resumed_work_is_described_again_once_it_may_call() -> None:
     """The object may have been deleted or replaced while the work waited."""
     w = world(answer(200, SUCCESS_BODY))
-    message = RetryMessage(
+    message = parked_message(
         bucket="input", key=UPLOAD.key, version_id="v1", etag="e1", attempt=1, due_at=NOW, reason="x"
     )
-    result = w.processor.resume(message)
+    result = only(w.processor.resume(message))
     assert result is not None
     assert result.status is JobStatus.SUCCEEDED
     assert w.store.described == 1

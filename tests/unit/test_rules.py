@@ -23,8 +23,8 @@ from picsart_adapter.rules import (
     output_key,
     parse_rules,
     pipeline_hash,
+    result_key,
 )
-from picsart_adapter.storage import result_key
 from picsart_adapter.tools import FORMAT_MEDIA, tool
 from picsart_local.cli import main
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from picsart_adapter.storage import result_key
+from picsart_adapter.rules import result_key
 
 
 @pytest.mark.parametrize(

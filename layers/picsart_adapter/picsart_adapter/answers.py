@@ -1,6 +1,6 @@
-"""What Picsart's answer leads to: the circuit told, the answer observed (attempt, logs, metrics), then the result
-stored, the job failed for good, or parked for a poll or a retry. And the job records around a request: started
-before it, skipped instead of it."""
+"""What Picsart's answer leads to: the circuit told, the answer observed (attempt, logs, metrics), then the next
+step's input, the output stored, the job failed for good (and the rule's failure policy applied), or parked for
+a poll or a retry. And the job records around a request: started before it, skipped instead of it."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from picsart_adapter.job import Job, ProcessorSettings, counted
 from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus, JobStore
 from picsart_adapter.observability import MetricUnit, logger, metrics
 from picsart_adapter.outcomes import Outcome
+from picsart_adapter.outputs import Outputs, output_metadata
 from picsart_adapter.parking import Parking
 from picsart_adapter.picsart_client import PicsartClient, PicsartResponse, ResultDownloadError
 from picsart_adapter.rate_limit import parse_reset_time
-from picsart_adapter.storage import ObjectStore, StoredObject, result_key
-from picsart_adapter.tools import FORMAT_MEDIA
+from picsart_adapter.rules import pipeline_hash
+from picsart_adapter.storage import StoredObject
 
 __all__ = ["Answers"]
 
@@ -27,7 +28,7 @@ class Answers:
     def __init__(
         self,
         settings: ProcessorSettings,
-        store: ObjectStore,
+        outputs: Outputs,
         jobs: JobStore,
         client: PicsartClient,
         circuit: FleetCircuit,
@@ -35,7 +36,7 @@ class Answers:
         clock: Callable[[], float],
     ) -> None:
         self._settings = settings
-        self._store = store
+        self._outputs = outputs
         self._jobs = jobs
         self._client = client
         self._circuit = circuit
@@ -54,9 +55,9 @@ class Answers:
             logger.error("the fleet's circuit opened: no calls until a probe succeeds", extra={"why": tripped.reason})
         elif isinstance(admission, Probe) and tripped is None and outcome is Outcome.SUCCESS:
             logger.info("probe succeeded: the fleet's circuit is closed")
-        tool = self._settings.tool
+        tool = job.current_step.catalogued
         if outcome is Outcome.SUCCESS:
-            return self._store_result(job, attempt, response)
+            return self._step_done(job, attempt, response)
         if outcome is Outcome.ACCEPTED and tool.asynchronous:
             transaction_id = response.transaction_id or job.transaction_id
             if transaction_id:
@@ -106,81 +107,107 @@ class Answers:
         elif response.status >= 500:
             metrics.add_metric(name="PicsartServerErrors", unit=MetricUnit.Count, value=1)
 
-    def _store_result(self, job: Job, attempt: Attempt, response: PicsartResponse) -> JobResult:
+    def _step_done(self, job: Job, attempt: Attempt, response: PicsartResponse) -> JobResult:
+        """A step succeeded: its result is the next step's input, or the pipeline's output."""
+        data = (response.body or {}).get("data")
+        if job.current_step.catalogued.result == "data":
+            if data is None:
+                return self._fail(job, attempt, response, "Picsart answered 200 without data")
+            return self._store_output(job, attempt, response, data=data)
         url = response.result_url
         if url is None:
             return self._fail(job, attempt, response, "Picsart answered 200 without data.url")
+        if not job.is_last_step:
+            self._jobs.finish(job.ref, JobStatus.PROCESSING, attempt, details={"steps_done": job.step + 1})
+            logger.info("step done; its result is the next step's input", extra={"step": job.step + 1})
+            return JobResult(
+                JobStatus.SUCCEEDED,
+                picsart_correlation_id=response.correlation_id,
+                http_status=response.status,
+                picsart_correlation_ids=job.correlation_ids,
+                rule=job.rule.name if job.rule else None,
+                pipeline=job.pipeline.name if job.pipeline else None,
+                result_url=url,
+                step=job.step + 1,
+            )
+        return self._store_output(job, attempt, response, image_url=url)
+
+    def _store_output(
+        self, job: Job, attempt: Attempt, response: PicsartResponse, image_url: str | None = None, data: object = None
+    ) -> JobResult:
+        """Download what the pipeline made and store it: the last step's image, or a data step's answer (with the
+        image of the step before it, whose result the data step has just read)."""
+        source = image_url or (job.input_url if job.step else None)
         try:
-            body, content_type = self._client.download_result(url)
+            image = self._client.download_result(source) if source else None
         except ResultDownloadError as error:
             attempt.error = str(error)
             return self._parking.retry_later(job, counted(attempt, job), Outcome.TRANSIENT, None)
-        tool, stored = self._settings.tool, job.stored
-        assert stored is not None
-        output_format = tool.output_format(self._settings.parameters)
-        media_type, extension = FORMAT_MEDIA[output_format]
-        output_key = result_key(stored.key, tool.name, extension)
-        self._store.put_result(
-            self._settings.output_bucket,
-            output_key,
-            body,
-            content_type if content_type.startswith("image/") else media_type,
-            {
-                "source-bucket": stored.bucket,
-                "source-key": stored.key,
-                "source-version": stored.version_ref,
-                "tool": tool.name,
-                "picsart-correlation-id": response.correlation_id or "",
-            },
-        )
-        self._jobs.finish(
-            job.ref,
-            JobStatus.SUCCEEDED,
-            attempt,
-            details={
-                "output_bucket": self._settings.output_bucket,
-                "output_key": output_key,
-                "http_status": response.status,
-            },
-        )
+        details: dict[str, object] = {"output_bucket": self._outputs.bucket, "http_status": response.status}
+        if image_url is not None and image is not None:
+            output_key = self._outputs.write_image(job, *image, output_metadata(job, response.correlation_id))
+        else:
+            output_key, sidecar_key = self._outputs.write_data(job, data, response.correlation_id, image)
+            details["sidecar_key"] = sidecar_key
+        details["output_key"] = output_key
+        self._jobs.finish(job.ref, JobStatus.SUCCEEDED, attempt, details=details)
         metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
-        logger.info("result stored", extra={"output_key": output_key})
+        logger.info("output stored", extra={"output_key": output_key})
         return JobResult(
             JobStatus.SUCCEEDED,
             output_key=output_key,
             picsart_correlation_id=response.correlation_id,
             http_status=response.status,
             picsart_correlation_ids=job.correlation_ids,
+            rule=job.rule.name if job.rule else None,
+            pipeline=job.pipeline.name if job.pipeline else None,
+            step=job.step + 1,
         )
 
     def _fail(self, job: Job, attempt: Attempt, response: PicsartResponse, reason: str) -> JobResult:
         """Picsart refused this job for good: record the status, the error body and the correlation id."""
         attempt.error_body = response.raw_body
-        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status})
-        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
+        if job.pipeline is not None:
+            reason = f"{job.step_label}: {reason}"
         logger.error("job failed permanently", extra={"reason": reason, "error_body": response.raw_body})
+        reason, fallback = self._outputs.copy_original(job, reason)
+        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status, **fallback})
+        metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
         return JobResult(
             JobStatus.FAILED,
             reason=reason,
+            output_key=fallback.get("output_key"),
             picsart_correlation_id=response.correlation_id,
             http_status=response.status,
             picsart_correlation_ids=job.correlation_ids,
+            rule=job.rule.name if job.rule else None,
+            pipeline=job.pipeline.name if job.pipeline else None,
+            step=job.step + 1,
         )
 
     # -- records ---------------------------------------------------------------------------------------
     def start_record(self, job: Job, attempt_count: int) -> None:
         """Mark the job as being processed now (a crash leaves it visibly `processing`)."""
-        stored, upload = job.stored, job.upload
+        stored, upload, pipeline = job.stored, job.upload, job.pipeline
         assert stored is not None
+        assert pipeline is not None
         self._jobs.start(
             job.ref,
             {
-                "tool": self._settings.tool.name,
+                "rule": job.rule.name if job.rule else "",
+                # Every pipeline the rule runs for this version: the upload has ended when each of them has.
+                "rule_pipelines": [each.name for each in job.rule.pipelines] if job.rule else [pipeline.name],
+                "pipeline": pipeline.name,
+                "pipeline_hash": pipeline_hash(pipeline),
+                "steps": [step.tool for step in pipeline.steps],
+                "step": job.step + 1,
+                "tool": job.current_step.tool,
                 "size": stored.size,
                 "etag": stored.etag,
                 "attempt_count": attempt_count,
                 **({"version_id": stored.version_id} if stored.version_id else {}),
                 **({"s3_request_id": upload.s3_request_id} if upload.s3_request_id else {}),
+                **({"reruns": job.reruns, "rerun_reason": job.rerun_reason} if job.rerun_reason else {}),
             },
         )
 
@@ -189,4 +216,4 @@ class Answers:
         self._jobs.finish(ref, JobStatus.SKIPPED, reason=rejection.reason, details=details)
         metrics.add_metric(name="JobsSkipped", unit=MetricUnit.Count, value=1)
         logger.warning("upload not sent to Picsart", extra={"skip_code": rejection.code, "reason": rejection.reason})
-        return JobResult(JobStatus.SKIPPED, reason=rejection.reason)
+        return JobResult(JobStatus.SKIPPED, reason=rejection.reason, pipeline=ref.pipeline)

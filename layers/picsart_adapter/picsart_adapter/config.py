@@ -10,13 +10,18 @@ import json
 import os
 from collections.abc import Mapping
 from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from picsart_adapter.rules import Rules, RulesError, default_rules, load_rules
 from picsart_adapter.tools import TOOLS, Tool, ToolName, ToolParameters
 
 DEFAULT_PICSART_BASE_URL = "https://api.picsart.io/tools/1.0"
+#: Where a relative PICSART_RULES_FILE is found: the layer's root, which holds the package and the `rules/`
+#: directory the layer is built with (`layers/picsart_adapter/` in the repository, `/opt/python/` in Lambda).
+LAYER_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ConfigurationError(ValueError):
@@ -43,6 +48,8 @@ class AdapterSettings(BaseModel):
     )
     tool_name: ToolName = Field("removebg", alias="PICSART_TOOL")
     tool_parameters_json: str = Field("{}", alias="PICSART_TOOL_PARAMETERS")
+    #: The rules file (docs/rules.md); empty: PICSART_TOOL and its parameters, as one rule for every image.
+    rules_file: str = Field("", alias="PICSART_RULES_FILE")
     presigned_url_ttl_seconds: int = Field(300, alias="PRESIGNED_URL_TTL_SECONDS", ge=60, le=3600)
     request_timeout_seconds: float = Field(30.0, alias="PICSART_TIMEOUT_SECONDS", gt=0, le=840)
     max_attempts: int = Field(6, alias="MAX_ATTEMPTS", ge=1, le=50)
@@ -64,6 +71,25 @@ class AdapterSettings(BaseModel):
     @cached_property
     def tool_parameters(self) -> ToolParameters:
         return _parse_tool_parameters(self.tool, self.tool_parameters_json)
+
+    @cached_property
+    def rules(self) -> Rules:
+        """The rules every upload is matched against: the rules file's, or PICSART_TOOL's as one rule."""
+        if not self.rules_file.strip():
+            return default_rules(self.tool, self.tool_parameters)
+        path = rules_path(self.rules_file)
+        try:
+            return load_rules(path)
+        except OSError as error:
+            raise ConfigurationError(f"PICSART_RULES_FILE: {path} cannot be read ({error.strerror})") from None
+        except RulesError as error:
+            raise ConfigurationError(f"PICSART_RULES_FILE: {error}") from None
+
+
+def rules_path(value: str) -> Path:
+    """PICSART_RULES_FILE as a path: absolute as given, relative to the layer's root otherwise."""
+    path = Path(value.strip())
+    return path if path.is_absolute() else LAYER_ROOT / path
 
 
 def _parse_tool_parameters(tool: Tool, raw_json: str) -> ToolParameters:
@@ -95,6 +121,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdapterSettings:
         problems = "; ".join(_describe(e) for e in error.errors())
         raise ConfigurationError(f"invalid adapter configuration: {problems}") from None
     settings.tool_parameters  # noqa: B018 - parse now so a bad value fails at cold start, not per event
+    settings.rules  # noqa: B018 - and the rules file with it
     return settings
 
 

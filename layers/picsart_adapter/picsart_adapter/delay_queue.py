@@ -3,7 +3,8 @@
 SQS delays a message at most 900 s. Work due later is sent with the longest delay and carries its due time,
 so the retry function sends it on again ("hops") until it is due. No Lambda sleeps through a wait longer
 than a hop would take.
-A message carries what resuming and reporting need, and nothing secret: no API key, no presigned URL.
+A message carries what resuming and reporting need, and nothing secret: no API key, no presigned URL (a step
+after the first carries the step before's result URL, which Picsart gives without a signature of ours).
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ class RetryMessage(BaseModel):
     in_line: bool = False
     #: When that place comes (epoch seconds): it asks for budget then, not before.
     turn_at: float | None = None
+    #: The rule and pipeline the work runs, the pipeline's definition when it was parked (`rules.pipeline_hash`),
+    #: and the step (0-based) to take up. No pipeline: the upload has not been matched to a rule yet.
+    rule: str | None = None
+    pipeline: str | None = None
+    pipeline_hash: str | None = None
+    step: int = Field(default=0, ge=0)
+    #: The step's input when it is not the first: the step before's `data.url`, exactly as Picsart gave it, and
+    #: when it was given (epoch seconds; an input too old to reuse makes the pipeline run again).
+    input_url: str | None = None
+    input_url_at: float | None = None
+    #: The Picsart correlation id of each step done so far, in step order.
+    step_correlation_ids: list[str] = Field(default_factory=list)
+    #: How often the pipeline was run again from its first step.
+    reruns: int = Field(default=0, ge=0)
 
     def upload(self) -> UploadedObject:
         return UploadedObject(

@@ -52,7 +52,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
 
     from picsart_adapter.circuit import CircuitSettings, FleetCircuit
     from picsart_adapter.delay_queue import DelayQueue
-    from picsart_adapter.idempotency import OncePerVersion
+    from picsart_adapter.idempotency import OncePerStep
     from picsart_adapter.jobs import JobStore
     from picsart_adapter.picsart_client import PicsartClient
     from picsart_adapter.processing import ProcessorSettings, UploadProcessor
@@ -67,8 +67,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     s3 = session.client("s3", config=Config(signature_version="s3v4"))
     return UploadProcessor(
         settings=ProcessorSettings(
-            tool=settings.tool,
-            parameters=settings.tool_parameters,
+            rules=settings.rules,
             output_bucket=settings.output_bucket,
             presigned_url_ttl_seconds=settings.presigned_url_ttl_seconds,
             max_attempts=settings.max_attempts,
@@ -103,7 +102,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             ),
         ),
         # A plain client: the table resource's own client would serialize Powertools' typed values again.
-        once=OncePerVersion(settings.jobs_table, session.client("dynamodb")),
+        once=OncePerStep(settings.jobs_table, session.client("dynamodb")),
     )
 
 

@@ -1,23 +1,27 @@
-"""At most one successful Picsart call per object version, however often its event arrives (Powertools
-Idempotency on the jobs table).
+"""At most one successful Picsart call per step of a pipeline per object version, however often its event
+arrives (Powertools Idempotency on the jobs table).
 
-S3 delivers events at least once, and SQS delivers messages at least once. The work for one version
-(bucket, key, version id or etag) runs inside Powertools' idempotent section, keyed by that version alone,
-with the same key prefix in both functions, so a duplicate from either source finds the same record:
-- finished (succeeded, or failed for good): the recorded result is returned and no call is made;
+S3 delivers events at least once, and SQS delivers messages at least once. Each step's work runs inside
+Powertools' idempotent section keyed by the step: the version (bucket, key, version id or etag), the pipeline's
+definition (`rules.pipeline_hash`: its tools and parameters), the step's index and the run (a pipeline run again
+from its first step because an intermediate result grew too old is a new run), with the same key prefix in both
+functions, so a duplicate from either source finds the same record:
+- finished (succeeded, or failed for good): the recorded result is returned and no call is made; a step before
+  the last one keeps its result's URL, which the next step takes up;
 - in progress in another invocation: `DuplicateInFlight` is raised and the caller parks the duplicate;
 - accepted by an asynchronous tool (its result is being polled): kept too, since the call that costs
   credits was made;
 - not finished (parked in the delay queue to try again): the record is deleted, so the retry after a
   failure is not mistaken for a duplicate.
+A changed pipeline has another hash, so its steps are new work; a renamed one is not.
 
 Records live in the jobs table under pk `idempotency#picsart-call` (Powertools' static partition key with a
-sort key), sk `picsart-call#<md5 of the version>`, expiring with the job records.
+sort key), sk `picsart-call#<md5 of the step key>`, expiring with the job records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +32,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
-from picsart_adapter.jobs import RECORD_RETENTION_SECONDS, JobRef, JobResult, JobStatus
+from picsart_adapter.jobs import RECORD_RETENTION_SECONDS, JobResult, JobStatus
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
@@ -61,7 +65,9 @@ class _Replayed:
     value: dict[str, Any]
 
 
-class OncePerVersion:
+class OncePerStep:
+    """Runs each paid call once per object version, pipeline definition and step (see the module's docstring)."""
+
     def __init__(self, table_name: str, dynamodb: DynamoDBClient) -> None:
         self._config = IdempotencyConfig(
             expires_after_seconds=RECORD_RETENTION_SECONDS,
@@ -88,12 +94,11 @@ class OncePerVersion:
         not hold the version for longer than that."""
         self._config.register_lambda_context(context)
 
-    def run(self, ref: JobRef, work: Callable[[], JobResult]) -> JobResult:
-        """Run `work` for this version unless a final result is recorded; raise DuplicateInFlight when
-        another invocation is running it now."""
-        version = {"bucket": ref.bucket, "key": ref.key, "version_ref": ref.version_ref}
+    def run(self, step_key: Mapping[str, str | int], work: Callable[[], JobResult]) -> JobResult:
+        """Run `work` for this step (`Job.step_key`: the version, the pipeline's hash, the step and the run) unless
+        a final result is recorded; raise DuplicateInFlight when another invocation is running it now."""
         try:
-            answer = self._section(version=version, work=work)
+            answer = self._section(version=dict(step_key), work=work)
         except _NotFinal as not_final:
             return not_final.result
         except IdempotencyAlreadyInProgressError as error:
@@ -103,7 +108,7 @@ class OncePerVersion:
         return JobResult.from_record(answer)
 
 
-def _run_work(version: dict[str, str], work: Callable[[], JobResult]) -> dict[str, Any]:
+def _run_work(version: dict[str, str | int], work: Callable[[], JobResult]) -> dict[str, Any]:
     result = work()
     if result.status not in FINAL and result.transaction_id is None:
         raise _NotFinal(result)

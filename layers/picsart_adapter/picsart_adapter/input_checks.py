@@ -7,9 +7,15 @@ what the uploader meant; the first bytes say what the object is.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from typing import Any, Final
+
+from picsart_adapter.image_header import image_dimensions
 
 MAX_INPUT_BYTES = 100 * 1024 * 1024
+#: Upscale takes inputs of about 4 megapixels at most (docs/picsart-api.md, "Limits"): 2048 x 2048.
+UPSCALE_MAX_INPUT_PIXELS: Final = 2048 * 2048
+#: Ultra enhance makes outputs of up to 64 megapixels (its description in the spec, "Minimums/Maximums").
+UPSCALE_ENHANCE_MAX_OUTPUT_PIXELS: Final = 64_000_000
 #: Enough of the object's start to recognise every accepted format.
 SNIFF_BYTES = 32
 SUPPORTED_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".mpo"})
@@ -47,16 +53,6 @@ def sniff_image_format(head: bytes) -> str | None:
     return None
 
 
-def check_key(key: str) -> Rejection | None:
-    """Refuse keys whose extension Picsart does not accept (the template's filters may be bypassed by a
-    manual invoke or a future trigger, so the handler checks again)."""
-    suffix = PurePosixPath(key).suffix.lower()
-    if suffix not in SUPPORTED_EXTENSIONS:
-        shown = suffix or "no extension"
-        return Rejection("unsupported-type", f"'{shown}' is not an image type Picsart accepts")
-    return None
-
-
 def check_object(size: int, head: bytes, max_bytes: int = MAX_INPUT_BYTES) -> Rejection | None:
     """Refuse empty, oversized and non-image objects."""
     if size == 0:
@@ -65,4 +61,31 @@ def check_object(size: int, head: bytes, max_bytes: int = MAX_INPUT_BYTES) -> Re
         return Rejection("too-large", f"the object is {size} bytes, over Picsart's limit of {max_bytes} bytes")
     if sniff_image_format(head) is None:
         return Rejection("not-an-image", "the object's content is not a JPG, PNG, WEBP, TIFF or HEIC image")
+    return None
+
+
+def check_step_input(tool_name: str, parameters: Any, head: bytes) -> Rejection | None:
+    """Refuse an input a tool's own limit is known to refuse, where the image's header tells its size: upscale's
+    input pixels, ultra enhance's output pixels (input times the factor, squared). A call known to fail is not
+    made (a 413 costs a unit of the fleet's quota and tells nothing new)."""
+    dimensions = image_dimensions(head)
+    if dimensions is None:
+        return None
+    width, height = dimensions
+    pixels = width * height
+    if tool_name == "upscale" and pixels > UPSCALE_MAX_INPUT_PIXELS:
+        return Rejection(
+            "too-many-pixels",
+            f"the image is {width}x{height} ({pixels} pixels), over upscale's input limit of "
+            f"{UPSCALE_MAX_INPUT_PIXELS} pixels",
+        )
+    factor = getattr(parameters, "upscale_factor", None)
+    if tool_name == "upscale-enhance" and isinstance(factor, int):
+        output = pixels * factor * factor
+        if output > UPSCALE_ENHANCE_MAX_OUTPUT_PIXELS:
+            return Rejection(
+                "too-many-pixels",
+                f"the image is {width}x{height}: upscaled {factor}x it would be {output} pixels, over "
+                f"upscale-enhance's output limit of {UPSCALE_ENHANCE_MAX_OUTPUT_PIXELS} pixels",
+            )
     return None

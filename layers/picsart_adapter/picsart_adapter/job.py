@@ -1,5 +1,5 @@
-"""The job being worked on: one object version in this invocation, with what earlier attempts left behind, and
-the settings every job is worked on with."""
+"""The job being worked on: one object version and one pipeline in this invocation, with what earlier attempts
+and steps left behind, and the settings every job is worked on with."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 
 from picsart_adapter.delay_queue import RetryMessage
 from picsart_adapter.jobs import Attempt, JobRef
+from picsart_adapter.rules import Pipeline, Rule, Rules, Step, pipeline_hash
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import StoredObject
-from picsart_adapter.tools import Tool, ToolParameters
 
 __all__ = ["Job", "ProcessorSettings", "counted"]
 
 
 @dataclass(frozen=True)
 class ProcessorSettings:
-    tool: Tool
-    parameters: ToolParameters
+    #: What happens to each upload: the rules file, or the one rule made of `PICSART_TOOL` (config.py).
+    rules: Rules
     output_bucket: str
     presigned_url_ttl_seconds: int
     max_attempts: int
@@ -48,15 +48,87 @@ class Job:
     turn_at: float | None = None
     #: When this invocation took it up (epoch seconds).
     taken_up_at: float = field(default_factory=time.time)
-    #: Messages parked while this invocation holds the version's once-per-version record, sent once it is
+    #: Messages parked while this invocation holds the step's once-per-step record, sent once it is
     #: released (None: not holding it, messages go at once).
     held_messages: list[RetryMessage] | None = None
+    #: The rule matched and the pipeline this job runs (None: the upload is not matched yet).
+    rule: Rule | None = None
+    pipeline: Pipeline | None = None
+    #: The step to run (0-based) and its input when it is not the first (the step before's `data.url`, as given,
+    #: and when it was given).
+    step: int = 0
+    input_url: str | None = None
+    input_url_at: float | None = None
+    #: The Picsart correlation id of each step done, in step order.
+    step_correlation_ids: list[str] = field(default_factory=list)
+    #: How often the pipeline was run again from its first step, and why this time (for the record).
+    reruns: int = 0
+    rerun_reason: str | None = None
 
     @property
     def ref(self) -> JobRef:
+        pipeline = self.pipeline.name if self.pipeline else None
         if self.stored is not None:
-            return JobRef(self.stored.bucket, self.stored.key, self.stored.version_ref)
-        return JobRef(self.upload.bucket, self.upload.key, _version_ref_of_event(self.upload))
+            return JobRef(self.stored.bucket, self.stored.key, self.stored.version_ref, pipeline)
+        return JobRef(self.upload.bucket, self.upload.key, _version_ref_of_event(self.upload), pipeline)
+
+    @property
+    def current_step(self) -> Step:
+        assert self.pipeline is not None, "a job runs a step once it has a pipeline"
+        return self.pipeline.steps[self.step]
+
+    @property
+    def is_last_step(self) -> bool:
+        return self.pipeline is not None and self.step == len(self.pipeline.steps) - 1
+
+    @property
+    def step_label(self) -> str:
+        """`step 2 (upscale)`, 1-based, as records and logs name a step."""
+        return f"step {self.step + 1} ({self.current_step.tool})"
+
+    @property
+    def step_key(self) -> dict[str, str | int]:
+        """What makes one paid call unique: the version, the pipeline's definition, the step and the run."""
+        assert self.pipeline is not None
+        ref = self.ref
+        return {
+            "bucket": ref.bucket,
+            "key": ref.key,
+            "version_ref": ref.version_ref,
+            "pipeline_hash": pipeline_hash(self.pipeline),
+            "step": self.step,
+            "run": self.reruns,
+        }
+
+    def for_pipeline(self, rule: Rule, pipeline: Pipeline) -> Job:
+        """The job of one of the pipelines the upload's rule runs, from its first step."""
+        return Job(
+            self.upload,
+            self.attempts_made,
+            list(self.correlation_ids),
+            stored=self.stored,
+            resumed=self.resumed,
+            taken_up_at=self.taken_up_at,
+            rule=rule,
+            pipeline=pipeline,
+        )
+
+    def advance(self, result_url: str, correlation_id: str | None, now: float) -> None:
+        """The step succeeded before the last one: the next step takes its result as input, with attempts, polls
+        and its place in the fleet's line of its own."""
+        self.step_correlation_ids.append(correlation_id or "")
+        self.step += 1
+        self.input_url, self.input_url_at = result_url, now
+        self.attempts_made, self.polls, self.transaction_id = 0, 0, None
+        self.in_line, self.turn_at, self.in_flight_since = False, None, None
+
+    def run_again(self, reason: str) -> None:
+        """Run the pipeline again from its first step, whose input (the stored source) is always at hand."""
+        self.rerun_reason = reason
+        self.step, self.input_url, self.input_url_at = 0, None, None
+        self.step_correlation_ids = []
+        self.attempts_made, self.polls, self.transaction_id = 0, 0, None
+        self.reruns += 1
 
     def message(self, due_at: float, reason: str, attempts_made: int | None = None) -> RetryMessage:
         """The delay-queue message that takes this job up again at `due_at`."""
@@ -76,6 +148,14 @@ class Job:
             in_flight_since=self.in_flight_since,
             in_line=self.in_line,
             turn_at=self.turn_at,
+            rule=self.rule.name if self.rule else None,
+            pipeline=self.pipeline.name if self.pipeline else None,
+            pipeline_hash=pipeline_hash(self.pipeline) if self.pipeline else None,
+            step=self.step,
+            input_url=self.input_url,
+            input_url_at=self.input_url_at,
+            step_correlation_ids=self.step_correlation_ids,
+            reruns=self.reruns,
         )
 
 

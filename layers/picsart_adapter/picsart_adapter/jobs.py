@@ -1,7 +1,10 @@
-"""Job records in DynamoDB: one item per object version, with every attempt and its correlation ids.
+"""Job records in DynamoDB: one item per object version and pipeline, with every attempt of every step and its
+correlation ids.
 
-Key: pk = `object#<bucket>/<key>`, sk = `<version ref>` (`version:<id>` or `etag:<etag>`), so every version
-of one key is found with one query. The same table will hold the fleet's rate-limit state under other pks.
+Key: pk = `object#<bucket>/<key>`, sk = `<version ref>#<pipeline>` (the version ref is `version:<id>` or
+`etag:<etag>`), so every version and pipeline of one key is found with one query. An upload that never reaches a
+pipeline (skipped before a rule is matched, or matched by none) has one item, sk = `<version ref>`. The same table
+holds the fleet's rate-limit state under other pks.
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ class JobResult:
     picsart_correlation_ids: list[str] = field(default_factory=list)
     #: An asynchronous tool accepted the job: the call that costs credits is made, its result is polled.
     transaction_id: str | None = None
+    #: The rule and pipeline the job ran (None: it never reached one).
+    rule: str | None = None
+    pipeline: str | None = None
+    #: A step before the last one succeeded: its `data.url`, the next step's input (kept as the step's result,
+    #: so a redelivered step takes it up without a second call).
+    result_url: str | None = None
+    #: The step (1-based) this result is of.
+    step: int | None = None
 
     @classmethod
     def from_record(cls, record: dict[str, Any], duplicate: bool = False) -> JobResult:
@@ -57,18 +68,29 @@ class JobResult:
             duplicate=duplicate,
             picsart_correlation_ids=list(record.get("picsart_correlation_ids") or []),
             transaction_id=record.get("transaction_id"),
+            rule=record.get("rule"),
+            pipeline=record.get("pipeline"),
+            result_url=record.get("result_url"),
+            step=int(record["step"]) if record.get("step") is not None else None,
         )
 
 
 @dataclass(frozen=True)
 class JobRef:
+    """One job: an object version, and the pipeline it runs (None: the upload before any pipeline)."""
+
     bucket: str
     key: str
     version_ref: str
+    pipeline: str | None = None
 
     @property
     def item_key(self) -> dict[str, str]:
-        return {"pk": object_pk(self.bucket, self.key), "sk": self.version_ref}
+        sort_key = self.version_ref if self.pipeline is None else f"{self.version_ref}#{self.pipeline}"
+        return {"pk": object_pk(self.bucket, self.key), "sk": sort_key}
+
+    def for_pipeline(self, pipeline: str | None) -> JobRef:
+        return JobRef(self.bucket, self.key, self.version_ref, pipeline)
 
 
 def object_pk(bucket: str, key: str) -> str:
@@ -82,6 +104,9 @@ class Attempt:
     number: int
     started_at: str
     outcome: str
+    #: The pipeline's step (1-based) and its tool.
+    step: int | None = None
+    tool: str | None = None
     #: Set on a request for an asynchronous job's result: which poll this was.
     poll: int | None = None
     http_status: int | None = None

@@ -1,5 +1,6 @@
-"""Parking work in the delay queue: deferred for the fleet's budget, retried later, polled later, held for the
-fleet's circuit, a duplicate checked again later, or, attempts used up, dead-lettered with its reason."""
+"""Parking work in the delay queue, at its step: deferred for the fleet's budget, retried later, polled later,
+held for the fleet's circuit, a duplicate checked again later, its next step left to another invocation, or,
+attempts used up, dead-lettered with its reason (and the rule's failure policy applied)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from picsart_adapter.job_budget import JobBudget
 from picsart_adapter.jobs import Attempt, JobResult, JobStatus, JobStore
 from picsart_adapter.observability import MetricUnit, logger, metrics
 from picsart_adapter.outcomes import Outcome
+from picsart_adapter.outputs import Outputs
 from picsart_adapter.rate_limit import Denial
 from picsart_adapter.retry_policy import MAX_POLLS, RetryPolicy
 
@@ -33,8 +35,10 @@ class Parking:
         jobs: JobStore,
         retry_policy: RetryPolicy,
         budget: JobBudget,
+        outputs: Outputs,
         clock: Callable[[], float],
     ) -> None:
+        self._outputs = outputs
         self._settings = settings
         self._queue = queue
         self._jobs = jobs
@@ -74,7 +78,8 @@ class Parking:
         )
         details = {"http_status": attempt.http_status} if attempt.http_status else {}
         if attempt.number >= self._settings.max_attempts:
-            reason = f"gave up after {attempt.number} attempts; last: {message.reason}"
+            where = f"{job.step_label}: " if job.pipeline else ""
+            reason = f"{where}gave up after {attempt.number} attempts; last: {message.reason}"
             return self._dead_letter(job, message, attempt, reason, details)
         self._park(job, message, now, attempt, details)
         metrics.add_metric(name="JobsDelayed", unit=MetricUnit.Count, value=1)
@@ -90,15 +95,18 @@ class Parking:
         self, job: Job, message: RetryMessage, attempt: Attempt, reason: str, details: dict[str, Any]
     ) -> JobResult:
         self._queue.dead_letter(message, reason)
-        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {**details, "dead_lettered": True})
-        metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
         logger.error("job dead-lettered", extra={"reason": reason})
+        reason, fallback = self._outputs.copy_original(job, reason)
+        self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {**details, **fallback, "dead_lettered": True})
+        metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
         return JobResult(
             JobStatus.FAILED,
             reason=reason,
+            output_key=fallback.get("output_key"),
             picsart_correlation_id=attempt.picsart_correlation_id,
             http_status=attempt.http_status,
             picsart_correlation_ids=job.correlation_ids,
+            pipeline=job.pipeline.name if job.pipeline else None,
         )
 
     def defer(self, job: Job, denial: Denial, record: bool = False) -> JobResult:
@@ -119,6 +127,15 @@ class Parking:
         )
         self._park(job, message, now, record=not job.resumed)
         metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
+
+    def continue_later(self, job: Job) -> JobResult:
+        """A step is done and this invocation has no time left for the next: it is left to another, due now (not
+        an attempt; the record keeps `processing` with the steps done)."""
+        now = self._clock()
+        message = job.message(now, f"{job.step_label} next: left to another invocation")
+        self._park(job, message, now, record=False)
+        metrics.add_metric(name="JobsHandedBack", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
     def park_duplicate(self, job: Job) -> JobResult:

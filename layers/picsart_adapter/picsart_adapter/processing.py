@@ -1,12 +1,16 @@
-"""The domain: what happens to one uploaded object, from the checks to the stored result and its record.
+"""The domain: what happens to one uploaded object, from the checks to the stored outputs and their records.
 
-Every upload ends in one of: processed (result stored, job `succeeded`), not sent with a recorded reason
-(`skipped`), refused by Picsart with the error body recorded (`failed`), parked in the delay queue for a
-later attempt (`waiting`), or — attempts used up — in the dead-letter queue with its reason (`failed`).
+An upload is checked, then matched to the first rule that takes it (`rules.match_upload`); each of the rule's
+pipelines is one job, which runs its steps in order, step n+1 taking step n's `data.url` exactly as given.
+Every job ends in one of: processed (output stored, job `succeeded`), not sent with a recorded reason
+(`skipped`: not an image, no rule matches, over a tool's limit), refused by Picsart with the error body recorded
+(`failed`, and the rule's failure policy applied), parked in the delay queue for a later attempt (`waiting`),
+or — attempts used up — in the dead-letter queue with its reason (`failed`).
 
-The sequence: the checks, then the fleet's circuit (no calls while a configuration fault or spent credits
-stand), the fleet's rate-limit budget (`job_budget`), once per version, the call, its answer through the one
-table of outcomes (`outcomes.classify`, `answers`), and the result stored or the work parked (`parking`).
+Each step goes through the same sequence: the fleet's circuit (no calls while a configuration fault or spent
+credits stand), the fleet's rate-limit budget (`job_budget`), once per version, pipeline definition and step
+(`idempotency`), the call, its answer through the one table of outcomes (`outcomes.classify`, `answers`), and
+the next step, the output stored, or the work parked with its step (`parking`).
 """
 
 from __future__ import annotations
@@ -18,29 +22,43 @@ from typing import TYPE_CHECKING
 from picsart_adapter.answers import Answers
 from picsart_adapter.circuit import Admission, FleetCircuit, Open, Probe
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
-from picsart_adapter.idempotency import DuplicateInFlight, OncePerVersion
-from picsart_adapter.input_checks import Rejection, check_key, check_object
+from picsart_adapter.idempotency import DuplicateInFlight, OncePerStep
+from picsart_adapter.input_checks import (
+    SNIFFED_MEDIA_TYPES,
+    Rejection,
+    check_object,
+    check_step_input,
+    sniff_image_format,
+)
 from picsart_adapter.job import Job, ProcessorSettings, counted
 from picsart_adapter.job_budget import JobBudget
-from picsart_adapter.jobs import Attempt, JobResult, JobStore, utc_now_iso
+from picsart_adapter.jobs import Attempt, JobResult, JobStatus, JobStore, utc_now_iso
 from picsart_adapter.observability import MetricUnit, logger, metrics, tracer
 from picsart_adapter.outcomes import Outcome, classify
+from picsart_adapter.outputs import Outputs
 from picsart_adapter.parking import Parking
 from picsart_adapter.picsart_client import PicsartClient, PicsartResponse, PicsartTransportError
 from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant
 from picsart_adapter.retry_policy import RetryPolicy
+from picsart_adapter.rules import Match, match_upload, pipeline_hash
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import ObjectStore
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-__all__ = ["JobResult", "ProcessorSettings", "UploadProcessor"]
+__all__ = ["MAX_INPUT_URL_AGE_SECONDS", "JobResult", "ProcessorSettings", "UploadProcessor"]
+
+#: A step's input that is the step before's result is reused while it is younger than this: Picsart's result
+#: URLs stay valid about 24 hours (docs/picsart-api.md), and a step parked near the end of that could find it
+#: gone by the time its call lands. Older, the pipeline runs again from the stored source.
+MAX_INPUT_URL_AGE_SECONDS = 12 * 3600
 
 
 class UploadProcessor:
-    """Takes a new upload, or work back from the delay queue, through the sequence: the checks, the circuit, the
-    budget, once per version, the call, the answer, then the result stored or the work parked."""
+    """Takes a new upload, or work back from the delay queue, through the sequence: the checks, the rule, then for
+    each step of each pipeline the circuit, the budget, once per step, the call, the answer, then the next step,
+    the output stored or the work parked."""
 
     def __init__(
         self,
@@ -52,7 +70,7 @@ class UploadProcessor:
         retry_policy: RetryPolicy,
         limiter: FleetRateLimiter,
         circuit: FleetCircuit,
-        once: OncePerVersion,
+        once: OncePerStep,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -66,8 +84,9 @@ class UploadProcessor:
         self._clock = clock
         self._context: LambdaContext | None = None
         self._budget = JobBudget(limiter, retry_policy, clock, sleep, self.has_time_for)
-        self._parking = Parking(settings, queue, jobs, retry_policy, self._budget, clock)
-        self._answers = Answers(settings, store, jobs, client, circuit, self._parking, clock)
+        outputs = Outputs(settings, store)
+        self._parking = Parking(settings, queue, jobs, retry_policy, self._budget, outputs, clock)
+        self._answers = Answers(settings, outputs, jobs, client, circuit, self._parking, clock)
 
     def register_lambda_context(self, context: LambdaContext) -> None:
         """Called by the handlers at each invocation: work in progress is known to end with it, and a short
@@ -75,13 +94,15 @@ class UploadProcessor:
         self._context = context
         self._once.register_lambda_context(context)
 
-    def process(self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()) -> JobResult:
-        """Handle one new upload: checked first (nothing known to fail is sent, and no budget is spent on it)."""
-        job = Job(upload, attempts_made, list(correlation_ids), taken_up_at=self._clock())
-        return self._check(job) or self._attempt(job)
+    def process(
+        self, upload: UploadedObject, attempts_made: int = 0, correlation_ids: Sequence[str] = ()
+    ) -> list[JobResult]:
+        """Handle one new upload: checked first (nothing known to fail is sent, and no budget is spent on it), then
+        matched to a rule, whose pipelines run one after the other: one result per pipeline, or one skip."""
+        return self._take_up(Job(upload, attempts_made, list(correlation_ids), taken_up_at=self._clock()))
 
-    def resume(self, message: RetryMessage) -> JobResult | None:
-        """Take up parked work from the delay queue. Work not yet due (a wait longer than SQS's 900 s
+    def resume(self, message: RetryMessage) -> list[JobResult] | None:
+        """Take up parked work from the delay queue at its step. Work not yet due (a wait longer than SQS's 900 s
         delay) is sent on for another hop and None is returned."""
         now = self._clock()
         if message.due_at > now + 1:
@@ -99,8 +120,32 @@ class UploadProcessor:
             in_line=message.in_line,
             turn_at=message.turn_at,
             taken_up_at=now,
+            step=message.step,
+            input_url=message.input_url,
+            input_url_at=message.input_url_at,
+            step_correlation_ids=list(message.step_correlation_ids),
+            reruns=message.reruns,
         )
-        return self._attempt(job)
+        if message.pipeline is None:
+            # Not matched to a rule yet (parked by an older version of the adapter, or driven back from the
+            # dead-letter queue as a bare upload): it is taken up as a new upload.
+            return self._take_up(job)
+        rules = self._settings.rules
+        job.rule = next((rule for rule in rules.rules if rule.name == message.rule), None)
+        job.pipeline = rules.pipelines.get(message.pipeline)
+        if job.rule is None or job.pipeline is None:
+            job.pipeline = None
+            reason = f'the rules no longer have rule "{message.rule}" with pipeline "{message.pipeline}"'
+            return [self._answers.skip(job.ref.for_pipeline(message.pipeline), Rejection("rules-changed", reason))]
+        if pipeline_hash(job.pipeline) != message.pipeline_hash:
+            job.run_again(f'pipeline "{job.pipeline.name}" changed while its work was parked: it runs as it is now')
+        elif job.step and now - (job.input_url_at or 0.0) > MAX_INPUT_URL_AGE_SECONDS:
+            age_hours = (now - (job.input_url_at or 0.0)) / 3600
+            job.run_again(
+                f"step {job.step + 1}'s input, step {job.step}'s result, was {age_hours:.1f} h old, too old to "
+                "reuse: the pipeline runs again from the stored source"
+            )
+        return [self._run(job)]
 
     @property
     def time_needed_ms(self) -> int:
@@ -126,6 +171,30 @@ class UploadProcessor:
         logger.error("unreadable delay-queue message dead-lettered", extra={"reason": reason})
 
     # -- before a request ------------------------------------------------------------------------------
+    def _take_up(self, job: Job) -> list[JobResult]:
+        """Check the upload, match it to a rule, and run each of the rule's pipelines."""
+        skipped = self._check(job)
+        if skipped is not None:
+            return [skipped]
+        match = self._match(job)
+        if isinstance(match, JobResult):
+            return [match]
+        return [self._run(job.for_pipeline(match.rule, pipeline)) for pipeline in match.pipelines]
+
+    def _match(self, job: Job) -> Match | JobResult:
+        """The rule the upload matches (first match wins), or the upload skipped because none does."""
+        stored = job.stored
+        assert stored is not None
+        sniffed = sniff_image_format(stored.head)
+        content_type = SNIFFED_MEDIA_TYPES.get(sniffed) if sniffed else None
+        match = match_upload(self._settings.rules, stored.key, content_type, stored.size, stored.metadata)
+        if match is None:
+            metrics.add_metric(name="UploadsUnmatched", unit=MetricUnit.Count, value=1)
+            reason = f"no rule matches it ({content_type or 'unknown type'}, {stored.size} bytes)"
+            return self._answers.skip(job.ref, Rejection("no-rule", reason), stored)
+        logger.info("rule matched", extra={"rule": match.rule.name, "pipelines": [p.name for p in match.pipelines]})
+        return match
+
     def _check(self, job: Job) -> JobResult | None:
         """Describe the object as it is in S3 now and check it against Picsart's limits: a JobResult when
         it is not to be sent, None when it is (`job.stored` is set)."""
@@ -134,8 +203,19 @@ class UploadProcessor:
         if stored is None:
             return self._answers.skip(job.ref, Rejection("object-gone", "the object no longer exists (deleted first)"))
         job.stored = stored
-        rejection = check_key(stored.key) or check_object(stored.size, stored.head)
+        rejection = check_object(stored.size, stored.head)
         return self._answers.skip(job.ref, rejection, stored) if rejection else None
+
+    def _run(self, job: Job) -> JobResult:
+        """Run the job's steps from the one it is at, each step's result the next one's input, until the last
+        step's output is stored or the job waits or ends early."""
+        while True:
+            result = self._attempt(job)
+            if job.is_last_step or result.status is not JobStatus.SUCCEEDED or result.result_url is None:
+                return result
+            job.advance(result.result_url, result.picsart_correlation_id, self._clock())
+            if not self.has_time_for():
+                return self._parking.continue_later(job)
 
     def _attempt(self, job: Job) -> JobResult:
         """Check what costs nothing first: waiting work that cannot go yet costs a read and a message, not a
@@ -154,14 +234,19 @@ class UploadProcessor:
         if job.stored is None and (skipped := self._check(job)):
             self._unused(admission)
             return skipped
+        step, stored = job.current_step, job.stored
+        assert stored is not None
+        if job.step == 0 and (too_big := check_step_input(step.tool, step.parameters, stored.head)):
+            self._unused(admission)
+            return self._answers.skip(job.ref, too_big, stored)
         if job.transaction_id is not None:
             # The call that costs credits was made and accepted: only its result is fetched now.
             return self._poll(job, admission)
-        # S3 and SQS deliver at least once: a version that has its final result costs no second call. What is
-        # parked while the version is held is sent once it is released, whatever path leaves the section.
+        # S3 and SQS deliver at least once: a step that has its final result costs no second call. What is
+        # parked while the step is held is sent once it is released, whatever path leaves the section.
         self._parking.hold_messages(job)
         try:
-            result = self._once.run(job.ref, lambda: self._call_tool(job, admission))
+            result = self._once.run(job.step_key, lambda: self._call_tool(job, admission))
         except DuplicateInFlight:
             self._unused(admission)
             return self._parking.park_duplicate(job)
@@ -191,30 +276,44 @@ class UploadProcessor:
 
     # -- the requests ----------------------------------------------------------------------------------
     def _call_tool(self, job: Job, admission: Admission) -> JobResult:
-        tool, stored = self._settings.tool, job.stored
+        step, stored = job.current_step, job.stored
         assert stored is not None
         self._answers.start_record(job, job.attempts_made + 1)
-        image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
+        if job.step == 0:
+            image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
+        else:
+            # The step before's result, exactly as Picsart gave it: the guide forbids taking result URLs apart,
+            # and the intermediate image never passes through Lambda or S3.
+            assert job.input_url is not None, "a step after the first has the step before's result as input"
+            image_url = job.input_url
         grant = self._acquire(job, admission)
         if isinstance(grant, JobResult):
             return grant
-        attempt = Attempt(number=job.attempts_made + 1, started_at=utc_now_iso(), outcome="")
-        parameters = self._settings.parameters
-        call = lambda: self._client.call_tool(tool, image_url, parameters)  # noqa: E731
-        return self._send(job, admission, attempt, f"## picsart.{tool.name}", call)
+        attempt = Attempt(
+            number=job.attempts_made + 1, started_at=utc_now_iso(), outcome="", step=job.step + 1, tool=step.tool
+        )
+        call = lambda: self._client.call_tool(step.catalogued, image_url, step.parameters)  # noqa: E731
+        return self._send(job, admission, attempt, f"## picsart.{step.tool}", call)
 
     def _poll(self, job: Job, admission: Admission) -> JobResult:
         """Ask for the result of an asynchronous job Picsart accepted."""
-        tool, transaction_id = self._settings.tool, job.transaction_id
+        step, transaction_id = job.current_step, job.transaction_id
         assert transaction_id is not None
         self._answers.start_record(job, job.attempts_made)
         grant = self._acquire(job, admission)
         if isinstance(grant, JobResult):
             return grant
         job.polls += 1
-        attempt = Attempt(number=job.attempts_made, started_at=utc_now_iso(), outcome="", poll=job.polls)
-        poll = lambda: self._client.poll(tool, transaction_id)  # noqa: E731
-        return self._send(job, admission, attempt, f"## picsart.{tool.name}.poll", poll)
+        attempt = Attempt(
+            number=job.attempts_made,
+            started_at=utc_now_iso(),
+            outcome="",
+            poll=job.polls,
+            step=job.step + 1,
+            tool=step.tool,
+        )
+        poll = lambda: self._client.poll(step.catalogued, transaction_id)  # noqa: E731
+        return self._send(job, admission, attempt, f"## picsart.{step.tool}.poll", poll)
 
     def _send(
         self,

@@ -13,8 +13,7 @@ import at cold start, for a file of a few dozen lines that people edit rarely an
 validates before it is deployed.
 
 With no rules file, `default_rules` turns today's `PicsartTool`/`PicsartToolParameters` into one rule that
-matches every image, with one pipeline of one step whose output keys are today's (`storage.result_key`).
-The functions do not read rules yet.
+matches every image, with one pipeline of one step whose output keys are today's (`result_key`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from picsart_adapter.input_checks import SNIFFED_MEDIA_TYPES
-from picsart_adapter.storage import result_key
 from picsart_adapter.tool_base import Tool, ToolParameters
 from picsart_adapter.tool_catalog import CATALOG
 from picsart_adapter.tools import FORMAT_MEDIA
@@ -45,6 +43,8 @@ _CHAINABLE_FORMATS: Final = frozenset({"JPG", "PNG", "WEBP"})
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _METADATA_PREFIX = "x-amz-meta-"
 _SAMPLE_KEYS = ("photo.jpg", "folder/photo.jpg")
+#: Source extensions that already name an output format: `a.jpg` made into a JPG keeps its key.
+_SAME_FORMAT: Final = {"jpg": {".jpg", ".jpeg"}, "png": {".png"}, "webp": {".webp"}}
 
 
 class RulesError(ValueError):
@@ -252,7 +252,7 @@ def output_extension(pipeline: Pipeline) -> str | None:
 
 def output_key(pipeline: Pipeline, rule: Rule, source_key: str, version_ref: str, extension: str) -> str:
     """The output's key: the pipeline's template rendered, or by default `<pipeline>/<source key>` with the
-    output's extension added when the key has another (`storage.result_key`, today's keys)."""
+    output's extension added when the key has another (`result_key`, today's keys)."""
     if pipeline.output is None:
         return result_key(source_key, pipeline.name, extension)
     name = PurePosixPath(source_key).name
@@ -265,6 +265,15 @@ def output_key(pipeline: Pipeline, rule: Rule, source_key: str, version_ref: str
         "version": _version_id(version_ref),
     }
     return pipeline.output.format_map(values)
+
+
+def result_key(source_key: str, pipeline_name: str, extension: str) -> str:
+    """The default output key: the pipeline, then the source key, with the output format's extension added when
+    the source has another (`a.jpg` -> `removebg/a.jpg.png`), so `a.jpg` and `a.png` never overwrite each
+    other."""
+    if PurePosixPath(source_key).suffix.lower() in _SAME_FORMAT.get(extension, set()):
+        return f"{pipeline_name}/{source_key}"
+    return f"{pipeline_name}/{source_key}.{extension}"
 
 
 def load_rules(path: Path) -> Rules:

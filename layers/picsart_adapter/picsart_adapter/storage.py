@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import PurePosixPath
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from botocore.exceptions import ClientError
 
-from picsart_adapter.input_checks import SNIFF_BYTES
+from picsart_adapter.image_header import HEADER_BYTES
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -28,22 +27,14 @@ class StoredObject:
     etag: str
     version_id: str | None
     head: bytes
+    #: S3 user metadata, the names without `x-amz-meta-` (what a rule's `metadata` matches).
+    metadata: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None
 
     @property
     def version_ref(self) -> str:
         """The version this job is about: the version id when the bucket is versioned, else the ETag."""
         return f"version:{self.version_id}" if self.version_id else f"etag:{self.etag}"
-
-
-_SAME_FORMAT = {"jpg": {".jpg", ".jpeg"}, "png": {".png"}, "webp": {".webp"}}
-
-
-def result_key(source_key: str, tool_name: str, extension: str) -> str:
-    """Output key: the tool, then the source key, with the output format's extension added when the source
-    has another (`a.jpg` -> `removebg/a.jpg.png`), so `a.jpg` and `a.png` never overwrite each other."""
-    if PurePosixPath(source_key).suffix.lower() in _SAME_FORMAT.get(extension, set()):
-        return f"{tool_name}/{source_key}"
-    return f"{tool_name}/{source_key}.{extension}"
 
 
 class ObjectStore:
@@ -59,7 +50,7 @@ class ObjectStore:
         version: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         try:
             try:
-                part = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SNIFF_BYTES - 1}", **version)
+                part = self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}", **version)
                 answer: Mapping[str, Any] = part
                 first = part["Body"].read()
                 size = _total_size(part.get("ContentRange"), int(part["ContentLength"]))
@@ -81,6 +72,8 @@ class ObjectStore:
             # "null" is the version id S3 gives objects written before versioning was enabled.
             version_id=found if found and found != "null" else None,
             head=first,
+            metadata={str(name).lower(): str(value) for name, value in (answer.get("Metadata") or {}).items()},
+            content_type=answer.get("ContentType"),
         )
 
     def presigned_get_url(self, obj: StoredObject, ttl_seconds: int) -> str:
@@ -90,10 +83,40 @@ class ObjectStore:
             params["VersionId"] = obj.version_id
         return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_seconds)
 
-    def put_result(self, bucket: str, key: str, body: bytes, content_type: str, metadata: dict[str, str]) -> None:
-        # S3 user metadata travels as HTTP headers: ASCII only, so values are percent-encoded.
-        safe = {name: quote(value, safe="/:@=+,;-_.~") for name, value in metadata.items()}
-        self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=safe)
+    def put_result(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        content_type: str,
+        metadata: dict[str, str],
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        extra: dict[str, Any] = {"Tagging": urlencode(tags)} if tags else {}
+        self._s3.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=_safe_metadata(metadata), **extra
+        )
+
+    def copy_original(self, obj: StoredObject, bucket: str, key: str, metadata: dict[str, str]) -> None:
+        """Copy exactly this version of the source to `bucket`/`key` (a rule's `copy-original` failure policy),
+        with the metadata given instead of the source's."""
+        source: dict[str, Any] = {"Bucket": obj.bucket, "Key": obj.key}
+        if obj.version_id:
+            source["VersionId"] = obj.version_id
+        request: dict[str, Any] = {"ContentType": obj.content_type} if obj.content_type else {}
+        self._s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource=source,  # type: ignore[arg-type]
+            MetadataDirective="REPLACE",
+            Metadata=_safe_metadata(metadata),
+            **request,
+        )
+
+
+def _safe_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    """S3 user metadata travels as HTTP headers: ASCII only, so values are percent-encoded."""
+    return {name: quote(value, safe="/:@=+,;-_.~") for name, value in metadata.items()}
 
 
 def _total_size(content_range: str | None, content_length: int) -> int:

@@ -35,8 +35,9 @@ from picsart_adapter.config import AdapterSettings, get_settings
 from picsart_adapter.dependencies import SecretApiKey
 from picsart_adapter.outcomes import Outcome, classify
 from picsart_adapter.picsart_client import PicsartClient, PicsartResponse, PicsartTransportError
+from picsart_adapter.rules import result_key
 from picsart_adapter.s3_events import MalformedEventError, UploadedObject, parse_s3_event
-from picsart_adapter.storage import ObjectStore, result_key
+from picsart_adapter.storage import ObjectStore
 from picsart_adapter.tools import FORMAT_MEDIA
 
 #: The SDK's `retries` (its users choose it; without it the SDK does not retry at all).

@@ -26,7 +26,7 @@ import boto3
 from botocore.config import Config
 
 from picsart_adapter.picsart_client import PicsartClient
-from picsart_adapter.storage import result_key
+from picsart_adapter.rules import result_key
 from picsart_adapter.tools import FORMAT_MEDIA, TOOLS
 from picsart_local.bench import metrics
 from picsart_local.bench.coldstart import import_times, layer_size
