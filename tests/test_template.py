@@ -181,6 +181,23 @@ def test_functions_run_python313_on_arm64_with_tracing() -> None:
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(variables)
 
 
+def test_every_object_created_in_the_input_bucket_reaches_the_upload_function() -> None:
+    """One S3 event and no key filter: S3's filters are case-sensitive, so a suffix filter loses `photo.WEBP` or
+    `IMG.Jpg` without a record. The function matches keys in any case and records every upload it skips."""
+    s3_events = {
+        (function, name): event["Properties"]
+        for function, resource in resources_of_type("AWS::Serverless::Function").items()
+        for name, event in (resource["Properties"].get("Events") or {}).items()
+        if event["Type"] == "S3"
+    }
+    assert list(s3_events) == [("UploadFunction", "Upload")]
+    # The whole of its properties: a Filter (or a narrower event type) added back fails here.
+    assert s3_events["UploadFunction", "Upload"] == {"Bucket": {"Ref": "InputBucket"}, "Events": "s3:ObjectCreated:*"}
+    # Results go to the other bucket, which triggers nothing: the function's writes never invoke it.
+    for bucket in resources_of_type("AWS::S3::Bucket").values():
+        assert "NotificationConfiguration" not in bucket["Properties"]
+
+
 def function_role(function: str) -> str:
     properties = template()["Resources"][function]["Properties"]
     # SAM adds its managed policies (logs and SQS actions on every resource) to roles it makes: each

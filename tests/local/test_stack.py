@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from picsart_adapter.jobs import JobStore
+from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cfn_template import ParameterValidationError, load_template
+from picsart_local.runner import LocalRunner
 from picsart_local.stack import LocalStack
 
 from .conftest import REAL_TEMPLATE, receive_all, unique_stack_name
@@ -100,21 +103,27 @@ def test_outputs_and_function_environment_point_at_the_local_stack(real_stack: L
     assert real_stack.aws_environment().items() <= environment.items()
 
 
-def test_s3_notifications_mirror_the_template_filters(real_stack: LocalStack) -> None:
+def test_s3_notifications_mirror_the_template_event_without_a_key_filter(real_stack: LocalStack) -> None:
     raw_events = load_template(REAL_TEMPLATE)["Resources"]["UploadFunction"]["Properties"]["Events"]
     bucket = real_stack.outputs["InputBucketName"]
     configurations = real_stack.client("s3").get_bucket_notification_configuration(Bucket=bucket)["QueueConfigurations"]
 
-    assert {c["Id"]: c["Filter"]["Key"]["FilterRules"][0]["Value"] for c in configurations} == {
-        name: event["Properties"]["Filter"]["S3Key"]["Rules"][0]["Value"] for name, event in raw_events.items()
-    }
+    (configuration,) = configurations
+    (event_name,) = raw_events
+    assert configuration["Id"] == event_name
+    assert configuration["Events"] == ["s3:ObjectCreated:*"]
+    assert "Filter" not in configuration  # a filter here would drop keys the template delivers
     queue_arn = real_stack.client("sqs").get_queue_attributes(
         QueueUrl=real_stack.notification_queues["UploadFunction"], AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
-    assert {c["QueueArn"] for c in configurations} == {queue_arn}
+    assert configuration["QueueArn"] == queue_arn
+    output_bucket = real_stack.outputs["OutputBucketName"]
+    assert "QueueConfigurations" not in real_stack.client("s3").get_bucket_notification_configuration(
+        Bucket=output_bucket
+    )
 
 
-def test_s3_events_are_filtered_by_moto_and_carry_the_fields_real_s3_sends(real_stack: LocalStack) -> None:
+def test_every_created_object_is_delivered_with_the_fields_real_s3_sends(real_stack: LocalStack) -> None:
     s3 = real_stack.client("s3")
     bucket = real_stack.outputs["InputBucketName"]
     queue_url = real_stack.notification_queues["UploadFunction"]
@@ -125,15 +134,18 @@ def test_s3_events_are_filtered_by_moto_and_carry_the_fields_real_s3_sends(real_
 
     put = s3.put_object(Bucket=bucket, Key="uploads/my photo (1).png", Body=b"png")
     second = s3.put_object(Bucket=bucket, Key="uploads/my photo (1).png", Body=b"png again")
-    s3.put_object(Bucket=bucket, Key="uploads/notes.txt", Body=b"text")
-    s3.put_object(Bucket=bucket, Key="uploads/lower.Png", Body=b"case differs")
+    # Extensions in any case, and none an image has: the function decides, and records what it skips.
+    others = ["uploads/photo.WEBP", "uploads/scan.TIF", "uploads/shot.MPO", "uploads/IMG.Jpg", "uploads/notes.txt"]
+    for key in others:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"any bytes")
 
     messages = receive_all(real_stack, queue_url)
     records: list[dict[str, Any]] = [json.loads(m["Body"])["Records"][0] for m in messages]
-    assert len(records) == 2  # neither .txt nor .Png matches a suffix filter
-    first, other = records
+    assert len(records) == 2 + len(others)
+    first, other = records[:2]
+    assert [record["s3"]["object"]["key"] for record in records[2:]] == others
+    assert {record["s3"]["configurationId"] for record in records} == {"Upload"}
     assert first["eventName"] == "ObjectCreated:Put"
-    assert first["s3"]["configurationId"] == "PngUpload"
     assert first["s3"]["object"]["key"] == "uploads/my+photo+%281%29.png"
     assert first["s3"]["object"]["versionId"] == put["VersionId"]
     assert other["s3"]["object"]["versionId"] == second["VersionId"]
@@ -146,6 +158,36 @@ def test_s3_events_are_filtered_by_moto_and_carry_the_fields_real_s3_sends(real_
     assert first["userIdentity"]["principalId"]
     assert EVENT_TIME.fullmatch(first["eventTime"])
     assert first["s3"]["bucket"]["name"] == bucket
+
+
+def test_uploads_with_any_extension_reach_the_upload_function_and_leave_a_record(
+    make_stack: Callable[..., LocalStack], make_runner: Callable[..., LocalRunner]
+) -> None:
+    stack = make_stack(
+        REAL_TEMPLATE,
+        parameter_overrides={"PicsartBaseUrl": "http://127.0.0.1:9/tools/1.0"},
+        secrets={"picsart/api-key": "the-key"},
+    )
+    runner = make_runner(stack, upload_concurrency=2)
+    bucket = stack.outputs["InputBucketName"]
+    keys = ["photo.WEBP", "scans/scan.TIF", "shot.MPO", "IMG.Jpg", "notes.txt"]
+    for key in keys:
+        # Not an image by its first bytes: skipped before any call to Picsart, whatever the extension says.
+        stack.client("s3").put_object(Bucket=bucket, Key=key, Body=b"not an image")
+    runner.wait_idle(timeout=60)
+
+    delivered = [
+        upload.key
+        for record in runner.history("UploadFunction")
+        if record.source == "s3" and "Records" in record.event
+        for upload in parse_s3_event(record.event).uploads
+    ]
+    assert sorted(set(delivered)) == sorted(keys)
+    jobs = JobStore(stack.resource("dynamodb").Table(stack.outputs["JobsTableName"]))
+    for key in keys:
+        (job,) = jobs.for_object(bucket, key)
+        assert job["status"] == "skipped", (key, job)
+        assert job.get("reason"), key
 
 
 def test_an_invalid_parameter_fails_before_anything_starts() -> None:
