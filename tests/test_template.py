@@ -506,6 +506,10 @@ def test_sam_build_makes_a_lean_arm64_layer_without_python313_or_docker(reposito
     assert {"picsart_adapter", "aws_lambda_powertools", "aws_xray_sdk", "pydantic", "urllib3"} <= shipped
     assert not shipped & {"boto3", "botocore", "s3transfer", "jmespath"}, "the runtime has these"
     assert list(layer.glob("pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so")), "arm64 wheels"
+    # The rules files beside the package, as in the repository: a relative PICSART_RULES_FILE names the same file.
+    for rules_file in (ADAPTER_PACKAGE.parent / "rules").glob("*.json"):
+        assert (layer / "rules" / rules_file.name).read_bytes() == rules_file.read_bytes(), rules_file.name
+    assert (layer / "rules" / "example.json").is_file()
     assert sorted(p.name for p in (build_dir / "UploadFunction").iterdir()) == ["upload_handler.py"]
     assert sorted(p.name for p in (build_dir / "RetryFunction").iterdir()) == ["retry_handler.py"]
     size = sum(path.stat().st_size for path in layer.rglob("*") if path.is_file())

@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Loads the file as the functions will: every error names the rule, the pipeline, the step and "
         "the field. Exits 2 when the file is not valid.",
     )
-    rules_check.add_argument("file", type=Path, help="the rules file, e.g. rules/example.json")
+    rules_check.add_argument("file", type=Path, help="the rules file, e.g. layers/picsart_adapter/rules/example.json")
     rules_check.set_defaults(run=_run_rules_check)
 
     demo = commands.add_parser("demo", help="process the sample images and write the results to --out")
