@@ -198,6 +198,20 @@ def test_every_object_created_in_the_input_bucket_reaches_the_upload_function() 
         assert "NotificationConfiguration" not in bucket["Properties"]
 
 
+def test_the_rules_file_is_a_parameter_both_functions_read() -> None:
+    parameter = template()["Parameters"]["RulesFile"]
+    # Empty by default: no rules file, so PicsartTool and PicsartToolParameters still make the one rule.
+    assert (parameter["Type"], parameter["Default"]) == ("String", "")
+    assert "/opt/python/" in parameter["Description"]
+    assert "relative" in parameter["Description"]
+    assert re.fullmatch(parameter["AllowedPattern"], "rules/example.json")
+    assert not re.fullmatch(parameter["AllowedPattern"], "rules/example.json ")
+    assert template()["Globals"]["Function"]["Environment"]["Variables"]["PICSART_RULES_FILE"] == {"Ref": "RulesFile"}
+    for function in FUNCTIONS:
+        own = (template()["Resources"][function]["Properties"].get("Environment") or {}).get("Variables") or {}
+        assert "PICSART_RULES_FILE" not in own, f"{function} must read the parameter, not its own value"
+
+
 def function_role(function: str) -> str:
     properties = template()["Resources"][function]["Properties"]
     # SAM adds its managed policies (logs and SQS actions on every resource) to roles it makes: each

@@ -138,6 +138,15 @@ def test_valid_overrides_reach_the_functions_and_conditions() -> None:
     assert resolve_template(REAL_TEMPLATE).conditions["SecretIsArn"] is False
 
 
+def test_the_rules_file_parameter_reaches_both_functions_as_given() -> None:
+    for function in resolve_template(REAL_TEMPLATE).functions.values():
+        assert function.environment["PICSART_RULES_FILE"] == "", function.logical_id  # no rules file by default
+    template = resolve_template(REAL_TEMPLATE, parameter_overrides={"RulesFile": "rules/example.json"})
+    for function in template.functions.values():
+        # As given: a relative path is the adapter's to resolve, against the layer's root.
+        assert function.environment["PICSART_RULES_FILE"] == "rules/example.json", function.logical_id
+
+
 def test_an_s3_event_without_a_filter_has_no_filter_rules(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -6,6 +6,8 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,12 +15,18 @@ from botocore.exceptions import ClientError
 
 from picsart_adapter.jobs import JobStore
 from picsart_adapter.s3_events import parse_s3_event
+from picsart_local import cli, soak
+from picsart_local import environment as local_environment
+from picsart_local.bench import run as bench_run
 from picsart_local.cfn_template import ParameterValidationError, load_template
 from picsart_local.runner import LocalRunner
 from picsart_local.stack import LocalStack
 
 from .conftest import REAL_TEMPLATE, receive_all, unique_stack_name
 
+LAYER_ROOT = REAL_TEMPLATE.parent / "layers" / "picsart_adapter"
+EXAMPLE_RULES = LAYER_ROOT / "rules" / "example.json"
+FUNCTIONS = ("UploadFunction", "RetryFunction")
 EVENT_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -93,6 +101,7 @@ def test_outputs_and_function_environment_point_at_the_local_stack(real_stack: L
     assert environment["DELAY_QUEUE_URL"] == outputs["DelayQueueUrl"]
     assert environment["PICSART_BASE_URL"] == "http://127.0.0.1:9/tools/1.0"
     assert environment["PICSART_TOOL_PARAMETERS"] == '{"upscale_factor": 2}'  # the caller's extra wins
+    assert environment["PICSART_RULES_FILE"] == ""  # the RulesFile parameter's default: no rules file
     assert environment["AWS_REGION"] == "us-east-1"  # ... but not over Lambda's reserved variables
     assert environment["AWS_ENDPOINT_URL"] == real_stack.endpoint_url
     assert environment["AWS_LAMBDA_FUNCTION_NAME"] == outputs["UploadFunctionName"]
@@ -228,3 +237,128 @@ def test_two_stacks_in_one_process_share_a_secret_but_not_a_stack_name(make_stac
     first.stop()
     with pytest.raises(ClientError, match="ResourceNotFoundException"):  # deleted with its last user
         make_stack(REAL_TEMPLATE).client("secretsmanager").get_secret_value(SecretId="picsart/api-key")
+
+
+# ------------------------------------------------------------------------------------------- the rules file
+
+
+def test_a_rules_file_given_to_the_stack_reaches_every_function_as_an_absolute_path(
+    make_stack: Callable[..., LocalStack], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "mine.json"
+    rules.write_text('{"rules": []}', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    # Given relative to the current folder, and over a RulesFile parameter: the file given wins, absolute.
+    stack = make_stack(
+        REAL_TEMPLATE, rules_file=Path("mine.json"), parameter_overrides={"RulesFile": "rules/example.json"}
+    )
+    for function in FUNCTIONS:
+        assert stack.function_environment(function)["PICSART_RULES_FILE"] == str(rules.resolve()), function
+
+
+def test_without_a_rules_file_every_function_gets_the_templates_value_as_is(
+    make_stack: Callable[..., LocalStack],
+) -> None:
+    stack = make_stack(REAL_TEMPLATE, parameter_overrides={"RulesFile": "rules/example.json"})
+    for function in FUNCTIONS:
+        # Relative, as deployed: the adapter resolves it against the layer's root (here LAYER_ROOT).
+        assert stack.function_environment(function)["PICSART_RULES_FILE"] == "rules/example.json", function
+    assert (LAYER_ROOT / "rules" / "example.json").is_file()
+
+
+def test_a_missing_rules_file_fails_before_anything_starts(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such rules file"):
+        LocalStack(REAL_TEMPLATE, rules_file=tmp_path / "missing.json")
+
+
+class _StackStopped(Exception):
+    """Raised by the stand-in LocalStack: the command got as far as starting the stack."""
+
+
+@pytest.fixture
+def stacks_started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The arguments every command gives LocalStack; the stand-in stops the command there, before moto starts."""
+    started: list[dict[str, Any]] = []
+
+    def stand_in(**arguments: Any) -> LocalStack:
+        started.append(arguments)
+        raise _StackStopped
+
+    monkeypatch.setattr(local_environment, "LocalStack", stand_in)
+    # A Picsart server named, so no emulator starts for a stack that never comes up.
+    monkeypatch.setenv("PICSART_BASE_URL", "http://127.0.0.1:9/tools/1.0")
+    monkeypatch.setenv("PICSART_API_KEY", "the-key")
+    monkeypatch.setattr(cli.signal, "signal", lambda *_: None)  # `stack` would keep its handlers in pytest
+    return started
+
+
+COMMANDS_STARTING_THE_STACK = {
+    "stack": ["stack"],
+    "invoke": ["invoke", "UploadFunction", "-e", str(REAL_TEMPLATE.parent / "events" / "s3-put.json")],
+    "process": ["process", str(REAL_TEMPLATE.parent / "samples" / "red-mug.png")],
+    "demo": ["demo", "--out", "{tmp}"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS_STARTING_THE_STACK))
+def test_the_rules_option_reaches_the_stack_of_every_command(
+    command: str, stacks_started: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    words = [word.replace("{tmp}", str(tmp_path)) for word in COMMANDS_STARTING_THE_STACK[command]]
+    with pytest.raises(_StackStopped):
+        cli.main(["--template", str(REAL_TEMPLATE), "--rules", str(EXAMPLE_RULES), *words])
+    with pytest.raises(_StackStopped):
+        cli.main(["--template", str(REAL_TEMPLATE), *words])
+    with_rules, without = stacks_started
+    assert with_rules["rules_file"] == EXAMPLE_RULES
+    assert without["rules_file"] is None
+    assert with_rules["template_path"] == without["template_path"] == REAL_TEMPLATE
+
+
+def test_the_rules_option_reaches_the_bench_and_the_soak_as_the_rules_file_parameter(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    given: list[Any] = []
+
+    def run_bench(options: bench_run.BenchOptions) -> None:
+        given.append(options)
+
+    def run_soak(settings: soak.SoakSettings, echo: Callable[[str], None]) -> Any:
+        given.append(settings)
+        return SimpleNamespace(ok=True)
+
+    monkeypatch.setattr(bench_run, "run_bench", run_bench)
+    monkeypatch.setattr(soak, "run_soak", run_soak)
+    monkeypatch.setattr(cli.signal, "signal", lambda *_: None)
+    monkeypatch.chdir(EXAMPLE_RULES.parent)
+    leading = ["--rules", EXAMPLE_RULES.name, "--parameter-overrides", "MaxAttempts=3"]
+    assert cli.main([*leading, "bench", "--out", str(tmp_path)]) == 0
+    assert cli.main([*leading, "soak", "--out", str(tmp_path / "soak.json")]) == 0
+    bench, soak_settings = given
+    for parameters in (bench.parameters, soak_settings.parameters):
+        # Absolute: the stack's functions do not run in this folder.
+        assert parameters == {"MaxAttempts": "3", "RulesFile": str(EXAMPLE_RULES)}
+    # The bench writes its command on the docs page: --rules stays before the command, where it was given.
+    leading_command = f"picsart-local --parameter-overrides MaxAttempts=3 --rules {EXAMPLE_RULES.name} bench"
+    assert bench.command.startswith(leading_command)
+
+
+def test_sam_invoke_names_the_rules_file_as_the_layer_ships_it(tmp_path: Path) -> None:
+    event = str(REAL_TEMPLATE.parent / "events" / "s3-put.json")
+
+    def options(rules: Path) -> local_environment.LocalOptions:
+        arguments = ["--template", str(REAL_TEMPLATE), "--rules", str(rules), "sam-invoke", "UploadFunction"]
+        return cli._sam_invoke_options(cli._parser().parse_args([*arguments, "-e", event]))
+
+    # In Docker the host's path does not exist: the file is named relative to the layer's root, as deployed
+    # (/opt/python/rules/example.json), and the template parameter carries it.
+    shipped = options(EXAMPLE_RULES)
+    assert shipped.rules_file is None
+    assert shipped.parameters["RulesFile"] == "rules/example.json"
+
+    elsewhere = tmp_path / "mine.json"
+    elsewhere.write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match="only the layer's files exist"):
+        options(elsewhere)
+    with pytest.raises(FileNotFoundError, match="no such rules file"):
+        options(tmp_path / "missing.json")
