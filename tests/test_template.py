@@ -181,6 +181,37 @@ def test_functions_run_python313_on_arm64_with_tracing() -> None:
     assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"} <= set(variables)
 
 
+def test_every_object_created_in_the_input_bucket_reaches_the_upload_function() -> None:
+    """One S3 event and no key filter: S3's filters are case-sensitive, so a suffix filter loses `photo.WEBP` or
+    `IMG.Jpg` without a record. The function matches keys in any case and records every upload it skips."""
+    s3_events = {
+        (function, name): event["Properties"]
+        for function, resource in resources_of_type("AWS::Serverless::Function").items()
+        for name, event in (resource["Properties"].get("Events") or {}).items()
+        if event["Type"] == "S3"
+    }
+    assert list(s3_events) == [("UploadFunction", "Upload")]
+    # The whole of its properties: a Filter (or a narrower event type) added back fails here.
+    assert s3_events["UploadFunction", "Upload"] == {"Bucket": {"Ref": "InputBucket"}, "Events": "s3:ObjectCreated:*"}
+    # Results go to the other bucket, which triggers nothing: the function's writes never invoke it.
+    for bucket in resources_of_type("AWS::S3::Bucket").values():
+        assert "NotificationConfiguration" not in bucket["Properties"]
+
+
+def test_the_rules_file_is_a_parameter_both_functions_read() -> None:
+    parameter = template()["Parameters"]["RulesFile"]
+    # Empty by default: no rules file, so PicsartTool and PicsartToolParameters still make the one rule.
+    assert (parameter["Type"], parameter["Default"]) == ("String", "")
+    assert "/opt/python/" in parameter["Description"]
+    assert "relative" in parameter["Description"]
+    assert re.fullmatch(parameter["AllowedPattern"], "rules/example.json")
+    assert not re.fullmatch(parameter["AllowedPattern"], "rules/example.json ")
+    assert template()["Globals"]["Function"]["Environment"]["Variables"]["PICSART_RULES_FILE"] == {"Ref": "RulesFile"}
+    for function in FUNCTIONS:
+        own = (template()["Resources"][function]["Properties"].get("Environment") or {}).get("Variables") or {}
+        assert "PICSART_RULES_FILE" not in own, f"{function} must read the parameter, not its own value"
+
+
 def function_role(function: str) -> str:
     properties = template()["Resources"][function]["Properties"]
     # SAM adds its managed policies (logs and SQS actions on every resource) to roles it makes: each
@@ -489,6 +520,10 @@ def test_sam_build_makes_a_lean_arm64_layer_without_python313_or_docker(reposito
     assert {"picsart_adapter", "aws_lambda_powertools", "aws_xray_sdk", "pydantic", "urllib3"} <= shipped
     assert not shipped & {"boto3", "botocore", "s3transfer", "jmespath"}, "the runtime has these"
     assert list(layer.glob("pydantic_core/_pydantic_core.cpython-313-aarch64-linux-gnu.so")), "arm64 wheels"
+    # The rules files beside the package, as in the repository: a relative PICSART_RULES_FILE names the same file.
+    for rules_file in (ADAPTER_PACKAGE.parent / "rules").glob("*.json"):
+        assert (layer / "rules" / rules_file.name).read_bytes() == rules_file.read_bytes(), rules_file.name
+    assert (layer / "rules" / "example.json").is_file()
     assert sorted(p.name for p in (build_dir / "UploadFunction").iterdir()) == ["upload_handler.py"]
     assert sorted(p.name for p in (build_dir / "RetryFunction").iterdir()) == ["retry_handler.py"]
     size = sum(path.stat().st_size for path in layer.rglob("*") if path.is_file())

@@ -12,6 +12,7 @@
   picsart-local report KEY                     every attempt for one object, for a support request
   picsart-local rules check FILE               validate a rules file; print its rules, pipelines and calls
 
+`--rules FILE` (before the command) gives the functions that rules file, in place of the template's RulesFile.
 With PICSART_BASE_URL and PICSART_API_KEY set, the stack calls that server instead of the embedded
 emulator. The emulator's knobs are PICSART_EMULATOR_* variables (quota, window, spike, faults).
 """
@@ -41,6 +42,8 @@ from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOp
 from picsart_local.report import support_report
 from picsart_local.samples import write_samples
 
+#: The adapter layer's folder (its ContentUri in template.yaml), relative to the template's.
+ADAPTER_LAYER = Path("layers/picsart_adapter")
 #: Outcomes that mean the adapter did its job; anything else makes `process` exit non-zero.
 EXPECTED = frozenset({"succeeded", "skipped"})
 
@@ -69,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="a template parameter, repeatable: PicsartTool=upscale, PicsartToolParameters='{...}'",
+    )
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        metavar="FILE",
+        help="the functions' rules file (PICSART_RULES_FILE), in place of the template's RulesFile: "
+        "e.g. layers/picsart_adapter/rules/example.json",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -128,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Loads the file as the functions will: every error names the rule, the pipeline, the step and "
         "the field. Exits 2 when the file is not valid.",
     )
-    rules_check.add_argument("file", type=Path, help="the rules file, e.g. rules/example.json")
+    rules_check.add_argument("file", type=Path, help="the rules file, e.g. layers/picsart_adapter/rules/example.json")
     rules_check.set_defaults(run=_run_rules_check)
 
     demo = commands.add_parser("demo", help="process the sample images and write the results to --out")
@@ -226,7 +236,41 @@ def _options(args: argparse.Namespace, **overrides: Any) -> LocalOptions:
         parameters[name] = value
     if args.template:
         overrides["template_path"] = args.template
+    if args.rules:
+        overrides["rules_file"] = args.rules
     return LocalOptions.from_environment(parameters=parameters, log_dir=args.log_dir, **overrides)
+
+
+def _parameters_with_rules(options: LocalOptions) -> dict[str, str]:
+    """The template parameters of a command that builds its stack from parameters alone (bench, soak): --rules
+    becomes RulesFile, an absolute path, which the functions get as PICSART_RULES_FILE, as LocalStack sets it."""
+    parameters = dict(options.parameters)
+    if options.rules_file is not None:
+        if not options.rules_file.is_file():
+            raise FileNotFoundError(f"no such rules file: {options.rules_file}")
+        parameters["RulesFile"] = str(options.rules_file.resolve())
+    return parameters
+
+
+def _sam_invoke_options(args: argparse.Namespace) -> LocalOptions:
+    """sam-invoke's options. Its functions run in a container that sees only what `sam build` ships, so --rules
+    becomes RulesFile relative to the layer's root (as deployed: /opt/python/rules/...), and the file must be in
+    the layer's rules/ folder, which the layer's Makefile ships."""
+    options = _options(args, event_sources=False)
+    if options.rules_file is None:
+        return options
+    layer_root = options.template_path.resolve().parent / ADAPTER_LAYER
+    rules_file = options.rules_file.resolve()
+    if not rules_file.is_file():
+        raise FileNotFoundError(f"no such rules file: {options.rules_file}")
+    if not rules_file.is_relative_to(layer_root / "rules"):
+        raise ValueError(
+            f"sam-invoke runs the functions in Docker, where only the layer's files exist: put {rules_file.name} "
+            f"in {layer_root / 'rules'}/ (the layer ships that folder)"
+        )
+    options.parameters["RulesFile"] = rules_file.relative_to(layer_root).as_posix()
+    options.rules_file = None
+    return options
 
 
 def _run_stack(args: argparse.Namespace) -> int:
@@ -289,7 +333,7 @@ def _run_sam_invoke(args: argparse.Namespace) -> int:
     if reason is not None:
         raise ValueError(f"sam local invoke cannot run here: {reason}")
     event = json.loads(args.event.read_text())
-    options = _options(args, event_sources=False)
+    options = _sam_invoke_options(args)
     template = options.template_path.resolve()
     build_dir = (args.build_dir or template.parent / ".aws-sam" / f"sam-local-{architecture}").resolve()
     print(f"sam build ({architecture}) into {build_dir}", file=sys.stderr, flush=True)
@@ -382,7 +426,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         out=args.out,
         log_dir=args.log_dir / "bench",
         template_path=base.template_path,
-        parameters=dict(base.parameters),
+        parameters=_parameters_with_rules(base),
         timeout_s=args.timeout,
         latency_ms=args.latency_ms,
         cap_concurrency=args.cap_concurrency,
@@ -401,7 +445,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _bench_command(args: argparse.Namespace) -> str:
     """The bench's command line as given, for the docs page: the options that differ from their defaults."""
     defaults = vars(_parser().parse_args(["bench"]))
-    leading = ("template", "log_dir", "parameter_overrides")  # the options that come before the command
+    leading = ("template", "log_dir", "parameter_overrides", "rules")  # the options that come before the command
     options = [name for name in vars(args) if name not in {*leading, "command", "run"}]
     words = ["picsart-local"]
     for name in (*leading, "command", *options):
@@ -449,7 +493,7 @@ def _run_soak(args: argparse.Namespace) -> int:
         progress_every_s=args.progress_every,
         prewarm=not args.no_prewarm,
         template_path=base.template_path,
-        parameters=dict(base.parameters),
+        parameters=_parameters_with_rules(base),
         log_dir=args.log_dir / "soak",
         out=args.out,
     )

@@ -43,6 +43,8 @@ class LocalOptions:
     parameters: dict[str, str] = field(default_factory=dict)
     #: Extra environment for every function (settings the template leaves at their defaults).
     function_environment: dict[str, str] = field(default_factory=dict)
+    #: The functions' rules file (PICSART_RULES_FILE, as an absolute path) in place of the RulesFile parameter.
+    rules_file: Path | None = None
     emulator: EmulatorSettings | None = None
     #: A Picsart-compatible server to call instead of the embedded emulator (PICSART_BASE_URL).
     picsart_base_url: str | None = None
@@ -104,6 +106,7 @@ class LocalEnvironment:
                 parameter_overrides=parameters,
                 secrets={secret_name: api_key},
                 function_environment=options.function_environment,
+                rules_file=options.rules_file,
             )
             self.stack.start()
             options.log_dir.mkdir(parents=True, exist_ok=True)

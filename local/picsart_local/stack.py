@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 DUMMY_ACCESS_KEY_ID: Final = "testing"
 DUMMY_SECRET_ACCESS_KEY: Final = "testing"  # noqa: S105 -- moto's conventional dummy credential
 DUMMY_SESSION_TOKEN: Final = "testing"  # noqa: S105 -- Lambda always sets one; moto ignores it
+#: The variable the adapter reads its rules file from (the template's RulesFile parameter).
+RULES_FILE_VARIABLE: Final = "PICSART_RULES_FILE"
 # Lambda's own bound on how long an init may take; notification queues leave room for it.
 INIT_ALLOWANCE_S: Final = 10
 
@@ -321,6 +323,7 @@ class LocalStack:
         region: str = "us-east-1",
         function_environment: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
+        rules_file: Path | None = None,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.stack_name = stack_name
@@ -329,6 +332,11 @@ class LocalStack:
         self._parameter_overrides = dict(parameter_overrides or {})
         self._secrets = dict(secrets or {})
         self._extra_environment = dict(function_environment or {})
+        # Absolute, so it names the same file whatever folder a worker runs in; checked here so that a wrong path
+        # stops the stack before anything starts, not every function at its first cold start.
+        self.rules_file = Path(rules_file).resolve() if rules_file is not None else None
+        if self.rules_file is not None and not self.rules_file.is_file():
+            raise FileNotFoundError(f"no such rules file: {rules_file}")
         self._document = load_template(self.template_path)
         # Fail before anything starts when a parameter breaks the template's constraints.
         self._parameters = resolve_parameters(self._document, self._parameter_overrides)
@@ -421,6 +429,8 @@ class LocalStack:
         """The environment a worker of this function gets, as Lambda would set it."""
         function = self.template.function(function_logical_id)
         environment = {**function.environment, **self._extra_environment}
+        if self.rules_file is not None:  # in place of the template's RulesFile parameter, as given
+            environment[RULES_FILE_VARIABLE] = str(self.rules_file)
         # Lambda's reserved variables win over anything the template or the caller set.
         environment.update(self.aws_environment())
         environment.update(

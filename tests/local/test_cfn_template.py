@@ -138,6 +138,49 @@ def test_valid_overrides_reach_the_functions_and_conditions() -> None:
     assert resolve_template(REAL_TEMPLATE).conditions["SecretIsArn"] is False
 
 
+def test_the_rules_file_parameter_reaches_both_functions_as_given() -> None:
+    for function in resolve_template(REAL_TEMPLATE).functions.values():
+        assert function.environment["PICSART_RULES_FILE"] == "", function.logical_id  # no rules file by default
+    template = resolve_template(REAL_TEMPLATE, parameter_overrides={"RulesFile": "rules/example.json"})
+    for function in template.functions.values():
+        # As given: a relative path is the adapter's to resolve, against the layer's root.
+        assert function.environment["PICSART_RULES_FILE"] == "rules/example.json", function.logical_id
+
+
+def test_an_s3_event_without_a_filter_has_no_filter_rules(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Uploads:
+    Type: AWS::S3::Bucket
+  OnUpload:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: .
+      Handler: handler.handle
+      Runtime: python3.13
+      Events:
+        Everything:
+          Type: S3
+          Properties:
+            Bucket: !Ref Uploads
+            Events: [s3:ObjectCreated:*, s3:ObjectRemoved:*]
+        Pngs:
+          Type: S3
+          Properties:
+            Bucket: !Ref Uploads
+            Events: s3:ObjectCreated:*
+            Filter: {S3Key: {Rules: [{Name: prefix, Value: in/}, {Name: suffix, Value: .png}]}}
+""",
+    )
+    everything, pngs = resolve_template(path).function("OnUpload").s3_events
+    assert everything.events == ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
+    assert everything.filter_rules == ()
+    assert [(rule.name, rule.value) for rule in pngs.filter_rules] == [("prefix", "in/"), ("suffix", ".png")]
+
+
 def test_globals_merge_into_functions_and_the_functions_own_values_win() -> None:
     template = resolve_template(FIXTURE_TEMPLATE, parameter_overrides={"FunctionTimeout": "7"})
 
@@ -174,15 +217,12 @@ def test_real_template_model() -> None:
     assert upload.handler_module == "upload_handler"
     assert upload.handler_function == "lambda_handler"
 
-    declared_suffixes = [
-        event["Properties"]["Filter"]["S3Key"]["Rules"][0]["Value"]
-        for event in raw["Resources"]["UploadFunction"]["Properties"]["Events"].values()
-    ]
-    assert len(upload.s3_events) == 12
-    assert [rule.value for event in upload.s3_events for rule in event.filter_rules] == declared_suffixes
-    assert {rule.name for event in upload.s3_events for rule in event.filter_rules} == {"suffix"}
-    assert {event.bucket_logical_id for event in upload.s3_events} == {"InputBucket"}
-    assert {event.events for event in upload.s3_events} == {("s3:ObjectCreated:*",)}
+    # One event for every object created in the input bucket: no key filter, so no key is left out locally.
+    (created,) = upload.s3_events
+    assert (created.name, created.bucket_logical_id) == ("Upload", "InputBucket")
+    assert created.events == ("s3:ObjectCreated:*",)
+    assert created.filter_rules == ()
+    assert retry.s3_events == ()
     assert upload.dead_letter_queue_logical_id == "DeadLetterQueue"
     assert upload.maximum_retry_attempts == 2
 
