@@ -77,6 +77,12 @@ class UploadOutcome:
     output_key: str | None = None
     picsart_correlation_id: str | None = None
     record: Mapping[str, Any] | None = None
+    #: Each pipeline's record of the version, by pipeline name (empty when it reached no pipeline).
+    pipelines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def output_keys(self) -> dict[str, str]:
+        return {name: str(r["output_key"]) for name, r in self.pipelines.items() if r.get("output_key")}
 
 
 class LocalEnvironment:
@@ -167,18 +173,35 @@ class LocalEnvironment:
         return key
 
     def outcome(self, key: str) -> UploadOutcome | None:
-        """The newest version's record of `key`, or None while it has none."""
+        """Where the newest version of `key` stands, or None while it has no record. A version whose rule runs
+        several pipelines has one record each: it has ended when every pipeline of its rule has, and its status
+        is `succeeded` when each succeeded, else the first other ending."""
         records = self.jobs.for_object(self.input_bucket, key)
         if not records:
             return None
         record = records[-1]
+        version = str(record.get("sk", "")).partition("#")[0]
+        pipelines = {
+            str(r["pipeline"]): r
+            for r in records
+            if r.get("pipeline") and str(r.get("sk", "")).partition("#")[0] == version
+        }
+        status = str(record.get("status"))
+        if pipelines:
+            expected = list(record.get("rule_pipelines") or pipelines)
+            statuses = [str(pipelines[name].get("status")) if name in pipelines else "processing" for name in expected]
+            unfinished = [each for each in statuses if each not in TERMINAL]
+            ended_otherwise = [each for each in statuses if each != "succeeded"]
+            status = (unfinished or ended_otherwise or ["succeeded"])[0]
+            record = next((r for r in pipelines.values() if str(r.get("status")) == status), record)
         return UploadOutcome(
             key=key,
-            status=str(record.get("status")),
+            status=status,
             reason=_text(record.get("reason")),
             output_key=_text(record.get("output_key")),
             picsart_correlation_id=_text(record.get("picsart_correlation_id")),
             record=record,
+            pipelines=pipelines,
         )
 
     def wait_for(self, keys: Iterable[str], timeout: float = 120.0) -> dict[str, UploadOutcome]:

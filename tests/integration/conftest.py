@@ -27,6 +27,7 @@ def start_environment(
     event_sources: bool = True,
     prewarm: bool = False,
     function_environment: dict[str, str] | None = None,
+    rules_file: Path | None = None,
 ) -> LocalEnvironment:
     options = LocalOptions(
         stack_name=f"it-{name}",
@@ -37,6 +38,7 @@ def start_environment(
         upload_concurrency=upload_concurrency,
         event_sources=event_sources,
         prewarm=prewarm,
+        rules_file=rules_file,
     )
     return LocalEnvironment(options).start()
 

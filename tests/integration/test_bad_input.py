@@ -39,12 +39,16 @@ def test_text_named_like_an_image_is_skipped_without_a_call(env: LocalEnvironmen
     assert calls_for(env, "/notes.jpg") == []
 
 
-def test_files_the_template_filters_out_never_reach_the_function(env: LocalEnvironment) -> None:
+def test_every_created_object_reaches_the_function_whatever_its_extension(env: LocalEnvironment) -> None:
+    """S3's suffix filters are case-sensitive: the trigger has none, and the content decides."""
     env.upload("uploads/readme.txt", b"hello")
-    env.upload("uploads/after-readme.png", png_bytes())
-    outcomes = env.wait_for(["uploads/after-readme.png"], timeout=60)
-    assert outcomes["uploads/after-readme.png"].status == "succeeded"
-    assert env.outcome("uploads/readme.txt") is None, "the .txt upload triggered nothing"
+    env.upload("uploads/SHOT.Png", png_bytes())
+    outcomes = env.wait_for(["uploads/readme.txt", "uploads/SHOT.Png"], timeout=60)
+    assert outcomes["uploads/SHOT.Png"].status == "succeeded"
+    assert (outcomes["uploads/readme.txt"].status, outcomes["uploads/readme.txt"].record["skip_code"]) == (  # type: ignore[index]
+        "skipped",
+        "not-an-image",
+    )
 
 
 def test_s3_test_event_is_acknowledged(env: LocalEnvironment, repository_root: Path) -> None:

@@ -29,7 +29,7 @@ from picsart_adapter.tools import FORMAT_MEDIA, tool
 from picsart_local.cli import main
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = REPOSITORY_ROOT / "rules" / "example.json"
+EXAMPLE = REPOSITORY_ROOT / "layers" / "picsart_adapter" / "rules" / "example.json"
 REMOVEBG: dict[str, Any] = {"tool": "removebg"}
 
 
