@@ -11,6 +11,7 @@
   picsart-local bench                          compare rate-limit strategies under a burst of uploads
   picsart-local report KEY                     every attempt for one object, for a support request
   picsart-local rules check FILE               validate a rules file; print its rules, pipelines and calls
+  picsart-local plan KEY                       dry run: the rule, steps, output keys and calls for an upload
 
 `--rules FILE` (before the command) gives the functions that rules file, in place of the template's RulesFile.
 With PICSART_BASE_URL and PICSART_API_KEY set, the stack calls that server instead of the embedded
@@ -39,6 +40,14 @@ from picsart_adapter.rules import MatchCriteria, load_rules, output_extension, o
 from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cfn_template import TemplateError
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
+from picsart_local.plan import (
+    DEFAULT_SIZE,
+    DEFAULT_VERSION_REF,
+    build_plan,
+    default_rules_path,
+    parse_metadata,
+    render_plan,
+)
 from picsart_local.report import support_report
 from picsart_local.samples import write_samples
 
@@ -140,6 +149,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     rules_check.add_argument("file", type=Path, help="the rules file, e.g. layers/picsart_adapter/rules/example.json")
     rules_check.set_defaults(run=_run_rules_check)
+
+    plan = commands.add_parser(
+        "plan",
+        help="dry run: the rule an upload matches, its pipelines' steps and output keys, and the Picsart calls",
+        description="Calls nothing (no AWS, no Picsart): the upload's size, content type and metadata are taken as "
+        "given. Exits 2 when the rules file is not valid.",
+    )
+    plan.add_argument("key", help="the upload's key in the input bucket, e.g. products/x.jpg")
+    plan.add_argument("--size", type=int, default=DEFAULT_SIZE, metavar="N", help=f"bytes (default {DEFAULT_SIZE})")
+    plan.add_argument(
+        "--content-type", metavar="T", help="the sniffed type, e.g. image/png (default: from the key's extension)"
+    )
+    plan.add_argument(
+        "--metadata", action="extend", nargs="+", default=[], metavar="KEY=VALUE", help="S3 user metadata, repeatable"
+    )
+    # Its own dest: the global --rules (the stack's rules file) is kept, and used when this one is not given.
+    plan.add_argument(
+        "--rules", dest="plan_rules", type=Path, metavar="FILE", help="rules file (default: the example rules)"
+    )
+    plan.add_argument(
+        "--version", default=DEFAULT_VERSION_REF, metavar="V", help="version ref, e.g. version:ID or etag:ETAG"
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(run=_run_plan)
 
     demo = commands.add_parser("demo", help="process the sample images and write the results to --out")
     demo.add_argument("--out", type=Path, default=Path("out"))
@@ -395,6 +428,24 @@ def _run_rules_check(args: argparse.Namespace) -> int:
                 parameters = json.dumps(step.parameters.model_dump(mode="json", exclude_none=True), sort_keys=True)
                 kind = "data" if step.catalogued.result == "data" else "image"
                 print(f"    {index}. {step.tool} {parameters} ({kind})")
+    return 0
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    chosen = args.plan_rules or getattr(args, "rules", None)
+    path = Path(chosen) if chosen else default_rules_path(REPOSITORY_ROOT)
+    found = build_plan(
+        load_rules(path),
+        args.key,
+        size=args.size,
+        content_type=args.content_type,
+        metadata=parse_metadata(args.metadata),
+        version_ref=args.version,
+    )
+    if args.json:
+        print(json.dumps({"rules": str(path), **found.to_json()}, indent=2))
+    else:
+        print(render_plan(found, source=str(path)), end="")
     return 0
 
 
