@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, Literal
 
-from picsart_adapter.input_checks import SNIFFED_MEDIA_TYPES, check_key, check_object
+from picsart_adapter.input_checks import SNIFFED_MEDIA_TYPES, check_object
 from picsart_adapter.rules import Pipeline, Rule, Rules, match_upload, output_extension, output_key, pipeline_hash
 
 #: What a plan assumes when no --size is given: a typical photo, far from every size bound but the odd rule's.
@@ -27,7 +27,7 @@ DEFAULT_VERSION_REF: Final = "version:VERSION"
 #: The extension shown when the last image step's spec names no format: Picsart's answer decides it.
 FROM_THE_ANSWER: Final = "<from the answer>"
 #: Where the repository's example rules are: the layer's folder, or the top-level folder they are moving from.
-EXAMPLE_RULES: Final = (Path("layers/picsart_adapter/rules/example.json"), Path("rules/example.json"))
+EXAMPLE_RULES: Final = Path("layers/picsart_adapter/rules/example.json")
 NO_RULE_MATCHES: Final = "no rule matches"
 
 #: Extensions named differently from their sniffed format; every other one is the format's name in lower case.
@@ -119,12 +119,8 @@ def parse_metadata(items: Sequence[str]) -> dict[str, str]:
 
 
 def default_rules_path(root: Path) -> Path:
-    """The repository's example rules: the first of EXAMPLE_RULES that exists (the last when none does, so the
-    error names where they were looked for last)."""
-    for candidate in EXAMPLE_RULES:
-        if (root / candidate).is_file():
-            return root / candidate
-    return root / EXAMPLE_RULES[-1]
+    """The repository's example rules."""
+    return root / EXAMPLE_RULES
 
 
 def build_plan(
@@ -137,12 +133,12 @@ def build_plan(
     version_ref: str = DEFAULT_VERSION_REF,
 ) -> Plan:
     """The plan for one upload. With no content type given, the key's extension tells it (see
-    `guess_content_type`). An upload the input checks refuse (an extension, a size or a content type Picsart does
-    not take) is skipped with their reason before any rule is asked, as the functions do."""
+    `guess_content_type`). An upload the input checks refuse (a size or a content type Picsart does not
+    take) is skipped with their reason before any rule is asked, as the functions do."""
     chosen_type = content_type.lower() if content_type else guess_content_type(key)
     given = dict(metadata or {})
     sniffed = chosen_type in SNIFFED_MEDIA_TYPES.values()
-    rejection = check_key(key) or check_object(size, _ANY_IMAGE_HEAD if sniffed else b"")
+    rejection = check_object(size, _ANY_IMAGE_HEAD if sniffed else b"")
     found = None if rejection else match_upload(rules, key, chosen_type, size, given)
     if found is None:
         return Plan(

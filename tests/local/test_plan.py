@@ -12,7 +12,6 @@ import pytest
 from picsart_adapter.rules import Rules, parse_rules
 from picsart_local.cli import main
 from picsart_local.plan import (
-    EXAMPLE_RULES,
     FROM_THE_ANSWER,
     NO_RULE_MATCHES,
     build_plan,
@@ -134,7 +133,7 @@ def test_the_given_content_type_and_size_decide_the_match() -> None:
 @pytest.mark.parametrize(
     ("key", "size", "content_type", "reason"),
     [
-        ("notes.txt", 1000, None, "'.txt' is not an image type Picsart accepts"),
+        ("notes.txt", 1000, None, "not a JPG, PNG, WEBP, TIFF or HEIC image"),
         ("empty.png", 0, None, "the object is empty (0 bytes)"),
         ("huge.png", 100 * 1024 * 1024 + 1, None, "over Picsart's limit"),
         ("named.png", 1000, "image/gif", "not a JPG, PNG, WEBP, TIFF or HEIC image"),
@@ -202,15 +201,8 @@ def test_metadata_pairs_keep_an_equals_sign_in_the_value() -> None:
         parse_metadata(["=value"])
 
 
-def test_the_default_rules_are_the_layers_example_else_the_top_level_one(tmp_path: Path) -> None:
-    layer, top = (tmp_path / path for path in EXAMPLE_RULES)
-    assert default_rules_path(tmp_path) == top  # neither exists: the error names the top-level one
-    top.parent.mkdir(parents=True)
-    top.write_text("{}")
-    assert default_rules_path(tmp_path) == top
-    layer.parent.mkdir(parents=True)
-    layer.write_text("{}")
-    assert default_rules_path(tmp_path) == layer
+def test_the_default_rules_are_the_layers_example(tmp_path: Path) -> None:
+    assert default_rules_path(tmp_path) == tmp_path / "layers" / "picsart_adapter" / "rules" / "example.json"
 
 
 # The command line
