@@ -36,7 +36,8 @@ COMMON_ACTIONS = {
     "s3:GetObject",  # head_object, ranged get_object, the presigned GET Picsart fetches
     "s3:GetObjectVersion",  # the same with a VersionId
     "s3:ListBucket",  # head_object of a deleted upload answers 404 (skipped), not 403
-    "s3:PutObject",  # the result
+    "s3:PutObject",  # outputs, sidecars, copied originals (copy_object reads the source with GetObjectVersion)
+    "s3:PutObjectTagging",  # a data step's labels as the output's tags
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",

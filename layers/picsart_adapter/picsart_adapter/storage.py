@@ -110,6 +110,8 @@ class ObjectStore:
             CopySource=source,  # type: ignore[arg-type]
             MetadataDirective="REPLACE",
             Metadata=_safe_metadata(metadata),
+            # The source's tags are not copied: reading them would need s3:GetObjectTagging for nothing.
+            TaggingDirective="REPLACE",
             **request,
         )
 
