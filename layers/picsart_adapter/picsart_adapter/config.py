@@ -11,12 +11,14 @@ import os
 from collections.abc import Mapping
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from picsart_adapter.rules import Rules, RulesError, default_rules, load_rules
 from picsart_adapter.tools import TOOLS, Tool, ToolName, ToolParameters
+
+if TYPE_CHECKING:
+    from picsart_adapter.rules import Rules
 
 DEFAULT_PICSART_BASE_URL = "https://api.picsart.io/tools/1.0"
 #: Where a relative PICSART_RULES_FILE is found: the layer's root, which holds the package and the `rules/`
@@ -75,6 +77,9 @@ class AdapterSettings(BaseModel):
     @cached_property
     def rules(self) -> Rules:
         """The rules every upload is matched against: the rules file's, or PICSART_TOOL's as one rule."""
+        # Imported here: a deployment without a rules file reads its rule at the first event, not in the cold start.
+        from picsart_adapter.rules import RulesError, default_rules, load_rules
+
         if not self.rules_file.strip():
             return default_rules(self.tool, self.tool_parameters)
         path = rules_path(self.rules_file)
@@ -121,7 +126,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> AdapterSettings:
         problems = "; ".join(_describe(e) for e in error.errors())
         raise ConfigurationError(f"invalid adapter configuration: {problems}") from None
     settings.tool_parameters  # noqa: B018 - parse now so a bad value fails at cold start, not per event
-    settings.rules  # noqa: B018 - and the rules file with it
+    if settings.rules_file.strip():
+        settings.rules  # noqa: B018 - and the rules file with it
     return settings
 
 

@@ -18,17 +18,16 @@ matches every image, with one pipeline of one step whose output keys are today's
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-import hashlib
 import json
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from picsart_adapter.input_checks import SNIFFED_MEDIA_TYPES
 from picsart_adapter.tool_base import Tool, ToolParameters
@@ -154,42 +153,38 @@ class _RuleSpec(_Spec):
     on_failure: Literal["fail", "copy-original"] = "fail"
 
 
-class Step(BaseModel):
+@dataclass(frozen=True)
+class Step:
     """One call: a catalogued tool and its parameters, validated against the tool's model."""
 
-    model_config = ConfigDict(frozen=True)
-
     tool: str
-    parameters: SerializeAsAny[ToolParameters]
+    parameters: ToolParameters
 
     @property
     def catalogued(self) -> Tool:
         return CATALOG[self.tool]
 
 
-class Pipeline(BaseModel):
+@dataclass(frozen=True)
+class Pipeline:
     """Steps in order, step n+1 taking step n's result; one output, at `output` (None: the default template)."""
-
-    model_config = ConfigDict(frozen=True)
 
     name: str
     steps: tuple[Step, ...]
     output: str | None = None
 
 
-class Rule(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True)
+class Rule:
     name: str
-    match: MatchCriteria = Field(default_factory=MatchCriteria)
     pipelines: tuple[Pipeline, ...]
+    match: MatchCriteria = field(default_factory=MatchCriteria)
     on_failure: Literal["fail", "copy-original"] = "fail"
 
 
-class Rules(BaseModel):
+@dataclass(frozen=True)
+class Rules:
     """A loaded rules file: the rules in order (first match wins) and every pipeline by name."""
-
-    model_config = ConfigDict(frozen=True)
 
     rules: tuple[Rule, ...]
 
@@ -198,10 +193,9 @@ class Rules(BaseModel):
         return {pipeline.name: pipeline for rule in self.rules for pipeline in rule.pipelines}
 
 
-class Match(BaseModel):
+@dataclass(frozen=True)
+class Match:
     """The rule an upload matched, and the pipelines it runs (one output each)."""
-
-    model_config = ConfigDict(frozen=True)
 
     rule: Rule
 
@@ -235,6 +229,8 @@ def pipeline_hash(pipeline: Pipeline) -> str:
         for step in pipeline.steps
     ]
     canonical = json.dumps(steps, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    import hashlib  # at the first event, not in the cold start
+
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -349,8 +345,7 @@ class _Loader:
         for position, item in enumerate(spec.pipelines, start=1):
             if isinstance(item, str):
                 if item not in shared:
-                    close = difflib.get_close_matches(item, list(shared), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    hint = _close_match(item, list(shared))
                     self.problems.append(f'{where}: pipelines: no pipeline is named "{item}"{hint}')
                     failed = True
                     continue
@@ -412,8 +407,7 @@ class _Loader:
             return None
         found = CATALOG.get(spec.tool)
         if found is None:
-            close = difflib.get_close_matches(spec.tool, list(CATALOG), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = _close_match(spec.tool, list(CATALOG))
             self.problems.append(f"{where}: tool: {spec.tool!r} is not in Picsart's tool catalogue{hint}")
             return None
         where = f"{where} ({found.name})"
@@ -435,15 +429,16 @@ class _Loader:
         except ValueError as error:
             self.problems.append(f"{where}: output: {error} (write a literal brace as {{{{ or }}}})")
             return False
-        for _, field, spec, conversion in fields:
-            if field is None:
+        for _, placeholder, spec, conversion in fields:
+            if placeholder is None:
                 continue
-            if field not in PLACEHOLDERS:
+            if placeholder not in PLACEHOLDERS:
                 known = ", ".join(f"{{{name}}}" for name in sorted(PLACEHOLDERS))
-                self.problems.append(f"{where}: output: unknown placeholder {{{field}}}; the placeholders are {known}")
+                unknown = f"{{{placeholder}}}"
+                self.problems.append(f"{where}: output: unknown placeholder {unknown}; the placeholders are {known}")
                 return False
             if spec or conversion:
-                self.problems.append(f"{where}: output: {{{field}}} takes no format or conversion")
+                self.problems.append(f"{where}: output: {{{placeholder}}} takes no format or conversion")
                 return False
         for folder in ("", "folder/"):
             rendered = template.format_map(dict.fromkeys(PLACEHOLDERS, "x") | {"dir": folder})
@@ -506,6 +501,14 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f'"{key}" is given twice in one JSON object')
         result[key] = value
     return result
+
+
+def _close_match(name: str, names: list[str]) -> str:
+    """The hint for a misspelt name (`; did you mean 'x'?`), or nothing. difflib is imported only for a wrong file."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _matches_name(name: str) -> bool:
