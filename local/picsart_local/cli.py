@@ -7,7 +7,7 @@
                                                the local stack (after `make sam-local`)
   picsart-local sam ARGS...                    the SAM CLI with its Lambda containers on the host's network
   picsart-local process FILE...                upload files, wait for each, print a table
-  picsart-local demo                           process the sample images into out/
+  picsart-local demo                           the samples through the example rules, into out/
   picsart-local bench                          compare rate-limit strategies under a burst of uploads
   picsart-local report KEY                     every attempt for one object, for a support request
   picsart-local rules check FILE               validate a rules file; print its rules, pipelines and calls
@@ -174,7 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(run=_run_plan)
 
-    demo = commands.add_parser("demo", help="process the sample images and write the results to --out")
+    demo = commands.add_parser(
+        "demo", help="the samples through the example rules: outputs and a contact sheet (demo.png) in --out"
+    )
     demo.add_argument("--out", type=Path, default=Path("out"))
     demo.add_argument("--timeout", type=float, default=120.0)
     demo.set_defaults(run=_run_demo)
@@ -455,12 +457,52 @@ def _criteria(match: MatchCriteria) -> str:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    """The samples through the example rules (or `--rules`): each under the prefix that picks a rule, the outputs
+    downloaded, and a contact sheet of each source beside its outputs."""
+    from picsart_local.contact_sheet import SheetItem, SheetRow, write_contact_sheet  # Pillow drawing only here
+
     folder = REPOSITORY_ROOT / "samples"
     samples = sorted(p for p in folder.glob("*") if p.suffix.lower() in SUPPORTED_EXTENSIONS)
     if not samples:
         samples = write_samples(args.out / "samples")
-    print(f"Processing {len(samples)} sample images: {', '.join(p.name for p in samples)}", flush=True)
-    return _run_process(argparse.Namespace(**{**vars(args), "files": samples, "out": args.out / "results"}))
+    options = _options(args) if args.rules else _options(args, rules_file=default_rules_path(REPOSITORY_ROOT))
+    print(f"Processing {len(samples)} sample images with {options.rules_file}", flush=True)
+    rows: list[SheetRow] = []
+    with LocalEnvironment(options) as env:
+        keys = {env.upload_file(path, _demo_key(path, index)): path for index, path in enumerate(samples)}
+        outcomes = env.wait_for(keys, timeout=args.timeout)
+        _download(env, outcomes.values(), args.out / "results")
+        for key, path in keys.items():
+            outputs = [
+                SheetItem(env.download_output(written), f"{pipeline}\n{written}")
+                for pipeline, written in _outputs_of(outcomes[key])
+            ]
+            rows.append(SheetRow(SheetItem(path, f"{key}\n{outcomes[key].status}"), outputs))
+    sheet = write_contact_sheet(rows, args.out / "demo.png", title="Picsart adapter: the example rules")
+    print(f"wrote {sheet.path}")
+    _print_table([outcomes[key] for key in keys])
+    return 0 if all(o.status in EXPECTED for o in outcomes.values()) else 1
+
+
+#: Where the demo puts the samples, in turn: a prefix each of the example rules picks (products on white, then
+#: upscaled; a face enhanced; anything else as a thumbnail plus tags).
+DEMO_PREFIXES = ("products/", "avatars/", "misc/")
+
+
+def _demo_key(path: Path, index: int) -> str:
+    return f"{DEMO_PREFIXES[index % len(DEMO_PREFIXES)]}{path.name}"
+
+
+def _outputs_of(outcome: UploadOutcome) -> list[tuple[str, str]]:
+    """(pipeline, key) of every object an upload's pipelines wrote: outputs, sidecars and copied originals."""
+    records = outcome.pipelines or ({"": outcome.record} if outcome.record else {})
+    found: list[tuple[str, str]] = []
+    for pipeline, record in records.items():
+        for field in ("output_key", "sidecar_key"):
+            key = record.get(field)
+            if key and (pipeline, str(key)) not in found:
+                found.append((pipeline, str(key)))
+    return found
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -554,19 +596,22 @@ def _run_soak(args: argparse.Namespace) -> int:
 
 def _download(env: LocalEnvironment, outcomes: Any, folder: Path) -> None:
     for outcome in outcomes:
-        if outcome.output_key:
-            target = folder / outcome.output_key
+        for _, written in _outputs_of(outcome):
+            target = folder / written
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(env.download_output(outcome.output_key))
+            target.write_bytes(env.download_output(written))
             print(f"wrote {target}")
 
 
 def _print_table(outcomes: Sequence[UploadOutcome]) -> None:
-    rows = [("file", "status", "output key", "Picsart correlation id")]
+    """One row per upload and pipeline: its status, output key (or reason) and last Picsart correlation id."""
+    rows = [("file", "pipeline", "status", "output key", "Picsart correlation id")]
     for o in outcomes:
-        detail = o.output_key or (o.reason or "")
-        rows.append((o.key, o.status, detail, o.picsart_correlation_id or "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for pipeline, record in (o.pipelines or {"-": o.record or {}}).items():
+            status = str(record.get("status") or o.status)
+            detail = str(record.get("output_key") or record.get("reason") or o.reason or "")
+            rows.append((o.key, pipeline, status, detail, str(record.get("picsart_correlation_id") or "-")))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     print()
     for index, row in enumerate(rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
