@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from typing import Literal
 
 from . import imaging
+from .editing import EDIT
 from .errors import ApiError
+from .retouch import ENHANCE_FACE
 from .toolkit import Tool, ToolCall, ToolOutput
 from .validation import FORMAT, PERCENT, Checked, Colour, Param, image_source
 
@@ -130,6 +132,8 @@ _ALL: tuple[Tool, ...] = (
     ),
     Tool("upscale", "/upscale", UPSCALE_PARAMS, _upscale),
     Tool("ultra-upscale", "/upscale/ultra", ULTRA_UPSCALE_PARAMS, _upscale, asynchronous=True),
+    ENHANCE_FACE,
+    EDIT,
 )
 
 #: Tool name -> tool.
