@@ -15,6 +15,7 @@ TOOL_CALLS: list[tuple[str, dict[str, str], str]] = [
     ("upscale/ultra", {}, "ultra-upscale"),
     ("enhance/face", {}, "enhance-face"),
     ("edit", {"mode": "resize", "width": "32"}, "edit"),
+    ("tags", {}, "tags"),
 ]
 _IDS = [name for _, _, name in TOOL_CALLS]
 

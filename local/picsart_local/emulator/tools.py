@@ -13,6 +13,7 @@ from . import imaging
 from .editing import EDIT
 from .errors import ApiError
 from .retouch import ENHANCE_FACE
+from .tagging import TAGS
 from .toolkit import Tool, ToolCall, ToolOutput
 from .validation import FORMAT, PERCENT, Checked, Colour, Param, image_source
 
@@ -134,6 +135,7 @@ _ALL: tuple[Tool, ...] = (
     Tool("ultra-upscale", "/upscale/ultra", ULTRA_UPSCALE_PARAMS, _upscale, asynchronous=True),
     ENHANCE_FACE,
     EDIT,
+    TAGS,
 )
 
 #: Tool name -> tool.
