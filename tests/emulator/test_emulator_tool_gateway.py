@@ -16,6 +16,8 @@ TOOL_CALLS: list[tuple[str, dict[str, str], str]] = [
     ("enhance/face", {}, "enhance-face"),
     ("edit", {"mode": "resize", "width": "32"}, "edit"),
     ("tags", {}, "tags"),
+    ("adjust", {"contrast": "20"}, "adjust"),
+    ("effects", {"effect_name": "icy1"}, "effects"),
 ]
 _IDS = [name for _, _, name in TOOL_CALLS]
 
@@ -75,11 +77,11 @@ def test_injected_faults_hit_every_tool(
 
 
 @pytest.mark.parametrize(("path", "_fields", "tool"), TOOL_CALLS, ids=_IDS)
-def test_a_tool_path_answers_405_to_get(api: Api, path: str, _fields: dict[str, str], tool: str) -> None:
-    response = api.http.request("GET", f"{api.emulator.base_url}/{path}", headers=api.headers())
+def test_a_tool_path_answers_405_to_put(api: Api, path: str, _fields: dict[str, str], tool: str) -> None:
+    response = api.http.request("PUT", f"{api.emulator.base_url}/{path}", headers=api.headers())
 
     assert response.status == 405
-    assert response.headers["Allow"] == "POST"
+    assert response.headers["Allow"] == ("POST, GET" if path == "effects" else "POST")
     assert api.emulator.calls()[-1].tool == tool
 
 

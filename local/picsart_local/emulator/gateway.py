@@ -14,7 +14,7 @@ answers:
 6. Quota: fixed window opened by the first counted request; none left -> 429. Requests rejected
    by steps 5 and 6 consume no quota; every request reaching step 6 is counted.
 7. Credits: a tool call with no credits left -> 402 (a credit is reserved here and refunded if
-   the call fails later; /balance and polls cost nothing).
+   the call fails later; /balance, GET /effects and polls cost nothing).
 8. Body type: tool calls need ``multipart/form-data`` or ``application/json`` -> otherwise 415;
    malformed bodies -> 400; a body over the input limit -> 413.
 9. Parameters (the tool's table in `tools`, checked by `validation`) -> 422 naming the field.
@@ -62,7 +62,7 @@ from .errors import ApiError
 from .results import ResultStore, Transactions
 from .state import Admission, GatewayState
 from .toolkit import Tool, ToolCall
-from .tools import BALANCE, ROUTES, TOOLS
+from .tools import FREE_CALLS, ROUTES, TOOLS
 from .validation import ImageSource, first_text, url_path
 
 logger = logging.getLogger(__name__)
@@ -161,8 +161,7 @@ class Gateway:
             return self._poll(request, call, transaction_id, root_url)
         if tool is not None:
             return self._run_tool(request, call, tool, body, admission, root_url)
-        assert name == BALANCE
-        return self.answers.json(200, {"credits": self.state.credits}, call)
+        return self.answers.json(200, FREE_CALLS[name].answer(self.state.credits), call)
 
     def _run_tool(
         self, request: Request, call: Call, tool: Tool, body: Body, admission: Admission, root_url: str

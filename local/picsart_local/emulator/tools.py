@@ -6,13 +6,15 @@ an independent oracle of the contract.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from . import imaging
 from .editing import EDIT
+from .effects import EFFECTS_TOOL, effect_names_payload
 from .errors import ApiError
-from .retouch import ENHANCE_FACE
+from .retouch import ADJUST, ENHANCE_FACE
 from .tagging import TAGS
 from .toolkit import Tool, ToolCall, ToolOutput
 from .validation import FORMAT, PERCENT, Checked, Colour, Param, image_source
@@ -136,17 +138,40 @@ _ALL: tuple[Tool, ...] = (
     ENHANCE_FACE,
     EDIT,
     TAGS,
+    ADJUST,
+    EFFECTS_TOOL,
 )
 
 #: Tool name -> tool.
 TOOLS: Mapping[str, Tool] = {tool.name: tool for tool in _ALL}
 
-#: Calls that are not tools: they take no body and cost no credit (they still count against the quota).
-BALANCE = "balance"
-FREE_CALLS: Mapping[str, str] = {"/balance": BALANCE}
+
+@dataclass(frozen=True)
+class FreeCall:
+    """A call that is not a tool: it takes no body and costs no credit (it still counts against the quota)."""
+
+    name: str
+    path: str
+    #: The 200 answer's body, given the credits left.
+    answer: Callable[[int], object]
+
+
+_FREE: tuple[FreeCall, ...] = (
+    FreeCall("balance", "/balance", lambda credits: {"credits": credits}),
+    FreeCall("effect-names", "/effects", effect_names_payload),
+)
+#: Free call name -> free call.
+FREE_CALLS: Mapping[str, FreeCall] = {call.name: call for call in _FREE}
+
+
+def _routes() -> dict[str, dict[str, str]]:
+    routes: dict[str, dict[str, str]] = {}
+    for tool in _ALL:
+        routes.setdefault(tool.path, {})["POST"] = tool.name
+    for free in _FREE:
+        routes.setdefault(free.path, {})["GET"] = free.name
+    return routes
+
 
 #: Path under /tools/1.0 -> method -> the name recorded for the call (a tool's name, or a free call's).
-ROUTES: Mapping[str, Mapping[str, str]] = {
-    **{tool.path: {"POST": tool.name} for tool in _ALL},
-    **{path: {"GET": name} for path, name in FREE_CALLS.items()},
-}
+ROUTES: Mapping[str, Mapping[str, str]] = _routes()
