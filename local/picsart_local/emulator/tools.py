@@ -50,8 +50,9 @@ REMOVEBG_PARAMS: dict[str, Param] = {
     "bg_image_id": Param("str", nullable=True),
     "bg_color": Param("colour", nullable=True),
     "bg_blur": Param("int", 0, 100),
-    "bg_width": Param("int", 1, None),
-    "bg_height": Param("int", 1, None),
+    # Sizes in pixels with no bounds in the spec; the emulator checks them but does not render them.
+    "bg_width": Param("int"),
+    "bg_height": Param("int"),
     "scale": Param("enum", choices=("fit", "fill")),
     "auto_center": Param("bool"),
     "stroke_size": PERCENT,
