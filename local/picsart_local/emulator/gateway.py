@@ -19,7 +19,8 @@ answers:
    malformed bodies -> 400; a body over the input limit -> 413.
 9. Parameters (the tool's table in `tools`, checked by `validation`) -> 422 naming the field.
 10. Fetching ``image_url``: failure or non-2xx -> 400; too large -> 413; not an image -> 415;
-    upscale input over ``max_upscale_input_pixels`` -> 413.
+    upscale input over ``max_upscale_input_pixels`` -> 413. An ``image_id`` names an earlier result's
+    ``data.id``; an unknown one -> 400.
 11. Processing with Pillow, after ``latency_ms``.
 12. An image tool answers 200 ``{"status": "success", "data": {"id": ..., "url": ".../results/<id>.<ext>"}}``;
     a data tool (``/tags``) 200 ``{"status": "success", "data": {...}}``. An asynchronous tool
@@ -220,7 +221,12 @@ class Gateway:
             if len(data) > settings.max_input_bytes:
                 raise ApiError(413, f"{field}: the file is larger than {settings.max_input_bytes} bytes")
         elif source.image_id is not None:
-            raise ApiError(422, f"{field}_id: {field}_id is not supported by the emulator; use {field}_url")
+            # The spec's deprecated *_id inputs name "a result image ID from a different API": here, a data.id
+            # the emulator answered earlier (and still keeps).
+            stored = self.results.get(source.image_id)
+            if stored is None:
+                raise ApiError(400, f"{field}_id: no result with this id (ids are the data.id of earlier results)")
+            data = stored.data
         else:
             raise ApiError(422, f"{field}: no image given")
         return imaging.decode(data, field, max_pixels)

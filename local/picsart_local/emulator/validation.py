@@ -30,8 +30,8 @@ INPUT_FIELDS: tuple[str, ...] = ("image", "image_url", "image_id")
 _INT_TEXT = re.compile(r"[+-]?\d+")
 _FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _HEX_COLOUR = re.compile(r"[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8}")
-# A form has no null: a nullable text field given as "" is absent.
-_NULL_TEXTS = frozenset({""})
+# A form has no null: a nullable field given as "" or as JSON's spelling "null" is absent.
+_NULL_TEXTS = frozenset({"", "null"})
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,8 @@ def _check(name: str, spec: Param, raw: object, kind: BodyKind) -> object:
         value = items[0]
         if spec.kind == "file":
             if not isinstance(value, Upload):
+                if spec.nullable and value in _NULL_TEXTS:
+                    return None
                 raise ApiError(422, f"{name}: must be a file part")
             return value
         if isinstance(value, Upload):
