@@ -330,10 +330,54 @@ def test_422_no_image_input(api: Api) -> None:
     assert "image_url" in detail
 
 
-def test_422_image_id_alone_is_not_supported(api: Api) -> None:
-    detail = _assert_error(api.post("removebg", {"image_id": "abc"}), 422, "Unprocessable Entity")
+def test_image_id_names_an_earlier_result(api: Api) -> None:
+    """The spec's deprecated image_id: "result image ID from a different API", here an earlier data.id."""
+    first = api.removebg()
+    assert first.status == 200
 
-    assert detail.startswith("image_id")
+    response = api.post("upscale", {"image_id": first.json()["data"]["id"], "upscale_factor": "2", "format": "PNG"})
+
+    assert response.status == 200, response.data
+    result = api.fetch_result(response)
+    assert (result.size, result.getchannel("A").getextrema()) == ((320, 240), (0, 255))
+
+
+def test_bg_image_id_names_an_earlier_result(api: Api) -> None:
+    backdrop = api.post("adjust", {"image_url": api.image_url(), "hue": "60", "format": "PNG"})
+    assert backdrop.status == 200
+
+    response = api.removebg(bg_image_id=backdrop.json()["data"]["id"])
+
+    assert response.status == 200, response.data
+    assert api.fetch_result(response).getchannel("A").getextrema() == (255, 255)  # the backdrop fills it
+
+
+@pytest.mark.parametrize("field", ["image_id", "bg_image_id"])
+def test_400_for_an_unknown_image_id(api: Api, field: str) -> None:
+    fields = {field: "0" * 32} if field == "image_id" else {"image_url": api.image_url(), field: "0" * 32}
+
+    detail = _assert_error(api.post("removebg", fields), 400, "Bad Request")
+
+    assert detail.startswith(field)
+
+
+@pytest.mark.parametrize("null", ["", "null"])
+def test_a_nullable_form_field_given_as_null_is_absent(api: Api, null: str) -> None:
+    response = api.removebg(bg_color=null, bg_image_url=null, stroke_size=null, model=null)
+
+    assert response.status == 200, response.data
+    assert api.fetch_result(response).getchannel("A").getextrema() == (0, 255)  # no background was put in
+
+
+def test_null_is_no_value_for_a_field_that_is_not_nullable(api: Api) -> None:
+    detail = _assert_error(api.removebg(bg_blur="null"), 422, "Unprocessable Entity")
+
+    assert detail.startswith("bg_blur")
+
+
+@pytest.mark.parametrize("size", ["0", "-3", "100000"])
+def test_bg_width_and_height_take_any_integer_as_the_spec_does(api: Api, size: str) -> None:
+    assert api.removebg(bg_width=size, bg_height=size).status == 200
 
 
 @pytest.mark.parametrize("url", ["", "ftp://example.invalid/x.png", "not a url", "http://x/" + "a" * 2080])

@@ -192,8 +192,8 @@ def upscale(image: Image.Image, factor: int) -> Image.Image:
     return image.resize((width * factor, height * factor), Image.Resampling.LANCZOS)
 
 
-def encode(image: Image.Image, fmt: OutputFormat) -> EncodedImage:
-    """Encode a result; JPG has no alpha, so transparent parts land on white."""
+def encode(image: Image.Image, fmt: OutputFormat, quality: int = 90) -> EncodedImage:
+    """Encode a result; JPG has no alpha, so transparent parts land on white. ``quality`` is JPG's and WEBP's."""
     pillow_format, extension, content_type = _ENCODINGS[fmt]
     if fmt == "JPG" and image.mode in ("RGBA", "LA"):
         image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
@@ -202,6 +202,6 @@ def encode(image: Image.Image, fmt: OutputFormat) -> EncodedImage:
         # WebP has no grey-scale mode.
         image = image.convert("RGB")
     buffer = io.BytesIO()
-    options: dict[str, object] = {"quality": 90} if fmt in ("JPG", "WEBP") else {}
+    options: dict[str, object] = {"quality": quality} if fmt in ("JPG", "WEBP") else {}
     image.save(buffer, format=pillow_format, **options)
     return EncodedImage(buffer.getvalue(), extension, content_type)
