@@ -60,3 +60,24 @@ def test_bad_parameter_override_is_a_clear_error(capsys: pytest.CaptureFixture[s
     assert code == 2
     error = capsys.readouterr().err
     assert "PicsartTool" in error
+
+
+def test_demo_runs_the_example_rules_and_draws_a_contact_sheet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo`: the samples under the three example rules' prefixes, every output stored, and one sheet."""
+    code = main(["--log-dir", str(tmp_path / "logs"), "demo", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    results = tmp_path / "results"
+    cutout = open_image((results / "products-white" / "products" / "blue-ball.jpg").read_bytes())
+    source = open_image((Path(__file__).parents[2] / "samples" / "blue-ball.jpg").read_bytes())
+    assert (cutout.format, cutout.size) == ("JPEG", (source.width * 2, source.height * 2)), "on white, upscaled 2x"
+    assert open_image((results / "avatars-enhanced" / "avatars" / "green-cone.jpg").read_bytes()).format == "JPEG"
+    thumbnail = open_image((results / "thumbnails" / "misc" / "red-mug.webp").read_bytes())
+    assert (thumbnail.format, thumbnail.width) == ("WEBP", 320)
+    tags = json.loads((results / "tags" / "misc" / "red-mug.png.json").read_text())
+    assert tags["data"]["tags"], "the tagging tool's answer is kept"
+    sheet = open_image((tmp_path / "demo.png").read_bytes())
+    assert sheet.format == "PNG"
+    assert sheet.height > sheet.width / 2, "one row per sample"
