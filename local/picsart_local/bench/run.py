@@ -159,9 +159,11 @@ class Progress:
             self.stream.flush()
 
 
-def run_bench(options: BenchOptions, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> dict[str, Any]:
+def run_bench(options: BenchOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> dict[str, Any]:
     """Run every strategy, print the table, write bench.json and bench.png (and the docs page, when one is
     given: checked first, so a page without its markers fails before the runs); return the report."""
+    # Looked up at the call, not bound at import: the streams in place now (a test's capture, a redirect).
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     if options.docs is not None:
         check_docs(options.docs)
     started = time.monotonic()
