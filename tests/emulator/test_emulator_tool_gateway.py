@@ -29,7 +29,7 @@ def test_a_tool_call_costs_a_credit_and_a_quota_unit_and_is_recorded(
     api = make_api(quota=2, window_seconds=60, credits=5)
 
     ok = api.post(path, {"image_url": api.image_url("object.png", "?X-Amz-Expires=600&sig=SECRET"), **fields})
-    invalid = api.post(path, {"image_url": api.image_url(), "format": "BMP"})
+    invalid = api.post(path, {"image_url": "ftp://example.invalid/x.png", **fields})
     over = api.post(path, {"image_url": api.image_url(), **fields})
 
     assert [ok.status, invalid.status, over.status] == [200, 422, 429]

@@ -31,6 +31,10 @@ def read_body(request: Request, max_input_bytes: int) -> Body:
     """Parse a tool call's body; keep any error for the gateway's body step to answer."""
     limit = max_input_bytes + BODY_OVERHEAD_BYTES
     mimetype = request.mimetype
+    if not mimetype and not request.content_length and "Transfer-Encoding" not in request.headers:
+        # The spec's request bodies are optional: no body at all is a call without parameters (422 for the
+        # missing input), not a body of the wrong type.
+        return Body("form", {})
     try:
         if mimetype == "multipart/form-data":
             _, form, files = parse_form_data(request.environ, max_content_length=limit, silent=False)

@@ -77,7 +77,7 @@ class Tool:
         json_params = self.json_params
         if json_params is None:
             json_params = {name: spec for name, spec in self.params.items() if spec.kind != "file"}
-        checked = check_params(self.name, self.params, json_params, params, kind)
+        checked = check_params(self.params, json_params, params, kind)
         if self.cross_check is not None:
             self.cross_check(checked)
         return checked
