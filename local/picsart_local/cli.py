@@ -608,7 +608,8 @@ def _print_table(outcomes: Sequence[UploadOutcome]) -> None:
     rows = [("file", "pipeline", "status", "output key", "Picsart correlation id")]
     for o in outcomes:
         for pipeline, record in (o.pipelines or {"-": o.record or {}}).items():
-            status = str(record.get("status") or o.status)
+            # An upload that did not end in time, or whose work was dead-lettered, says so whatever its records say.
+            status = o.status if o.status in {"lost", "dead-lettered"} else str(record.get("status") or o.status)
             detail = str(record.get("output_key") or record.get("reason") or o.reason or "")
             rows.append((o.key, pipeline, status, detail, str(record.get("picsart_correlation_id") or "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
