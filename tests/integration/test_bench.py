@@ -1,7 +1,8 @@
 """`picsart-local bench` runs every strategy on the local stack and writes well-formed results.
 
 A tiny setting (12 uploads, 4 at a time, quota 4 per 2 s): this checks the command and the shape of what it
-reports, not the timings, which `make bench` measures.
+reports, not the timings, which `make bench` measures. The pipeline scenario on its own, as tiny: every upload's
+output, one successful call per step of each upload, no step paid twice.
 """
 
 from __future__ import annotations
@@ -105,3 +106,51 @@ def test_bench_runs_every_strategy_and_reports(tmp_path: Path, capsys: pytest.Ca
     assert "handler import against the bare handler's: " in table
     assert report["cold_start"]["target"]["pass"] in (True, False)
     assert "12/12 adapter" in printed.err, "the progress bar"
+
+
+@pytest.mark.timeout(300)
+def test_the_pipeline_scenario_calls_each_step_of_each_upload_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = [
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "bench",
+        "--strategies=pipeline",
+        "--uploads=18",  # 6 uploads through 3 steps: as many calls
+        "--concurrency=4",
+        "--quota=4",
+        "--window=2",
+        "--spike=3",
+        f"--out={out}",
+        "--timeout=150",
+        "--skip-cold-start",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+
+    report = json.loads((out / "bench.json").read_text())
+    assert list(report["strategies"]) == ["pipeline"]
+    steps = [step["tool"] for step in report["settings"]["pipeline"]["steps"]]
+    assert len(steps) == 3
+    result = report["strategies"]["pipeline"]
+    uploads = 6
+    assert result["pipeline_steps"] == steps
+    assert (result["uploads"], result["calls_per_upload"], result["calls_expected"]) == (uploads, 3, 3 * uploads)
+    assert (result["finished"], result["lost"]) == (uploads, 0), "every upload's output was written"
+    assert result["calls_ok"] == 3 * uploads
+    assert result["calls_ok_by_step"] == [uploads] * 3, "each step of each upload succeeded"
+    assert result["uploads_with_every_step"] == uploads
+    assert result["duplicate_calls"] == 0
+    assert result["duplicate_calls_by_step"] == [0, 0, 0]
+    assert result["unattributed_calls"] == 0, "every call was traced to its upload and step"
+    assert result["calls"] == sum(result["calls_by_step"])
+    assert result["ddb_limiter_write_units_per_call"] > 0, "every step took its unit from the fleet's limiter"
+    rules = json.loads((out / "bench-templates" / "pipeline-rules.json").read_text())
+    assert [step["tool"] for step in rules["pipelines"]["pipeline"]["steps"]] == steps
+    assert set(report["targets"]) == {"pipeline"}
+    assert {target["pass"] for target in report["targets"]["pipeline"].values()} <= {True, False}
+    assert "Pipeline: 6 uploads through " in printed
+    assert "duplicate paid calls" in printed

@@ -1,16 +1,31 @@
 """The bench's pure parts: its definitions (floor, windows, late 429s, waste), the baselines' retry delays,
-DynamoDB's billing rule, who sent a request, and the strategies' templates as the local stack reads them."""
+DynamoDB's billing rule, who sent a request, the strategies' templates as the local stack reads them, and the
+pipeline scenario's rules file and the tracing of each call to its upload and step."""
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from picsart_adapter.rate_limit import write_units_of
+from picsart_adapter.rules import RulesError, load_rules
 from picsart_local.bench import baseline, coldstart, metering, metrics, report
+from picsart_local.bench.pipeline import (
+    BENCH_PIPELINE,
+    IDEMPOTENCY_PK,
+    SOAK_PIPELINE,
+    PipelineStep,
+    StepOf,
+    attribute_calls,
+    producers_from_items,
+    step_counts,
+    write_rules,
+)
+from picsart_local.bench.run import BenchOptions
 from picsart_local.bench.strategies import (
     BASELINE_TIMEOUT_S,
     HANDLERS_DIR,
@@ -402,3 +417,187 @@ def test_the_command_on_the_docs_page_is_the_one_given() -> None:
 
 def test_the_projects_benchmark_page_has_its_markers(repository_root: Path) -> None:
     report.check_docs(repository_root / "docs" / "benchmark.md")
+
+
+# -------------------------------------------------------------------------------------- the pipeline
+
+
+def test_the_pipeline_scenario_runs_the_projects_template_with_its_steps(tmp_path: Path) -> None:
+    document = load_template(REAL_TEMPLATE)
+    plan = plan_strategy("pipeline", document, REAL_TEMPLATE.parent, window_s=10, max_concurrency=2)
+    assert plan.write_template(tmp_path, REAL_TEMPLATE) == REAL_TEMPLATE
+    assert plan.pipeline == BENCH_PIPELINE
+    assert plan.reset_time_format == "epoch_ms"
+    adapter = plan_strategy("adapter", document, REAL_TEMPLATE.parent, window_s=10, max_concurrency=2)
+    assert adapter.pipeline == (), "the adapter runs without a rules file"
+
+
+@pytest.mark.parametrize("steps", [BENCH_PIPELINE, SOAK_PIPELINE], ids=["bench", "soak"])
+def test_the_rules_file_written_is_one_rule_for_every_upload_with_the_steps_given(tmp_path: Path, steps) -> None:
+    written = write_rules(tmp_path / "rules" / "pipeline.json", steps)
+    loaded = load_rules(written.path)  # as the functions read it
+    assert loaded == written.rules
+    (rule,) = loaded.rules
+    assert rule.match.matches("any/key.png", "image/png", 10, {}), "every upload matches"
+    (pipeline,) = rule.pipelines
+    assert [(step.tool, step.parameters.model_dump(exclude_none=True)) for step in pipeline.steps] == [
+        (step.tool, {**step.parameters}) for step in steps
+    ]
+    assert written.steps == len(steps) >= 2
+    assert written.output_key("uploads/pipeline-0001.png") == "pipeline/uploads/pipeline-0001.png"
+
+
+def test_a_step_that_cannot_be_chained_fails_before_the_file_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "rules.json"
+    with pytest.raises(RulesError, match="only the last step may"):
+        write_rules(path, (PipelineStep("tags"), PipelineStep("upscale", {"upscale_factor": 2})))
+    assert not path.exists()
+
+
+def test_the_pipeline_makes_as_many_calls_as_the_other_strategies_unless_told_otherwise() -> None:
+    assert BenchOptions(uploads=300).uploads_of_pipeline(3) == 100
+    assert BenchOptions(uploads=2).uploads_of_pipeline(3) == 1, "at least one upload"
+    assert BenchOptions(uploads=300, pipeline_uploads=7).uploads_of_pipeline(3) == 7
+    assert "pipeline" in BenchOptions().strategies
+    with pytest.raises(ValueError, match="at least 1"):
+        BenchOptions(pipeline_uploads=0)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    correlation_id: str
+    image_url_path: str | None
+
+
+def test_producers_are_read_from_the_idempotency_records_that_keep_a_result() -> None:
+    def record(data: object, pk: str = IDEMPOTENCY_PK) -> dict[str, object]:
+        return {"pk": pk, "sk": "picsart-call#x", "status": "COMPLETED", "data": json.dumps(data)}
+
+    items = [
+        record({"result_url": "http://127.0.0.1:9/results/ab.png?x=1", "picsart_correlation_id": "c1", "step": 1}),
+        record({"result_url": None, "output_key": "pipeline/a.png", "picsart_correlation_id": "c2", "step": 2}),
+        record({"result_url": "http://127.0.0.1:9/results/cd.png", "picsart_correlation_id": "c3"}, pk="object#b/a"),
+        {"pk": IDEMPOTENCY_PK, "sk": "picsart-call#y", "status": "INPROGRESS"},
+        {"pk": IDEMPOTENCY_PK, "sk": "picsart-call#z", "data": "not json"},
+    ]
+    assert producers_from_items(items) == {"/results/ab.png": "c1"}
+
+
+def test_each_call_is_traced_to_its_upload_and_step_through_the_results_it_was_given() -> None:
+    calls = [
+        Recorded("a1", "/in/uploads/a%20b.png"),  # step 1 of "uploads/a b.png"
+        Recorded("a2", "/results/ra1.png"),  # step 2, given a1's result
+        Recorded("a3", "/results/ra2.png"),  # step 3
+        Recorded("b1", "/in/uploads/b.png"),
+        Recorded("b1-again", "/in/uploads/b.png"),  # step 1 of b a second time
+        Recorded("b2", "/results/rb1.png"),
+        Recorded("b2-other", "/results/rb1-again.png"),  # step 2 of b on the second step 1's result
+        Recorded("x", "/results/unknown.png"),  # a result nobody recorded
+        Recorded("y", None),
+        Recorded("z", "/elsewhere/c.png"),
+    ]
+    producers = {
+        "/results/ra1.png": "a1",
+        "/results/ra2.png": "a2",
+        "/results/rb1.png": "b1",
+        "/results/rb1-again.png": "b1-again",
+    }
+    traced = attribute_calls(calls, "/in/", producers)
+    assert traced == [
+        StepOf("uploads/a b.png", 1),
+        StepOf("uploads/a b.png", 2),
+        StepOf("uploads/a b.png", 3),
+        StepOf("uploads/b.png", 1),
+        StepOf("uploads/b.png", 1),
+        StepOf("uploads/b.png", 2),
+        StepOf("uploads/b.png", 2),
+        None,
+        None,
+        None,
+    ]
+    counts = step_counts([200, 200, 200, 200, 200, 429, 200, 200, 200, 503], traced, steps=3)
+    assert counts.calls == [3, 3, 1]
+    assert counts.ok == [3, 2, 1]
+    assert counts.http_429 == [0, 1, 0]
+    assert counts.duplicates == [1, 0, 0], "b's step 1 twice; its step 2 succeeded once (one was a 429)"
+    assert counts.duplicated == {StepOf("uploads/b.png", 1): 2}
+    assert counts.complete == 1, "only a has a success at every step"
+    assert (counts.unattributed, counts.unattributed_ok) == (3, 2)
+    assert counts.useful == 5
+
+
+def test_a_step_called_twice_on_different_inputs_is_one_duplicate() -> None:
+    calls = [Recorded("1", "/in/k.png"), Recorded("1b", "/in/k.png"), Recorded("2", "/results/r1.png")]
+    calls.append(Recorded("2b", "/results/r1b.png"))
+    traced = attribute_calls(calls, "/in/", {"/results/r1.png": "1", "/results/r1b.png": "1b"})
+    counts = step_counts([200] * 4, traced, steps=2)
+    assert counts.duplicates == [1, 1]
+    assert counts.duplicate_calls == 2
+    assert counts.complete == 1
+
+
+def test_the_pipelines_targets_are_its_own_and_it_is_not_among_the_adapters_others() -> None:
+    verdicts = report.evaluate_targets(
+        {
+            "adapter": _result(http_429=2, calls_wasted=2),
+            "backoff": _result(http_429=10, calls_wasted=10),
+            "pipeline": _result(http_429=1, duplicate_calls=1, ddb_limiter_write_units_per_call=2.4),
+        }
+    )
+    assert verdicts["adapter"]["fewest_429s"]["pass"] is True, "the pipeline's fewer 429s are not compared"
+    pipeline = verdicts["pipeline"]
+    assert set(pipeline) == {
+        "makespan_within_10pct_of_floor",
+        "no_429",
+        "limiter_write_units_per_call_at_most_2",
+        "lost_zero",
+        "duplicates_zero",
+    }
+    assert pipeline["no_429"] == {"target": "0", "value": 1, "pass": False}
+    assert pipeline["duplicates_zero"]["pass"] is False
+    assert pipeline["limiter_write_units_per_call_at_most_2"]["pass"] is False
+    assert pipeline["makespan_within_10pct_of_floor"]["pass"] is True
+    assert list(report.evaluate_targets({"pipeline": _result()})) == ["pipeline"]
+
+
+def _pipeline_result() -> dict[str, object]:
+    figures = {"makespan_s": 46.0, "floor_s": 41.3, "calls": 300, "lambda_errors": 0, "lambda_timeouts": 0}
+    steps = {
+        "uploads": 100,
+        "calls_per_upload": 3,
+        "calls_expected": 300,
+        "pipeline_steps": ["removebg", "upscale", "upscale"],
+        "calls_by_step": [100, 100, 100],
+        "duplicate_calls_by_step": [0, 0, 0],
+        "unattributed_calls": 0,
+    }
+    return {**_result(makespan_over_floor=1.11), **figures, **steps, "makespan_parts": {"to_first_call_s": 1.0}}
+
+
+def test_the_docs_page_gets_the_pipelines_table_after_the_strategies(tmp_path: Path) -> None:
+    run = _report_for_docs()
+    run["strategies"]["pipeline"] = _pipeline_result()  # type: ignore[index]
+    run["settings"]["pipeline"] = {"image_size": [96, 72]}  # type: ignore[index]
+    run["targets"] = report.evaluate_targets(run["strategies"])  # type: ignore[arg-type]
+    page = tmp_path / "benchmark.md"
+    page.write_text(PAGE)
+    report.write_docs(run, page, "picsart-local bench --docs docs/benchmark.md")
+    block = page.read_text().partition(report.DOCS_BEGIN)[2].partition(report.DOCS_END)[0]
+    strategies, _, pipeline = block.partition("Pipeline: ")
+    assert "|  | adapter | backoff | adapter target |" in strategies, "the pipeline is not a column there"
+    assert pipeline.startswith(
+        "100 uploads through removebg -> upscale -> upscale (300 calls), 96x72 PNG, 32 at a time, quota 60 per "
+        "10 s, spike arrest 20/s:"
+    )
+    assert "|  | pipeline | target |" in pipeline
+    assert "| makespan / floor | 1.11 | FAIL (<= 1.10) |" in pipeline
+    assert "| HTTP 429 | 0 | PASS (0) |" in pipeline
+    assert "| duplicate paid calls | 0 | PASS (0) |" in pipeline
+    assert "| &nbsp;&nbsp;by step | 0 / 0 / 0 |  |" in pipeline
+    assert "| DynamoDB WCU / call (limiter) | 1.00 | PASS (<= 2) |" in pipeline
+
+    alone = {**run, "strategies": {"pipeline": _pipeline_result()}}
+    alone["targets"] = report.evaluate_targets(alone["strategies"])  # type: ignore[arg-type]
+    lines = report.markdown_lines(alone, "picsart-local bench --strategies pipeline")
+    assert not any("adapter target" in line for line in lines), "no empty table of strategies"
+    assert any(line.startswith("Pipeline: 100 uploads") for line in lines)

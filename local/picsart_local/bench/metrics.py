@@ -3,12 +3,12 @@
 Definitions (times are epoch seconds):
 - makespan: from the first upload (its S3 write) to the last output written.
 - floor: the least time Picsart's quota allows from the first call to the last answer, for C calls (one per
-  upload) under Q calls per fixed window of W s and at most S calls per wall-clock second:
-  ``(ceil(C/Q) - 1) * W`` (the last window cannot open earlier) ``+ max(0, ceil(r/S) - 2)`` (its r calls
-  span at least that many whole seconds) ``+ t_call`` (the last call's own duration: the median duration
-  of the run's successful calls, as the emulator measured them). It leaves out what no strategy can skip
-  either way — the notification, reading the object, storing the result — which is in the makespan, so the
-  ratio makespan/floor is slightly above 1 even for a perfect limiter.
+  upload; one per step of each upload for the pipeline) under Q calls per fixed window of W s and at most S
+  calls per wall-clock second: ``(ceil(C/Q) - 1) * W`` (the last window cannot open earlier)
+  ``+ max(0, ceil(r/S) - 2)`` (its r calls span at least that many whole seconds) ``+ t_call`` (the last
+  call's own duration: the median duration of the run's successful calls, as the emulator measured them). It
+  leaves out what no strategy can skip either way — the notification, reading the object, storing the result
+  — which is in the makespan, so the ratio makespan/floor is slightly above 1 even for a perfect limiter.
 - calls: tool calls the emulator received; http_429: those answered 429 (quota or spike arrest).
 - http_429_after_first_answer: 429s that arrived after the first answer of the window they fell in had
   been received (from then on the fleet could know the window's state).

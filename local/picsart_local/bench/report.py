@@ -1,5 +1,7 @@
-"""The bench's report: the adapter's targets, a table on the terminal, bench.json and bench.png, and the
-run's table in Markdown on a docs page (between its two markers, so the page is never edited by hand there)."""
+"""The bench's report: the adapter's and the pipeline's targets, tables on the terminal, bench.json and bench.png,
+and the run's tables in Markdown on a docs page (between its two markers, so the page is never edited by hand
+there). The rate-limit strategies share one table; the pipeline, which makes as many calls from fewer uploads,
+has its own, against its floor and its targets."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 Result = Mapping[str, Any]
+#: The scenario with a table of its own (strategies.py).
+PIPELINE = "pipeline"
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,8 @@ class Target:
     name: str
     text: str
     check: Callable[[Result, list[Result]], bool | None]
+    #: The result's figure the target is about.
+    field: str
 
 
 def _fewest(field: str) -> Callable[[Result, list[Result]], bool | None]:
@@ -27,46 +33,65 @@ def _fewest(field: str) -> Callable[[Result, list[Result]], bool | None]:
     return check
 
 
+_WITHIN_10PCT = Target(
+    "makespan_within_10pct_of_floor",
+    "<= 1.10",
+    lambda r, _: r["makespan_over_floor"] is not None and r["makespan_over_floor"] <= 1.10,
+    "makespan_over_floor",
+)
+_LIMITER_WRITES = Target(
+    "limiter_write_units_per_call_at_most_2",
+    "<= 2",
+    lambda r, _: r["ddb_limiter_write_units_per_call"] <= 2,
+    "ddb_limiter_write_units_per_call",
+)
+_LOST = Target("lost_zero", "0", lambda r, _: r["lost"] == 0, "lost")
+_DUPLICATES = Target("duplicates_zero", "0", lambda r, _: r["duplicate_calls"] == 0, "duplicate_calls")
+
 #: What the adapter must achieve (reported as pass/fail; the command does not fail on them).
 TARGETS: tuple[Target, ...] = (
+    _WITHIN_10PCT,
     Target(
-        "makespan_within_10pct_of_floor",
-        "<= 1.10",
-        lambda r, _: r["makespan_over_floor"] is not None and r["makespan_over_floor"] <= 1.10,
+        "no_429_after_first_answer_of_window",
+        "0",
+        lambda r, _: r["http_429_after_first_answer"] == 0,
+        "http_429_after_first_answer",
     ),
-    Target("no_429_after_first_answer_of_window", "0", lambda r, _: r["http_429_after_first_answer"] == 0),
-    Target("limiter_write_units_per_call_at_most_2", "<= 2", lambda r, _: r["ddb_limiter_write_units_per_call"] <= 2),
-    Target("lost_zero", "0", lambda r, _: r["lost"] == 0),
-    Target("duplicates_zero", "0", lambda r, _: r["duplicate_calls"] == 0),
-    Target("fewest_429s", "<= others", _fewest("http_429")),
-    Target("fewest_calls_wasted", "<= others", _fewest("calls_wasted")),
+    _LIMITER_WRITES,
+    _LOST,
+    _DUPLICATES,
+    Target("fewest_429s", "<= others", _fewest("http_429"), "http_429"),
+    Target("fewest_calls_wasted", "<= others", _fewest("calls_wasted"), "calls_wasted"),
+)
+#: What the adapter must achieve running a pipeline, every step a call: the same budget, no 429 at all.
+PIPELINE_TARGETS: tuple[Target, ...] = (
+    _WITHIN_10PCT,
+    Target("no_429", "0", lambda r, _: r["http_429"] == 0, "http_429"),
+    _LIMITER_WRITES,
+    _LOST,
+    _DUPLICATES,
 )
 
 
 def evaluate_targets(strategies: Mapping[str, Result]) -> dict[str, Any]:
-    """The adapter's targets: {name: {"target", "value", "pass"}} ("pass" None when not applicable)."""
+    """The adapter's and the pipeline's targets, for those that ran: {"adapter": {name: {"target", "value",
+    "pass"}}, "pipeline": {...}} ("pass" None when not applicable). The adapter is compared with the other
+    rate-limit strategies only: the pipeline makes its calls from fewer uploads."""
+    verdicts: dict[str, Any] = {}
     adapter = strategies.get("adapter")
-    if adapter is None:
-        return {}
-    others = [result for name, result in strategies.items() if name != "adapter"]
-    fields = {
-        "makespan_within_10pct_of_floor": "makespan_over_floor",
-        "no_429_after_first_answer_of_window": "http_429_after_first_answer",
-        "limiter_write_units_per_call_at_most_2": "ddb_limiter_write_units_per_call",
-        "lost_zero": "lost",
-        "duplicates_zero": "duplicate_calls",
-        "fewest_429s": "http_429",
-        "fewest_calls_wasted": "calls_wasted",
-    }
+    if adapter is not None:
+        others = [result for name, result in strategies.items() if name not in ("adapter", PIPELINE)]
+        verdicts["adapter"] = _verdicts(TARGETS, adapter, others)
+    pipeline = strategies.get(PIPELINE)
+    if pipeline is not None:
+        verdicts[PIPELINE] = _verdicts(PIPELINE_TARGETS, pipeline, [])
+    return verdicts
+
+
+def _verdicts(targets: Sequence[Target], result: Result, others: list[Result]) -> dict[str, Any]:
     return {
-        "adapter": {
-            target.name: {
-                "target": target.text,
-                "value": adapter[fields[target.name]],
-                "pass": target.check(adapter, others),
-            }
-            for target in TARGETS
-        }
+        target.name: {"target": target.text, "value": result[target.field], "pass": target.check(result, others)}
+        for target in targets
     }
 
 
@@ -106,18 +131,59 @@ ROWS: tuple[tuple[str, str, str, str | None], ...] = (
 )
 
 
+#: The pipeline's table: (label, field, format, its target on that row). A list is shown step by step.
+PIPELINE_ROWS: tuple[tuple[str, str, str, str | None], ...] = (
+    ("uploads", "uploads", "{}", None),
+    ("calls per upload", "calls_per_upload", "{}", None),
+    *ROWS[:8],
+    ("  by step", "calls_by_step", "{}", None),
+    ("HTTP 429", "http_429", "{}", "no_429"),
+    ("lost", "lost", "{}", "lost_zero"),
+    ("duplicate paid calls", "duplicate_calls", "{}", "duplicates_zero"),
+    ("  by step", "duplicate_calls_by_step", "{}", None),
+    ("calls not traced to an upload", "unattributed_calls", "{}", None),
+    *ROWS[13:],
+)
+
+
+def rate_limit_names(report: Mapping[str, Any]) -> list[str]:
+    """The strategies of the comparison table: all that ran but the pipeline."""
+    return [name for name in report["strategies"] if name != PIPELINE]
+
+
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
     """The comparison as rows of cells: a header (the strategies, and the adapter's target when there are
     targets), then one row per line of ROWS. Labels keep their leading spaces (a part of the row above)."""
-    strategies: Mapping[str, Result] = report["strategies"]
     targets: Mapping[str, Any] = (report.get("targets") or {}).get("adapter", {})
-    names = list(strategies)
-    rows = [["", *names] + (["adapter target"] if targets else [])]
-    for label, field, form, target_name in ROWS:
+    return _rows(report["strategies"], rate_limit_names(report), ROWS, targets, "adapter target")
+
+
+def pipeline_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """The pipeline's figures as rows of cells, with its targets (PIPELINE_ROWS); [] when it did not run."""
+    if PIPELINE not in report["strategies"]:
+        return []
+    targets: Mapping[str, Any] = (report.get("targets") or {}).get(PIPELINE, {})
+    return _rows(report["strategies"], [PIPELINE], PIPELINE_ROWS, targets, "target")
+
+
+def _rows(
+    strategies: Mapping[str, Result],
+    names: Sequence[str],
+    lines: Sequence[tuple[str, str, str, str | None]],
+    targets: Mapping[str, Any],
+    target_header: str,
+) -> list[list[str]]:
+    rows = [["", *names] + ([target_header] if targets else [])]
+    for label, field, form, target_name in lines:
         row = [label]
         for name in names:
             value = _field(strategies[name], field)
-            cell = "-" if value is None else form.format(value)
+            if value is None:
+                cell = "-"
+            elif isinstance(value, list):
+                cell = " / ".join(form.format(item) for item in value)
+            else:
+                cell = form.format(value)
             if field == "lambda_errors":
                 cell += f" ({strategies[name]['lambda_timeouts']})"
             row.append(cell)
@@ -129,8 +195,15 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
 
 
 def table_lines(report: Mapping[str, Any]) -> list[str]:
-    rows = table_rows(report)
-    targets = bool((report.get("targets") or {}).get("adapter"))
+    return _text_table(table_rows(report), bool((report.get("targets") or {}).get("adapter")))
+
+
+def pipeline_lines(report: Mapping[str, Any]) -> list[str]:
+    rows = pipeline_rows(report)
+    return _text_table(rows, bool((report.get("targets") or {}).get(PIPELINE))) if rows else []
+
+
+def _text_table(rows: Sequence[Sequence[str]], targets: bool) -> list[str]:
     header = rows[0]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
@@ -229,6 +302,18 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
+def pipeline_settings_line(report: Mapping[str, Any]) -> str:
+    """The pipeline's burst: uploads, steps, calls, and the shared settings."""
+    settings, result = report["settings"], report["strategies"][PIPELINE]
+    size = settings.get("pipeline", {}).get("image_size")
+    images = f", {size[0]}x{size[1]} PNG" if size else ""
+    return (
+        f"Pipeline: {result['uploads']} uploads through {' -> '.join(result.get('pipeline_steps', []))} "
+        f"({result.get('calls_expected', '?')} calls){images}, {settings['concurrency']} at a time, quota "
+        f"{settings['quota']} per {settings['window_s']:g} s, spike arrest {settings['spike_per_second']}/s"
+    )
+
+
 def settings_line(report: Mapping[str, Any]) -> str:
     settings = report["settings"]
     return (
@@ -243,9 +328,14 @@ def settings_line(report: Mapping[str, Any]) -> str:
 
 
 def print_report(report: Mapping[str, Any], stream: TextIO) -> None:
-    print(f"\n{settings_line(report)}", file=stream)
-    for line in table_lines(report):
-        print(line, file=stream)
+    if rate_limit_names(report):
+        print(f"\n{settings_line(report)}", file=stream)
+        for line in table_lines(report):
+            print(line, file=stream)
+    if PIPELINE in report["strategies"]:
+        print(f"\n{pipeline_settings_line(report)}", file=stream)
+        for line in pipeline_lines(report):
+            print(line, file=stream)
     extra = cold_start_lines(report)
     if extra:
         print(file=stream)
@@ -278,10 +368,15 @@ def markdown_lines(report: Mapping[str, Any], command: str) -> list[str]:
         facts.append(f"{settings['cpus']} cores")
     if settings.get("python"):
         facts.append(f"Python {settings['python']}")
-    lines = [", ".join(facts) + ".", "", f"{settings_line(report)}:", ""]
-    rows = table_rows(report)
-    numbers = len(report["strategies"])
-    lines.extend(_markdown_table(rows, ["---", *["--:"] * numbers, *["---"] * (len(rows[0]) - 1 - numbers)]))
+    lines = [", ".join(facts) + "."]
+    tables: list[tuple[str, list[list[str]], int]] = []
+    if rate_limit_names(report):
+        tables.append((settings_line(report), table_rows(report), len(rate_limit_names(report))))
+    if PIPELINE in report["strategies"]:
+        tables.append((pipeline_settings_line(report), pipeline_rows(report), 1))
+    for heading, rows, numbers in tables:
+        alignments = ["---", *["--:"] * numbers, *["---"] * (len(rows[0]) - 1 - numbers)]
+        lines.extend(["", f"{heading}:", "", *_markdown_table(rows, alignments)])
     cold = report.get("cold_start")
     if cold:
         cold_rows = [list(row) for row in cold_start_rows(cold)]
@@ -388,8 +483,11 @@ def write_plot(report: Mapping[str, Any], path: Path) -> None:
         if result["makespan_s"] is not None:
             axis.axvline(result["makespan_s"], color="black", linewidth=0.8, label="last output")
         makespan = "-" if result["makespan_s"] is None else f"{result['makespan_s']:.1f}"
+        label = name
+        if result.get("pipeline_steps"):
+            label += f" ({result['uploads']} uploads x {len(result['pipeline_steps'])} steps)"
         axis.set_title(
-            f"{name}: makespan {makespan} s (floor {result['floor_s']:.1f} s), {result['calls']} calls, "
+            f"{label}: makespan {makespan} s (floor {result['floor_s']:.1f} s), {result['calls']} calls, "
             f"{result['http_429']} x 429, lost {result['lost']}",
             fontsize="medium",
             loc="left",
@@ -398,10 +496,7 @@ def write_plot(report: Mapping[str, Any], path: Path) -> None:
         axis.grid(axis="y", alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small", ncols=3)
     axes[-1].set_xlabel("seconds since the first upload")
-    figure.suptitle(
-        f"{settings['uploads']} uploads, {settings['concurrency']} at a time, quota {settings['quota']} per "
-        f"{settings['window_s']:g} s, spike arrest {settings['spike_per_second']}/s"
-    )
+    figure.suptitle(settings_line(report) if rate_limit_names(report) else pipeline_settings_line(report))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -3,7 +3,8 @@ with the same settings and the same images; then the report.
 
 Every strategy's execution environments are initialised before its burst (the runner's prewarm, like
 provisioned concurrency): on two shared cores a storm of cold starts would otherwise dominate the timings.
-Cold starts are measured on their own (coldstart.py).
+Cold starts are measured on their own (coldstart.py). The pipeline scenario runs the adapter with a rules file
+(pipeline.py): fewer uploads, as many calls.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ from picsart_adapter.tools import FORMAT_MEDIA, TOOLS
 from picsart_local.bench import metrics
 from picsart_local.bench.coldstart import import_times, layer_size
 from picsart_local.bench.metering import BENCH_USER_AGENT, FUNCTION, LOCAL, Meter, metering
+from picsart_local.bench.pipeline import (
+    BENCH_PIPELINE,
+    PipelineRules,
+    StepCounts,
+    attribute_calls,
+    idempotency_producers,
+    step_counts,
+    write_rules,
+)
 from picsart_local.bench.report import (
     check_docs,
     evaluate_targets,
@@ -49,7 +59,7 @@ from picsart_local.cfn_template import load_template
 from picsart_local.emulator import EmulatorSettings, PicsartEmulator
 from picsart_local.emulator.settings import ResetTimeFormat
 from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
-from picsart_local.samples import SAMPLES, product_photo
+from picsart_local.samples import SAMPLE_SIZE, SAMPLES, product_photo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -59,6 +69,9 @@ SQS_CONTROL_ACTIONS = frozenset(
     {"GetQueueAttributes", "GetQueueUrl", "CreateQueue", "DeleteQueue", "ListQueues", "SetQueueAttributes"}
 )
 UPLOAD_THREADS = 8
+#: The pipeline's images: small, so that its later steps' inputs (each upscale doubles the sides) stay cheap for
+#: the emulator and far below upscale's input limit.
+PIPELINE_IMAGE_SIZE = (96, 72)
 CALIBRATION_CALLS = 5
 _IDLE_CHECK_S = 2.0
 #: What the numbers mean, written into bench.json beside them (metrics.py and metering.py say more).
@@ -67,13 +80,16 @@ DEFINITIONS = {
     "makespan_parts": "the makespan less the (windows - 1) full windows the quota imposes: first upload to "
     "first call, quota idle between a window's end and the next window's first call, the last window's first "
     "to last call, and the last call to the last output",
-    "floor_s": "(ceil(C/Q) - 1) * W + max(0, ceil(r/S) - 2) + t_call: C uploads (one call each), Q calls per "
-    "W-second window, r = calls in the last window, S = spike arrest per second, t_call = median duration of "
-    "the run's successful calls",
+    "floor_s": "(ceil(C/Q) - 1) * W + max(0, ceil(r/S) - 2) + t_call: C calls (one per upload; uploads x steps "
+    "for the pipeline), Q calls per W-second window, r = calls in the last window, S = spike arrest per second, "
+    "t_call = median duration of the run's successful calls",
     "calls": "tool calls the emulator received",
     "http_429_after_first_answer": "429s arriving after the first answer of their quota window was received",
     "calls_wasted": "calls beyond the first success of each upload (429s, other errors, repeats)",
-    "duplicate_calls": "successful calls for an upload that already had one",
+    "duplicate_calls": "successful calls for an upload that already had one (for the pipeline: for a step of an "
+    "upload that already had one, each call traced to its upload and step through the result it was given)",
+    "pipeline": "the adapter with a rules file of one pipeline (pipeline_steps), for --uploads / steps uploads: "
+    "as many calls as the other strategies make; every step takes its own unit of the fleet's budget",
     "lost": "uploads without an output when the run ended",
     "ddb_*_units_per_call": "capacity units of every DynamoDB request the functions made, computed from moto's "
     "item sizes by DynamoDB's billing rule, divided by calls; 'limiter' counts the ratelimit# item only",
@@ -98,6 +114,8 @@ class BenchOptions:
     window_s: float = 10.0
     spike: int = 20
     strategies: tuple[str, ...] = STRATEGY_NAMES
+    #: Uploads of the pipeline scenario; None: `uploads` divided by its steps, so it makes as many calls.
+    pipeline_uploads: int | None = None
     out: Path = Path("out")
     log_dir: Path = Path("out/logs/bench")
     template_path: Path = field(default_factory=default_template)
@@ -126,6 +144,12 @@ class BenchOptions:
         unknown = [name for name in self.strategies if name not in STRATEGY_NAMES]
         if unknown or not self.strategies:
             raise ValueError(f"unknown strategy {unknown}; choose from {', '.join(STRATEGY_NAMES)}")
+        if self.pipeline_uploads is not None and self.pipeline_uploads < 1:
+            raise ValueError("the pipeline's uploads must be at least 1")
+
+    def uploads_of_pipeline(self, steps: int) -> int:
+        """Uploads of the pipeline scenario: as given, or as many as make `uploads` calls (at least one)."""
+        return self.pipeline_uploads or max(1, self.uploads // max(1, steps))
 
 
 @dataclass
@@ -169,6 +193,7 @@ def run_bench(options: BenchOptions, stdout: TextIO | None = None, stderr: TextI
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
     images = bench_images()
+    pipeline_images = bench_images(PIPELINE_IMAGE_SIZE)
     report: dict[str, Any] = {
         "settings": _settings_record(options, images),
         "definitions": DEFINITIONS,
@@ -200,9 +225,10 @@ def run_bench(options: BenchOptions, stdout: TextIO | None = None, stderr: TextI
             template_dir,
             window_s=options.window_s,
             max_concurrency=max_concurrency or 2,
-            reset_time_format=options.adapter_reset_form if name == "adapter" else None,
+            reset_time_format=options.adapter_reset_form if name in ("adapter", "pipeline") else None,
         )
-        report["strategies"][name] = run_strategy(plan, options, images, stderr if options.progress else None)
+        burst_images = pipeline_images if plan.pipeline else images
+        report["strategies"][name] = run_strategy(plan, options, burst_images, stderr if options.progress else None)
     report["targets"] = evaluate_targets(report["strategies"])
     report["duration_s"] = time.monotonic() - started
     write_json(report, options.out / "bench.json")
@@ -215,12 +241,12 @@ def run_bench(options: BenchOptions, stdout: TextIO | None = None, stderr: TextI
     return report
 
 
-def bench_images() -> list[tuple[str, bytes]]:
+def bench_images(size: tuple[int, int] = SAMPLE_SIZE) -> list[tuple[str, bytes]]:
     """The images every strategy uploads, in turn: the sample product shots, all as PNG."""
     images = []
     for name, sample in SAMPLES.items():
         buffer = io.BytesIO()
-        product_photo(**sample).save(buffer, format="PNG")  # type: ignore[arg-type]
+        product_photo(size, **sample).save(buffer, format="PNG")  # type: ignore[arg-type]
         images.append((Path(name).stem + ".png", buffer.getvalue()))
     return images
 
@@ -234,11 +260,16 @@ def run_strategy(
     # run's lines were mixed into this run's files.
     log_dir = options.log_dir / plan.name
     shutil.rmtree(log_dir, ignore_errors=True)
+    rules: PipelineRules | None = None
+    if plan.pipeline:
+        rules = write_rules(options.out / "bench-templates" / f"{plan.name}-rules.json", plan.pipeline)
     local = LocalOptions(
         template_path=template,
         stack_name=f"bench-{plan.name}",
         parameters={**options.parameters, "SpikeArrestPerSecond": str(min(300, options.spike))},
         function_environment=dict(plan.function_environment),
+        # In place of the template's RulesFile (and of --rules): the scenario is this pipeline.
+        rules_file=rules.path if rules is not None else None,
         emulator=EmulatorSettings(
             quota=options.quota,
             window_seconds=options.window_s,
@@ -250,11 +281,17 @@ def run_strategy(
         upload_concurrency=options.concurrency,
         prewarm=True,
     )
-    tool_name, tool_parameters = _tool(options.parameters)
-    tool = TOOLS[tool_name]
-    extension = FORMAT_MEDIA[tool.output_format(tool.parse_parameters(tool_parameters))][1]
-    keys = [f"uploads/bench-{number:04d}.png" for number in range(options.uploads)]
-    outputs = {result_key(key, tool.name, extension): key for key in keys}
+    if rules is not None:
+        keys = [f"uploads/pipeline-{number:04d}.png" for number in range(options.uploads_of_pipeline(rules.steps))]
+        outputs = {rules.output_key(key): key for key in keys}
+        tools = rules.tools
+    else:
+        tool_name, tool_parameters = _tool(options.parameters)
+        tool = TOOLS[tool_name]
+        extension = FORMAT_MEDIA[tool.output_format(tool.parse_parameters(tool_parameters))][1]
+        keys = [f"uploads/bench-{number:04d}.png" for number in range(options.uploads)]
+        outputs = {result_key(key, tool.name, extension): key for key in keys}
+        tools = frozenset({tool.name})
     progress = Progress(len(keys), plan.name, progress_stream)
     if progress_stream is not None:
         progress_stream.write(f"{plan.name}: starting the local stack ({plan.description})\n")
@@ -277,11 +314,14 @@ def run_strategy(
             progress.finish(done)
             stack_cpu_share = (time.process_time() - cpu_started) / max(1e-9, time.monotonic() - progress.started)
             recorded = meter.snapshot()
+            records = [c for c in env.emulator.calls() if c.tool in tools]
             calls = [
-                metrics.Call(c.at, c.status, c.duration_ms / 1000.0, c.image_url_path, c.throttled)
-                for c in env.emulator.calls()
-                if c.tool == tool.name
+                metrics.Call(c.at, c.status, c.duration_ms / 1000.0, c.image_url_path, c.throttled) for c in records
             ]
+            steps = None
+            if rules is not None:
+                attributed = attribute_calls(records, f"/{env.input_bucket}/", idempotency_producers(env))
+                steps = step_counts([c.status for c in records], attributed, rules.steps)
             history = env.runner.history()
             queues = {resource.attribute("QueueName") for resource in env.stack.template.queues}
             input_bucket, output_bucket = env.input_bucket, env.output_bucket
@@ -299,6 +339,8 @@ def run_strategy(
         input_bucket=input_bucket,
         output_bucket=output_bucket,
         stack_cpu_share=stack_cpu_share,
+        steps=steps,
+        pipeline=[step.tool for step in rules.pipeline.steps] if rules is not None else None,
     )
 
 
@@ -315,7 +357,11 @@ def summarize(
     input_bucket: str,
     output_bucket: str,
     stack_cpu_share: float | None = None,
+    steps: StepCounts | None = None,
+    pipeline: Sequence[str] | None = None,
 ) -> dict[str, Any]:
+    """The strategy's figures (DEFINITIONS). With `steps` (a pipeline, whose tools are `pipeline`), each upload
+    makes one call per step, and a duplicate is a step of one upload that succeeded twice."""
     uploaded = recorded.written(input_bucket)
     written = recorded.written(output_bucket)
     finished = {outputs[key]: at for key, at in written.items() if key in outputs}
@@ -325,7 +371,8 @@ def summarize(
     latencies = [finished[key] - uploaded[key] for key in finished if key in uploaded]
     ok = [call for call in calls if call.status == 200]
     call_s = metrics.median([call.duration_s for call in ok]) or 0.0
-    floor = metrics.floor_seconds(len(keys), options.quota, options.window_s, options.spike, call_s)
+    calls_per_upload = steps.steps if steps is not None else 1
+    floor = metrics.floor_seconds(len(keys) * calls_per_upload, options.quota, options.window_s, options.spike, call_s)
     by_functions = [r for r in recorded.dynamodb if r.origin == FUNCTION]
     write_units = sum(r.write_units or 0.0 for r in by_functions)
     limiter_units = sum(r.write_units or 0.0 for r in by_functions if r.partition == "ratelimit")
@@ -338,7 +385,11 @@ def summarize(
     results = [result for _, result in invocations]
     http_429 = sum(1 for call in calls if call.status == 429)
     parts = metrics.makespan_parts(calls, start, end, options.window_s) if start and end else None
-    return {
+    if steps is not None:
+        duplicates, wasted = steps.duplicate_calls, len(calls) - steps.useful
+    else:
+        duplicates, wasted = metrics.duplicate_calls(calls), metrics.calls_wasted(calls)
+    result = {
         "strategy": plan.name,
         "description": plan.description,
         "reset_time_format": plan.reset_time_format,
@@ -356,8 +407,8 @@ def summarize(
         "http_429_spike": sum(1 for call in calls if call.status == 429 and call.throttled == "spike"),
         "http_429_after_first_answer": metrics.late_429s(calls, options.window_s),
         "other_errors": sum(1 for call in calls if call.status not in (200, 429)),
-        "calls_wasted": metrics.calls_wasted(calls),
-        "duplicate_calls": metrics.duplicate_calls(calls),
+        "calls_wasted": wasted,
+        "duplicate_calls": duplicates,
         "ddb_requests": len(by_functions),
         "ddb_requests_by_action": _count(r.action for r in by_functions),
         "ddb_write_units": write_units,
@@ -390,6 +441,16 @@ def summarize(
             for s in metrics.per_second(calls, start if start is not None else 0.0, end)
         ],
     }
+    if steps is not None:
+        result.update(
+            {
+                "pipeline_steps": list(pipeline or []),
+                "calls_per_upload": calls_per_upload,
+                "calls_expected": len(keys) * calls_per_upload,
+                **steps.as_record(),
+            }
+        )
+    return result
 
 
 def _count(values: Any) -> dict[str, int]:
@@ -531,6 +592,17 @@ def _settings_record(options: BenchOptions, images: Sequence[tuple[str, bytes]])
         "window_s": options.window_s,
         "spike_per_second": options.spike,
         "strategies": list(options.strategies),
+        **(
+            {
+                "pipeline": {
+                    "steps": [{"tool": step.tool, "parameters": dict(step.parameters)} for step in BENCH_PIPELINE],
+                    "uploads": options.uploads_of_pipeline(len(BENCH_PIPELINE)),
+                    "image_size": list(PIPELINE_IMAGE_SIZE),
+                }
+            }
+            if "pipeline" in options.strategies
+            else {}
+        ),
         "timeout_s": options.timeout_s,
         "latency_ms": options.latency_ms,
         "template": str(options.template_path),

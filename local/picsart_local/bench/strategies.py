@@ -1,6 +1,9 @@
 """The strategies `picsart-local bench` compares, each a SAM template that the local stack builds and runs.
 
 - ``adapter``: template.yaml as it is (the real handlers, layer, table and delay queue).
+- ``pipeline``: the adapter with a rules file: every upload through a pipeline of several steps
+  (pipeline.py's `BENCH_PIPELINE`), each step a call taking its own unit of the fleet's budget. It is not
+  another way to handle the rate limit, so it is compared with the floor and its targets, not with the others.
 - ``sdk-retry``, ``backoff``: template.yaml with UploadFunction's code replaced by a baseline handler (its
   timeout raised to Lambda's 900 s maximum, so that sleeping retries are not cut short) and RetryFunction's
   event source disabled (nothing feeds the delay queue).
@@ -20,10 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from picsart_local.bench.pipeline import BENCH_PIPELINE, PipelineStep
 from picsart_local.emulator.settings import ResetTimeFormat
 
 HANDLERS_DIR: Final = Path(__file__).resolve().parent / "handlers"
-STRATEGY_NAMES: Final = ("adapter", "sdk-retry", "backoff", "concurrency-cap")
+#: The ways of handling Picsart's rate limit that the bench compares, all with one call per upload.
+RATE_LIMIT_STRATEGIES: Final = ("adapter", "sdk-retry", "backoff", "concurrency-cap")
+#: Every name `--strategies` takes: the four, and the adapter running a pipeline.
+STRATEGY_NAMES: Final = (*RATE_LIMIT_STRATEGIES, "pipeline")
 #: Lambda's maximum timeout: an invocation that sleeps through retries is not cut short.
 BASELINE_TIMEOUT_S: Final = 900
 #: Deliveries of one message before SQS moves it to the dead-letter queue (concurrency-cap).
@@ -39,6 +46,7 @@ DESCRIPTIONS: Final = {
     "sdk-retry": "each invocation alone; on 429 sleep Reset-Time (s) + 1-2 s (TypeScript SDK)",
     "backoff": "each invocation alone; exponential backoff with jitter on 429 (tenacity/urllib3)",
     "concurrency-cap": "no limiter; SQS event source MaximumConcurrency = N, 429s retried by visibility",
+    "pipeline": "this project with a rules file: each upload through a pipeline, one unit of budget per step",
 }
 #: The Reset-Time form each strategy's emulator writes: the one that strategy expects (the adapter reads
 #: every form; the backoff and concurrency-cap baselines never read it).
@@ -47,6 +55,7 @@ RESET_FORMS: Final[dict[str, ResetTimeFormat]] = {
     "sdk-retry": "seconds",
     "backoff": "epoch_ms",
     "concurrency-cap": "epoch_ms",
+    "pipeline": "epoch_ms",
 }
 
 
@@ -64,6 +73,8 @@ class StrategyPlan:
     work_queue: str | None = None
     max_concurrency: int | None = None
     visibility_timeout_s: int | None = None
+    #: The steps every upload goes through (the functions get them as a rules file); empty: no rules file.
+    pipeline: tuple[PipelineStep, ...] = ()
 
     def write_template(self, folder: Path, source: Path) -> Path:
         """The template file to run: the source itself, or the derived one written into `folder` (JSON,
@@ -101,6 +112,8 @@ def plan_strategy(
     reset = reset_time_format or RESET_FORMS[name]
     if name == "adapter":
         return StrategyPlan(name, description, reset)
+    if name == "pipeline":
+        return StrategyPlan(name, description, reset, pipeline=BENCH_PIPELINE)
     if name in ("sdk-retry", "backoff"):
         handler = f"{name.replace('-', '_')}_handler.lambda_handler"
         derived = baseline_document(document, template_dir, handler, BASELINE_TIMEOUT_S)
