@@ -1,6 +1,9 @@
 """The soak: thousands of uploads through the local stack while Picsart misbehaves and Lambdas die.
 
 `picsart-local soak` (or `run_soak`) starts the local stack with:
+- a rules file of one two-step pipeline for every upload (`bench.pipeline.SOAK_PIPELINE`, written beside the
+  logs), so that a later step, which takes the step before's result as its input, runs under the same faults
+  and kills as the first; or the rules file given (`--rules`, the RulesFile parameter);
 - the emulator injecting faults: 500/503 answers, dropped connections, answers slower than the adapter's
   client timeout (PICSART_TIMEOUT_SECONDS, shortened), 429s without rate-limit headers;
 - execution environments killed at random points of a job (crash_points.py): before the Picsart call,
@@ -15,13 +18,16 @@ AWS advises). A batch whose environment was killed would stay invisible that lon
 on the local queue after the stack starts (SetQueueAttributes, `--visibility-timeout`, default 60 s: the
 function's timeout, the lowest Lambda accepts for an SQS event source). The template is not changed.
 
-When nothing is left in flight it accounts for every upload, from its job record (one scan of the table)
-and the dead-letter queues (drained, each message matched to its upload): processed, failed for good
-(with the reason), dead-lettered (with the reason), or lost. It counts the successful Picsart calls per
-object version (the emulator's call log) and explains each one beyond the first: a kill after a
-successful call (the result was not recorded, so the work is done again), or an answer that came after
-the client had given up (a slow-answer fault). It lists output objects whose job record does not say
-succeeded. The figures are printed and written to `out/soak.json`.
+When nothing is left in flight it accounts for every upload, from its job records (one per pipeline its rule
+runs; one scan of the table) and the dead-letter queues (drained, each message matched to its upload):
+processed (every pipeline's output stored), failed for good (with the reason), skipped (with the reason),
+dead-lettered (with the reason), or lost. It traces every Picsart call to its upload and step
+(`bench.pipeline.attribute_calls`: a later step's input is the result of a call the step before recorded),
+counts the successful calls per step of each object version and explains each one beyond what the upload
+needed: a kill after the last step's successful call (at the output's write: the result was not recorded, so
+the step is called again), an answer that came after the client had given up (a slow-answer fault), or an
+invocation that timed out. A successful call that cannot be traced is unexplained. It lists output objects whose
+job record does not say succeeded. The figures are printed and written to `out/soak.json`.
 """
 
 from __future__ import annotations
@@ -41,8 +47,20 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr
 from pydantic import ValidationError
 
+from picsart_adapter.config import rules_path
 from picsart_adapter.delay_queue import RetryMessage
+from picsart_adapter.rules import Pipeline, Rules, load_rules
 from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
+from picsart_local.bench.pipeline import (
+    SOAK_PIPELINE,
+    PipelineStep,
+    StepOf,
+    attribute_calls,
+    idempotency_producers,
+    pipelines_of,
+    step_counts,
+    write_rules,
+)
 from picsart_local.crash_points import EXIT_STATUS, CrashSettings, read_crash_log
 from picsart_local.emulator import EmulatorSettings
 from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
@@ -50,8 +68,12 @@ from picsart_local.samples import product_photo
 
 #: Job statuses that end a job.
 FINAL = frozenset({"succeeded", "failed", "skipped"})
-#: Kill points after which Picsart has answered 200: the work is redone, so a second success is expected.
+#: Kill points after which Picsart has answered 200: the work is redone, so a second success is expected. Both
+#: are at the output's write, which follows a pipeline's last step: they explain a second call of that step only
+#: (the steps before kept their results in their idempotency records).
 KILLS_AFTER_SUCCESS = frozenset({"after_call", "after_output"})
+#: What the soak uploads: PNG images, without metadata (what the rules match on).
+UPLOAD_CONTENT_TYPE = "image/png"
 
 
 @dataclass
@@ -85,6 +107,8 @@ class SoakSettings:
     floor_s: float = 2.0
     retry_base_s: float = 0.5
     image_size: tuple[int, int] = (96, 72)
+    #: Every upload's pipeline (as a rules file the functions get), unless the parameters name a RulesFile.
+    pipeline: tuple[PipelineStep, ...] = SOAK_PIPELINE
     seed: int | None = None
     #: How long to wait for everything to settle after the last upload.
     timeout_s: float = 1800.0
@@ -128,6 +152,23 @@ class SoakSettings:
     def crash_log(self) -> Path:
         return self.log_dir / "crashes.jsonl"
 
+    @property
+    def given_rules_file(self) -> Path | None:
+        """The rules file the parameters name (`--rules`), as the functions resolve it; None: the soak's own."""
+        given = self.parameters.get("RulesFile", "").strip()
+        return rules_path(given) if given else None
+
+    @property
+    def rules_file(self) -> Path:
+        """The rules file the functions read: the one given, or the soak's own (`write_rules`)."""
+        return self.given_rules_file or (self.log_dir / "soak-rules.json").resolve()
+
+    def write_rules(self) -> Rules:
+        """Write the soak's rules file (unless one is given) and return the rules the functions will read."""
+        if self.given_rules_file is None:
+            return write_rules(self.rules_file, self.pipeline).rules
+        return load_rules(self.rules_file)
+
     def options(self) -> LocalOptions:
         parameters = dict(self.parameters)
         if self.max_attempts is not None:
@@ -143,6 +184,8 @@ class SoakSettings:
             stack_name=self.stack_name,
             parameters=parameters,
             function_environment=environment,
+            # In place of the template's RulesFile, unless one is given: the soak's own pipeline.
+            rules_file=None if self.given_rules_file else self.rules_file,
             emulator=self.emulator(),
             log_dir=self.log_dir,
             upload_concurrency=self.concurrency,
@@ -161,6 +204,8 @@ class DeadLetter:
     keys: list[str]
     source: str  # "upload-function" (Lambda gave up on an S3 event), "attempts" (the adapter), "redrive" (SQS)
     reason: str
+    #: The pipeline a delay-queue message was for (None: an S3 event, or work not matched to a rule yet).
+    pipeline: str | None = None
 
 
 @dataclass
@@ -195,13 +240,15 @@ def run_soak(
     """Run the soak; `inspect` sees the environment and the report before the stack stops."""
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     settings.crash_log.unlink(missing_ok=True)
+    rules = settings.write_rules()
     started = time.monotonic()
     echo(
         f"soak: {settings.uploads} uploads, {settings.concurrency} at a time; faults: "
         f"{settings.server_error_rate:.0%} 500/503, {settings.drop_connection_rate:.0%} dropped, "
         f"{settings.slow_answer_rate:.0%} slower than the {settings.client_timeout_s:g} s client timeout, "
         f"{settings.bare_429_rate:.0%} bare 429; kills: {settings.kill_before_call:.1%} before the call, "
-        f"{settings.kill_after_call:.1%} after it, {settings.kill_after_output:.1%} after the output"
+        f"{settings.kill_after_call:.1%} after it, {settings.kill_after_output:.1%} after the output; "
+        f"rules {settings.rules_file}: {_describe(rules)}"
     )
     with LocalEnvironment(settings.options()) as env:
         assert env.runner is not None
@@ -247,7 +294,7 @@ def run_soak(
                 next_progress = time.monotonic() + settings.progress_every_s
         settled_at = time.monotonic()
         echo(f"soak: settled in {settled_at - ready:.0f} s; accounting")
-        report = account(env, settings, versions, settled=settled)
+        report = account(env, settings, versions, settled=settled, rules=rules)
         report.figures["local_settings"] = {
             "function_timeout_s": settings.function_timeout_s or "template",
             "delay_queue_visibility_timeout_s": visibility,
@@ -286,12 +333,29 @@ def _visibility_timeout(env: LocalEnvironment, settings: SoakSettings) -> int:
     return math.ceil(max(timeouts, default=60))
 
 
+def _describe(rules: Rules) -> str:
+    """`rule "r": p (removebg -> upscale)`, for the soak's first line."""
+
+    def steps(pipeline: Pipeline) -> str:
+        return " -> ".join(step.tool for step in pipeline.steps)
+
+    return "; ".join(
+        f'rule "{rule.name}": ' + ", ".join(f"{pipeline.name} ({steps(pipeline)})" for pipeline in rule.pipelines)
+        for rule in rules.rules
+    )
+
+
+def _image(settings: SoakSettings) -> bytes:
+    """The image every upload is (the rules match on its type and size)."""
+    buffer = io.BytesIO()
+    product_photo(size=settings.image_size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def _upload_all(
     env: LocalEnvironment, keys: list[str], settings: SoakSettings, versions: dict[str, str | None]
 ) -> None:
-    buffer = io.BytesIO()
-    product_photo(size=settings.image_size).save(buffer, format="PNG")
-    body = buffer.getvalue()
+    body = _image(settings)
     s3 = env.client("s3")
     bucket = env.input_bucket
 
@@ -309,7 +373,10 @@ def _progress(env: LocalEnvironment, settings: SoakSettings, uploaded: int, elap
     assert env.runner is not None
     assert env.emulator is not None
     calls = [c for c in env.emulator.calls() if c.image_url_path]
-    versions_ok = len({c.image_url_path for c in calls if c.status == 200})
+    uploaded_images = f"/{env.input_bucket}/"
+    first_steps_ok = len(
+        {c.image_url_path for c in calls if c.status == 200 and (c.image_url_path or "").startswith(uploaded_images)}
+    )
     counters = env.runner.counters()
     kills = len(read_crash_log(settings.crash_log))
     depth = env.client("sqs").get_queue_attributes(
@@ -318,7 +385,8 @@ def _progress(env: LocalEnvironment, settings: SoakSettings, uploaded: int, elap
     )["Attributes"]
     waiting = sum(int(value) for value in depth.values())
     return (
-        f"[{elapsed:5.0f} s] uploaded {uploaded}/{settings.uploads}, called successfully {versions_ok}; "
+        f"[{elapsed:5.0f} s] uploaded {uploaded}/{settings.uploads}, first step called successfully "
+        f"{first_steps_ok}; "
         f"Picsart calls {len(calls)} ({sum(1 for c in calls if c.status == 200)} ok); "
         f"in the delay queue {waiting}; kills {kills}; invocations "
         + ", ".join(f"{name} {count}" for name, count in sorted(counters.invocations.items()))
@@ -420,23 +488,32 @@ def _dead_letter(url: str, message: Any) -> DeadLetter:
         return DeadLetter(url, body, attributes, message_attributes, [], "unreadable", reason)
     reason = message_attributes.get("reason") or retry.reason
     if reason.startswith("gave up after"):
-        return DeadLetter(url, body, attributes, message_attributes, [retry.key], "attempts", reason)
+        return DeadLetter(url, body, attributes, message_attributes, [retry.key], "attempts", reason, retry.pipeline)
     # Moved by SQS after maxReceiveCount receives (the count includes the receive that drained it here).
     receives = int(attributes.get("ApproximateReceiveCount", "0")) - 1
     reason = f"delay queue: moved by SQS after {receives} receives without success; parked for: {reason}"
-    return DeadLetter(url, body, attributes, message_attributes, [retry.key], "redrive", reason)
+    return DeadLetter(url, body, attributes, message_attributes, [retry.key], "redrive", reason, retry.pipeline)
 
 
 def account(
-    env: LocalEnvironment, settings: SoakSettings, versions: dict[str, str | None], *, settled: bool = True
+    env: LocalEnvironment,
+    settings: SoakSettings,
+    versions: dict[str, str | None],
+    *,
+    settled: bool = True,
+    rules: Rules | None = None,
 ) -> SoakReport:
-    """Where every upload ended, the Picsart calls per version, kills and orphan outputs. When the run did not
-    settle, an upload neither finished nor dead-lettered may still be in the delay queue: it is `unfinished`
-    then, `lost` only when nothing was left in flight."""
+    """Where every upload ended, the Picsart calls per step of each version, kills and orphan outputs. When the run
+    did not settle, an upload neither finished nor dead-lettered may still be in the delay queue: it is
+    `unfinished` then, `lost` only when nothing was left in flight. `rules` are those the functions read (by
+    default, read again from the soak's rules file)."""
     assert env.runner is not None
     assert env.emulator is not None
     assert env.stack is not None
-    bucket, tool = env.input_bucket, str(env.stack.template.parameters.get("PicsartTool", "removebg"))
+    rules = rules if rules is not None else load_rules(settings.rules_file)
+    size = len(_image(settings))
+    pipelines = {key: pipelines_of(rules, key, UPLOAD_CONTENT_TYPE, size) for key in versions}
+    bucket = env.input_bucket
     dead_letters = drain_dead_letters(env)
     dead_by_key: dict[str, list[DeadLetter]] = {}
     for letter in dead_letters:
@@ -449,28 +526,12 @@ def account(
     records_by_key: dict[str, list[dict[str, Any]]] = {}
     for item in sorted(_scan(env, pk_prefix), key=lambda item: str(item.get("created_at", ""))):
         records_by_key.setdefault(str(item["pk"]).removeprefix(pk_prefix), []).append(item)
-    uploads: dict[str, dict[str, Any]] = {}
-    for key in sorted(versions):
-        records = records_by_key.get(key, [])
-        version_id = versions[key]
-        mine = [r for r in records if version_id is None or r.get("sk") == f"version:{version_id}"]
-        record = mine[-1] if mine else None
-        status = str(record.get("status")) if record else None
-        entry: dict[str, Any] = {"record_status": status}
-        if key in dead_by_key:
-            entry["dead_letters"] = [{"source": d.source, "reason": d.reason} for d in dead_by_key[key]]
-        if status in FINAL:
-            entry["status"] = status
-            entry["reason"] = record.get("reason") if record else None
-            if status == "succeeded":
-                entry["output_key"] = record.get("output_key") if record else None
-        elif key in dead_by_key:
-            entry["status"] = "dead-lettered"
-            entry["reason"] = dead_by_key[key][0].reason
-        else:
-            entry["status"] = "lost" if settled else "unfinished"
-            entry["reason"] = f"job record says {status!r}; not in any dead-letter queue"
-        uploads[key] = entry
+    uploads = {
+        key: upload_entry(
+            records_by_key.get(key, []), versions[key], pipelines[key], dead_by_key.get(key, []), settled=settled
+        )
+        for key in sorted(versions)
+    }
     missing = settings.uploads - len(versions)  # puts that failed: never uploaded, so not lost by the adapter
 
     # Output objects and the records that should vouch for them.
@@ -478,29 +539,35 @@ def account(
     outputs: set[str] = set()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=env.output_bucket):
         outputs.update(item["Key"] for item in page.get("Contents", []))
-    vouched = {e["output_key"] for e in uploads.values() if e["status"] == "succeeded" and e.get("output_key")}
+    vouched = {key for e in uploads.values() if e["status"] == "succeeded" for key in e.get("output_keys", [])}
     orphans = sorted(outputs - vouched)
     missing_outputs = sorted(vouched - outputs)
 
-    # Picsart calls per object version (one version per key here): successes, late answers, kills.
-    calls = [c for c in env.emulator.calls() if c.tool == tool and c.image_url_path]
+    # Picsart calls, each traced to its upload and step: successes, late answers, kills.
+    tools = {step.tool for pipeline in rules.pipelines.values() for step in pipeline.steps}
+    calls = [c for c in env.emulator.calls() if c.tool in tools and c.image_url_path]
     prefix = f"/{bucket}/"
+    traced = attribute_calls(calls, prefix, idempotency_producers(env))
+    steps = max((len(pipeline.steps) for pipeline in rules.pipelines.values()), default=1)
+
+    def needed(of: StepOf) -> int:
+        return sum(1 for pipeline in pipelines.get(of.key, ()) if len(pipeline.steps) >= of.step)
+
+    counts = step_counts([c.status for c in calls], traced, steps, needed)
     by_status = Counter(str(c.status) for c in calls)
-    successes: Counter[str] = Counter()
-    late: Counter[str] = Counter()
+    late: Counter[StepOf] = Counter()
     timeout_ms = settings.client_timeout_s * 1000
-    for call in calls:
-        if call.status == 200 and call.image_url_path is not None and call.image_url_path.startswith(prefix):
-            key = call.image_url_path[len(prefix) :]
-            successes[key] += 1
-            if call.duration_ms >= timeout_ms:
-                late[key] += 1  # answered after the client had given up: the adapter never saw it
+    for call, of in zip(calls, traced, strict=True):
+        if call.status == 200 and of is not None and call.duration_ms >= timeout_ms:
+            late[of] += 1  # answered after the client had given up: the adapter never saw it
     kills = read_crash_log(settings.crash_log)
-    kills_after_success: Counter[str] = Counter()
+    kills_after_success: Counter[StepOf] = Counter()
     for kill in kills:
         if kill["point"] in KILLS_AFTER_SUCCESS and kill.get("source"):
-            source = str(kill["source"])
-            kills_after_success[source.removeprefix(prefix)] += 1
+            key = str(kill["source"]).removeprefix(prefix)
+            # The output's write follows the last step of one of the upload's pipelines.
+            for last in {len(pipeline.steps) for pipeline in pipelines.get(key, ())}:
+                kills_after_success[StepOf(key, last)] += 1
     # An invocation the runner stopped at its timeout was cut short at any point, like a kill.
     timed_out: Counter[str] = Counter()
     # Invocations that failed for another reason than an injected kill or a timeout: the handler raised.
@@ -513,19 +580,40 @@ def account(
             result.error_type == "Runtime.ExitError" and f"exit status {EXIT_STATUS}" in (result.error_message or "")
         ):
             handler_errors[f"{invocation.function_logical_id}: {result.error_type}: {result.error_message}"] += 1
-    duplicated = sorted(key for key, count in successes.items() if count >= 2)
-    unexplained = [
-        key for key in duplicated if successes[key] - 1 > kills_after_success[key] + late[key] + timed_out[key]
-    ]
-    expires = Counter(str(c.image_url_expires) for c in calls)
+    duplicated = sorted(counts.duplicated, key=lambda of: (of.key, of.step))
+    extra = {of: counts.duplicated[of] - needed(of) for of in duplicated}
+    unexplained = [of for of in duplicated if extra[of] > kills_after_success[of] + late[of] + timed_out[of.key]]
+    by_step = []
+    for step in range(1, steps + 1):
+        mine = [of for of in duplicated if of.step == step]
+        by_step.append(
+            {
+                "step": step,
+                "calls": counts.calls[step - 1],
+                "successful": counts.ok[step - 1],
+                "versions_with_2_or_more": len(mine),
+                "extra_successful_calls": sum(extra[of] for of in mine),
+                "with_a_kill_after_a_successful_call": sum(1 for of in mine if kills_after_success[of]),
+                "with_a_late_answer": sum(1 for of in mine if late[of]),
+                "with_a_timed_out_invocation": sum(1 for of in mine if timed_out[of.key]),
+                "unexplained": sum(1 for of in unexplained if of.step == step),
+            }
+        )
+    # Only a first step's image is a presigned URL of the upload; later steps take Picsart's own result URLs.
+    expires = Counter(str(c.image_url_expires) for c in calls if (c.image_url_path or "").startswith(prefix))
 
     statuses = Counter(entry["status"] for entry in uploads.values())
     dead_sources = Counter(letter.source for letter in dead_letters)
     counters = env.runner.counters()
+    successes_by_version = Counter(of for call, of in zip(calls, traced, strict=True) if call.status == 200 and of)
     figures: dict[str, Any] = {
         "uploads": settings.uploads,
         "uploads_put": len(versions),
         "uploads_not_put": missing,
+        "rules": {
+            "file": str(settings.rules_file),
+            "pipelines": {name: [step.tool for step in pipeline.steps] for name, pipeline in rules.pipelines.items()},
+        },
         "processed": statuses["succeeded"],
         "failed": statuses["failed"],
         "skipped": statuses["skipped"],
@@ -536,6 +624,9 @@ def account(
         "accounted": sum(count for status, count in statuses.items() if status not in {"lost", "unfinished"}),
         "failed_reasons": dict(
             Counter(_short(str(e.get("reason"))) for e in uploads.values() if e["status"] == "failed")
+        ),
+        "skipped_reasons": dict(
+            Counter(_short(str(e.get("reason"))) for e in uploads.values() if e["status"] == "skipped")
         ),
         "dead_letter_messages": {
             "total": len(dead_letters),
@@ -551,27 +642,35 @@ def account(
         "picsart_calls": {
             "total": len(calls),
             "by_status": dict(sorted(by_status.items())),
-            "successful": sum(successes.values()),
+            "by_step": counts.calls,
+            "successful": sum(counts.ok) + counts.unattributed_ok,
+            "successful_by_step": counts.ok,
             "late_successes": sum(late.values()),
-            "versions_called": len({c.image_url_path for c in calls}),
-            "versions_succeeded": len(successes),
-            "max_successes_per_version": max(successes.values(), default=0),
+            "untraced": counts.unattributed,
+            "untraced_successful": counts.unattributed_ok,
+            "versions_called": len({of.key for of in traced if of is not None}),
+            "versions_with_every_step": counts.complete,
+            "max_successes_per_step_of_a_version": max(successes_by_version.values(), default=0),
             "presigned_url_expires_seconds": dict(expires),
         },
         "duplicate_successes": {
             "versions_with_2_or_more": len(duplicated),
-            "with_a_kill_after_a_successful_call": sum(1 for key in duplicated if kills_after_success[key]),
-            "with_a_late_answer": sum(1 for key in duplicated if late[key]),
-            "with_a_timed_out_invocation": sum(1 for key in duplicated if timed_out[key]),
-            "extra_successful_calls": sum(successes[key] - 1 for key in duplicated),
-            "unexplained": len(unexplained),
-            "unexplained_keys": unexplained,
+            "with_a_kill_after_a_successful_call": sum(1 for of in duplicated if kills_after_success[of]),
+            "with_a_late_answer": sum(1 for of in duplicated if late[of]),
+            "with_a_timed_out_invocation": sum(1 for of in duplicated if timed_out[of.key]),
+            "extra_successful_calls": sum(extra.values()),
+            # A successful call not traced to an upload and step could be a step paid twice: unexplained.
+            "unexplained": len(unexplained) + counts.unattributed_ok,
+            "unexplained_keys": [f"{of.key} step {of.step}" for of in unexplained],
+            "by_step": by_step,
         },
         "kills": {
             "total": len(kills),
             "by_point": dict(Counter(str(kill["point"]) for kill in kills)),
             "by_function": dict(Counter(str(kill.get("function")) for kill in kills)),
-            "after_a_successful_call": sum(kills_after_success.values()),
+            "after_a_successful_call": sum(
+                1 for kill in kills if kill["point"] in KILLS_AFTER_SUCCESS and kill.get("source")
+            ),
         },
         "handler_errors": sum(handler_errors.values()),
         "handler_error_messages": dict(handler_errors),
@@ -585,6 +684,61 @@ def account(
         },
     }
     return SoakReport(figures, uploads, dead_letters)
+
+
+def upload_entry(
+    records: list[dict[str, Any]],
+    version_id: str | None,
+    pipelines: tuple[Pipeline, ...],
+    dead_letters: list[DeadLetter],
+    *,
+    settled: bool = True,
+) -> dict[str, Any]:
+    """Where one upload ended, from its job records (oldest first; one per pipeline, sk `<version>#<pipeline>`, or
+    one without a pipeline when it was skipped before a rule took it) and the dead-letter messages naming it.
+
+    Each of its rule's pipelines ends succeeded, failed or skipped by its record, or dead-lettered, or it is lost
+    (`unfinished` when the run did not settle). The upload is lost or unfinished if any pipeline is; else
+    succeeded when every pipeline is (`output_keys`); else dead-lettered, failed or skipped, in that order, with
+    the first such pipeline's reason."""
+    version = f"version:{version_id}" if version_id else None
+    mine = [r for r in records if version is None or str(r.get("sk", "")).partition("#")[0] == version]
+    bare = [r for r in mine if "#" not in str(r.get("sk", ""))]
+    by_pipeline = {str(r.get("sk", "")).partition("#")[2]: r for r in mine if "#" in str(r.get("sk", ""))}
+    entry: dict[str, Any] = {}
+    if dead_letters:
+        entry["dead_letters"] = [{"source": d.source, "reason": d.reason, "pipeline": d.pipeline} for d in dead_letters]
+    if bare and str(bare[-1].get("status")) in FINAL and not by_pipeline:
+        # Ended before any pipeline: not an image, gone, or no rule matches it.
+        entry.update(status=str(bare[-1].get("status")), reason=bare[-1].get("reason"), record_status=None)
+        return entry
+    ends: dict[str, tuple[str, Any]] = {}
+    for pipeline in pipelines:
+        record = by_pipeline.get(pipeline.name)
+        status = str(record.get("status")) if record else None
+        letters = [d for d in dead_letters if d.pipeline in (None, pipeline.name)]
+        if status in FINAL and record is not None:
+            ends[pipeline.name] = (status, record.get("reason"))
+        elif letters:
+            ends[pipeline.name] = ("dead-lettered", letters[0].reason)
+        else:
+            reason = f"job record says {status!r}; not in any dead-letter queue"
+            ends[pipeline.name] = ("lost" if settled else "unfinished", reason)
+    entry["record_status"] = {name: str(r.get("status")) for name, r in by_pipeline.items()}
+    entry["pipelines"] = {name: {"status": status, "reason": reason} for name, (status, reason) in ends.items()}
+    if not pipelines:
+        status = "lost" if settled else "unfinished"
+        entry.update(status=status, reason="no rule takes it, and no record says it was skipped")
+        return entry
+    for status in ("lost", "unfinished", "dead-lettered", "failed", "skipped"):
+        ended = [(name, reason) for name, (each, reason) in ends.items() if each == status]
+        if ended:
+            name, reason = ended[0]
+            entry.update(status=status, reason=reason if len(ends) == 1 else f"pipeline {name}: {reason}")
+            return entry
+    entry["status"] = "succeeded"
+    entry["output_keys"] = [str(by_pipeline[name].get("output_key")) for name in ends]
+    return entry
 
 
 def _event_keys(event: Any) -> list[str]:
@@ -617,11 +771,15 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
     seconds = f.get("seconds", {})
     yield ""
     yield f"uploads            {f['uploads']} (put {f['uploads_put']})"
+    pipelines = ", ".join(f"{name}: {' -> '.join(tools)}" for name, tools in f["rules"]["pipelines"].items())
+    yield f"rules              {f['rules']['file']} ({pipelines})"
     yield f"processed          {f['processed']}"
     yield f"failed for good    {f['failed']}" + "".join(
         f"\n  {count:5d} x {reason}" for reason, count in f["failed_reasons"].items()
     )
-    yield f"skipped            {f['skipped']}"
+    yield f"skipped            {f['skipped']}" + "".join(
+        f"\n  {count:5d} x {reason}" for reason, count in f["skipped_reasons"].items()
+    )
     yield f"dead-lettered      {f['dead_lettered']} (only in a dead-letter queue)"
     yield f"lost               {f['lost']}" + (
         "" if f["settled"] else f" (not settled: {f['unfinished']} unfinished, still in the delay queue or running)"
@@ -631,18 +789,27 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
         f"\n  {count:5d} x {reason}" for reason, count in dead["reasons"].items()
     )
     yield f"orphan outputs     {f['orphan_outputs']} (output objects whose job record does not say succeeded)"
-    yield f"Picsart calls      {calls['total']} {calls['by_status']}"
+    yield f"Picsart calls      {calls['total']} {calls['by_status']}, by step {calls['by_step']}"
     yield (
-        f"successful calls   {calls['successful']} for {calls['versions_succeeded']} versions "
-        f"({calls['late_successes']} answered after the client timeout)"
+        f"successful calls   {calls['successful']}, by step {calls['successful_by_step']}; "
+        f"{calls['versions_with_every_step']} versions with every step "
+        f"({calls['late_successes']} answered after the client timeout, "
+        f"{calls['untraced']} not traced to an upload and step)"
     )
     yield (
-        f"2+ successes       {duplicates['versions_with_2_or_more']} versions: "
+        f"2+ successes       {duplicates['versions_with_2_or_more']} steps of a version: "
         f"{duplicates['with_a_kill_after_a_successful_call']} with a kill after a successful call, "
         f"{duplicates['with_a_late_answer']} with a late answer, "
         f"{duplicates['with_a_timed_out_invocation']} with a timed-out invocation, "
         f"{duplicates['unexplained']} unexplained"
     )
+    for step in duplicates["by_step"]:
+        yield (
+            f"  step {step['step']}: {step['versions_with_2_or_more']} versions, "
+            f"{step['extra_successful_calls']} extra calls: {step['with_a_kill_after_a_successful_call']} with a "
+            f"kill after a successful call, {step['with_a_late_answer']} with a late answer, "
+            f"{step['with_a_timed_out_invocation']} with a timed-out invocation, {step['unexplained']} unexplained"
+        )
     yield f"kills              {kills['total']} {kills['by_point']} {kills['by_function']}"
     yield f"presigned expiry   {calls['presigned_url_expires_seconds']} (X-Amz-Expires seen by Picsart)"
     yield f"invocations        {f['invocations']['by_function']} errors {f['invocations']['errors']}"

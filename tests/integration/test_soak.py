@@ -2,8 +2,10 @@
 secret in what the functions logged, queued or recorded.
 
 One soak runs for the module (80 uploads, 8 at a time, the default fault mix, kill rates raised so kills
-happen in so few uploads). Its figures are checked by the first tests; what it left behind (function logs,
-every queue message, every item of the table, the emulator's call log) by the others.
+happen in so few uploads), every upload through the soak's two-step pipeline. Its figures are checked by the
+first tests; what it left behind (function logs, every queue message, every item of the table, the emulator's
+call log) by the others. How one upload's records and dead letters make its end (`upload_entry`) is checked on
+its own at the end.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import pytest
 import urllib3
 from botocore.config import Config
 
+from picsart_adapter.rules import parse_rules
+from picsart_local.bench.pipeline import SOAK_PIPELINE, PipelineStep, rules_document
 from picsart_local.cli import main
 from picsart_local.emulator.state import CallRecord
 from picsart_local.environment import LOCAL_API_KEY, LocalEnvironment
-from picsart_local.soak import SoakReport, SoakSettings, run_soak, scan_table
+from picsart_local.soak import DeadLetter, SoakReport, SoakSettings, run_soak, scan_table, upload_entry
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +99,9 @@ def soaked(tmp_path_factory: pytest.TempPathFactory) -> Soaked:
     settings = SoakSettings(
         uploads=UPLOADS,
         concurrency=CONCURRENCY,
-        kill_before_call=KILL_RATE,
+        # Reached before each step's call: the same kills before a call per upload as with one step, so the
+        # kills (and the leases they leave to expire) do not lengthen the soak.
+        kill_before_call=KILL_RATE / len(SOAK_PIPELINE),
         kill_after_call=KILL_RATE,
         kill_after_output=KILL_RATE,
         # A killed job's idempotency lease lasts until its invocation's deadline: shorter, so it ends sooner.
@@ -145,13 +151,41 @@ def test_no_output_without_a_succeeded_record(soaked: Soaked) -> None:
     assert figures["missing_outputs"] == 0
 
 
+def test_every_upload_went_through_the_two_step_pipeline(soaked: Soaked) -> None:
+    figures = soaked.report.figures
+    assert figures["rules"]["pipelines"] == {"pipeline": [step.tool for step in SOAK_PIPELINE]}
+    assert len(SOAK_PIPELINE) == 2
+    calls = figures["picsart_calls"]
+    processed = figures["processed"]
+    assert processed > 0
+    assert calls["versions_with_every_step"] >= processed
+    assert all(successes >= processed for successes in calls["successful_by_step"]), "a call per step each"
+    assert calls["untraced"] == 0, "every call was traced to its upload and step"
+    for key, upload in soaked.report.uploads.items():
+        if upload["status"] == "succeeded":
+            assert upload["output_keys"] == [f"pipeline/{key}"], key
+    records = [item for item in soaked.items if str(item.get("pk", "")).startswith("object#")]
+    assert records
+    assert {str(item["sk"]).partition("#")[2] for item in records} == {"pipeline"}, "one job record per pipeline"
+    steps = {attempt.get("step") for item in records for attempt in item.get("attempts", [])}
+    assert steps == {1, 2}, "both steps were attempted and recorded"
+
+
 def test_duplicate_successful_calls_only_where_a_kill_or_a_fault_made_them_necessary(soaked: Soaked) -> None:
     figures = soaked.report.figures
     duplicates, calls = figures["duplicate_successes"], figures["picsart_calls"]
     assert duplicates["unexplained"] == 0, duplicates["unexplained_keys"]
+    assert calls["untraced_successful"] == 0
     timeouts = sum(figures["invocations"]["timeouts"].values())
     allowed = figures["kills"]["after_a_successful_call"] + calls["late_successes"] + timeouts
     assert duplicates["extra_successful_calls"] <= allowed
+    by_step = duplicates["by_step"]
+    assert [step["step"] for step in by_step] == [1, 2]
+    assert sum(step["extra_successful_calls"] for step in by_step) == duplicates["extra_successful_calls"]
+    assert all(step["unexplained"] == 0 for step in by_step)
+    # A kill after a successful call is at the output's write, after the last step: the first step kept its
+    # result in its idempotency record, so it is never called again for it.
+    assert by_step[0]["with_a_kill_after_a_successful_call"] == 0
 
 
 def test_the_figures_are_written(soaked: Soaked) -> None:
@@ -226,3 +260,94 @@ def test_soak_accepts_every_number_as_a_flag(tmp_path: Path) -> None:
     )
     assert (args.uploads, args.concurrency, args.kill_after_call) == (5, 2, 0.5)
     assert args.run.__name__ == "_run_soak"
+
+
+# ------------------------------------------------------------------------------------- one upload's end
+
+
+PIPELINES = (
+    parse_rules(
+        json.dumps(
+            {
+                "rules": [{"name": "two", "match": {}, "pipelines": ["pipeline", "other"]}],
+                "pipelines": {
+                    **rules_document(SOAK_PIPELINE)["pipelines"],
+                    "other": {"steps": [{"tool": "removebg"}], "output": "other/{dir}{stem}.{ext}"},
+                },
+            }
+        )
+    )
+    .rules[0]
+    .pipelines
+)
+ONE = PIPELINES[:1]
+
+
+def _record(sk: str, status: str, **values: object) -> dict[str, object]:
+    return {"pk": "object#in/soak/1.png", "sk": sk, "status": status, **values}
+
+
+def _letter(pipeline: str | None, reason: str = "gave up after 6 attempts: HTTP 503") -> DeadLetter:
+    return DeadLetter("url", "{}", {}, {}, ["soak/1.png"], "attempts", reason, pipeline)
+
+
+def test_an_upload_succeeds_when_its_pipelines_record_says_so() -> None:
+    records = [
+        _record("version:v0#pipeline", "failed", reason="an older version"),
+        _record("version:v1#pipeline", "succeeded", output_key="pipeline/soak/1.png"),
+    ]
+    entry = upload_entry(records, "v1", ONE, [])
+    assert entry["status"] == "succeeded"
+    assert entry["output_keys"] == ["pipeline/soak/1.png"], "the other version's record is not this upload's"
+
+
+def test_an_upload_skipped_before_any_pipeline_ends_with_its_reason() -> None:
+    entry = upload_entry([_record("version:v1", "skipped", reason="no rule matches it")], "v1", (), [])
+    assert (entry["status"], entry["reason"]) == ("skipped", "no rule matches it")
+
+
+@pytest.mark.parametrize(
+    ("letters", "settled", "status"),
+    [
+        ([_letter("pipeline")], True, "dead-lettered"),
+        ([_letter(None)], True, "dead-lettered"),  # an S3 event Lambda gave up on names no pipeline
+        ([_letter("other")], True, "lost"),  # another pipeline's message is not this one's end
+        ([], True, "lost"),
+        ([], False, "unfinished"),
+    ],
+)
+def test_a_pipeline_not_ended_by_its_record_is_dead_lettered_or_lost(
+    letters: list[DeadLetter], settled: bool, status: str
+) -> None:
+    entry = upload_entry([_record("version:v1#pipeline", "waiting")], "v1", ONE, letters, settled=settled)
+    assert entry["status"] == status
+    assert entry["reason"]
+
+
+def test_an_upload_with_two_pipelines_ends_with_the_one_that_did_not_succeed() -> None:
+    records = [
+        _record("version:v1#pipeline", "succeeded", output_key="pipeline/soak/1.png"),
+        _record("version:v1#other", "failed", reason="step 1 (removebg): HTTP 422"),
+    ]
+    entry = upload_entry(records, "v1", PIPELINES, [])
+    assert (entry["status"], entry["reason"]) == ("failed", "pipeline other: step 1 (removebg): HTTP 422")
+    assert entry["pipelines"]["pipeline"]["status"] == "succeeded"
+    records[1] = _record("version:v1#other", "succeeded", output_key="other/soak/1.png")
+    assert upload_entry(records, "v1", PIPELINES, [])["output_keys"] == ["pipeline/soak/1.png", "other/soak/1.png"]
+    assert upload_entry(records[:1], "v1", PIPELINES, [])["status"] == "lost", "a pipeline with no record is lost"
+
+
+def test_the_soak_writes_its_pipeline_unless_a_rules_file_is_given(tmp_path: Path) -> None:
+    steps = (PipelineStep("removebg"), PipelineStep("upscale", {"upscale_factor": 2}))
+    own = SoakSettings(log_dir=tmp_path / "logs", pipeline=steps)
+    written = own.write_rules()
+    assert own.rules_file == (tmp_path / "logs" / "soak-rules.json").resolve()
+    assert [step.tool for step in written.rules[0].pipelines[0].steps] == ["removebg", "upscale"]
+    assert own.options().rules_file == own.rules_file, "the functions get it in place of RulesFile"
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps(rules_document(SOAK_PIPELINE[:1], "mine")))
+    theirs = SoakSettings(log_dir=tmp_path / "other", parameters={"RulesFile": str(given)})
+    assert theirs.rules_file == given
+    assert list(theirs.write_rules().pipelines) == ["mine"]
+    assert theirs.options().rules_file is None, "the RulesFile parameter reaches the functions"
+    assert not (tmp_path / "other" / "soak-rules.json").exists()
