@@ -183,9 +183,13 @@ class Progress:
             self.stream.flush()
 
 
-def run_bench(options: BenchOptions, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> dict[str, Any]:
+def run_bench(options: BenchOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> dict[str, Any]:
     """Run every strategy, print the table, write bench.json and bench.png (and the docs page, when one is
-    given: checked first, so a page without its markers fails before the runs); return the report."""
+    given: checked first, so a page without its markers fails before the runs); return the report. Output goes
+    to `stdout` and `stderr`, by default the process's as they are when it runs (not when this module was
+    imported: a test's captured streams are closed after it)."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
     if options.docs is not None:
         check_docs(options.docs)
     started = time.monotonic()
