@@ -192,8 +192,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--spike", type=int, default=20, help="spike arrest, calls per second (default 20)")
     bench.add_argument(
         "--strategies",
-        default="adapter,sdk-retry,backoff,concurrency-cap",
-        help="comma-separated, run in this order (default: all four)",
+        default="adapter,sdk-retry,backoff,concurrency-cap,pipeline",
+        help="comma-separated, run in this order (default: the four strategies, then the pipeline scenario)",
     )
     bench.add_argument("--out", type=Path, default=Path("out"), help="where bench.json and bench.png go")
     bench.add_argument("--timeout", type=float, default=900.0, help="seconds one strategy may take (default 900)")

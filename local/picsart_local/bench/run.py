@@ -185,9 +185,11 @@ class Progress:
 
 def run_bench(options: BenchOptions, stdout: TextIO | None = None, stderr: TextIO | None = None) -> dict[str, Any]:
     """Run every strategy, print the table, write bench.json and bench.png (and the docs page, when one is
-    given: checked first, so a page without its markers fails before the runs); return the report."""
-    # Looked up at the call, not bound at import: the streams in place now (a test's capture, a redirect).
-    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    given: checked first, so a page without its markers fails before the runs); return the report. Output goes
+    to `stdout` and `stderr`, by default the process's as they are when it runs (not when this module was
+    imported: a test's captured streams are closed after it)."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
     if options.docs is not None:
         check_docs(options.docs)
     started = time.monotonic()
