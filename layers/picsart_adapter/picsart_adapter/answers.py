@@ -125,8 +125,8 @@ class Answers:
                 picsart_correlation_id=response.correlation_id,
                 http_status=response.status,
                 picsart_correlation_ids=job.correlation_ids,
-                rule=job.rule.name if job.rule else None,
-                pipeline=job.pipeline.name if job.pipeline else None,
+                rule=job.rule_name,
+                pipeline=job.pipeline_name,
                 result_url=url,
                 step=job.step + 1,
             )
@@ -159,8 +159,8 @@ class Answers:
             picsart_correlation_id=response.correlation_id,
             http_status=response.status,
             picsart_correlation_ids=job.correlation_ids,
-            rule=job.rule.name if job.rule else None,
-            pipeline=job.pipeline.name if job.pipeline else None,
+            rule=job.rule_name,
+            pipeline=job.pipeline_name,
             step=job.step + 1,
         )
 
@@ -180,8 +180,8 @@ class Answers:
             picsart_correlation_id=response.correlation_id,
             http_status=response.status,
             picsart_correlation_ids=job.correlation_ids,
-            rule=job.rule.name if job.rule else None,
-            pipeline=job.pipeline.name if job.pipeline else None,
+            rule=job.rule_name,
+            pipeline=job.pipeline_name,
             step=job.step + 1,
         )
 

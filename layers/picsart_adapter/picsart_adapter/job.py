@@ -66,8 +66,16 @@ class Job:
     rerun_reason: str | None = None
 
     @property
+    def rule_name(self) -> str | None:
+        return self.rule.name if self.rule else None
+
+    @property
+    def pipeline_name(self) -> str | None:
+        return self.pipeline.name if self.pipeline else None
+
+    @property
     def ref(self) -> JobRef:
-        pipeline = self.pipeline.name if self.pipeline else None
+        pipeline = self.pipeline_name
         if self.stored is not None:
             return JobRef(self.stored.bucket, self.stored.key, self.stored.version_ref, pipeline)
         return JobRef(self.upload.bucket, self.upload.key, _version_ref_of_event(self.upload), pipeline)
@@ -148,8 +156,8 @@ class Job:
             in_flight_since=self.in_flight_since,
             in_line=self.in_line,
             turn_at=self.turn_at,
-            rule=self.rule.name if self.rule else None,
-            pipeline=self.pipeline.name if self.pipeline else None,
+            rule=self.rule_name,
+            pipeline=self.pipeline_name,
             pipeline_hash=pipeline_hash(self.pipeline) if self.pipeline else None,
             step=self.step,
             input_url=self.input_url,

@@ -106,7 +106,7 @@ class Parking:
             picsart_correlation_id=attempt.picsart_correlation_id,
             http_status=attempt.http_status,
             picsart_correlation_ids=job.correlation_ids,
-            pipeline=job.pipeline.name if job.pipeline else None,
+            pipeline=job.pipeline_name,
         )
 
     def defer(self, job: Job, denial: Denial, record: bool = False) -> JobResult:
