@@ -24,6 +24,7 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Final, Literal
 
@@ -173,6 +174,18 @@ class Pipeline:
     steps: tuple[Step, ...]
     output: str | None = None
 
+    @cached_property
+    def definition_hash(self) -> str:
+        """See `pipeline_hash`."""
+        steps = [
+            {"tool": step.tool, "parameters": step.parameters.model_dump(mode="json", exclude_none=True)}
+            for step in self.steps
+        ]
+        canonical = json.dumps(steps, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        import hashlib  # at the first event, not in the cold start
+
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -223,15 +236,9 @@ def default_rules(tool: Tool, parameters: ToolParameters) -> Rules:
 def pipeline_hash(pipeline: Pipeline) -> str:
     """A short hash of what the pipeline asks Picsart for: its steps' tools and parameters, as canonical JSON
     (sorted keys, unset parameters left out). Its name and output template are not part of it: renaming a
-    pipeline or moving its output is no new paid work."""
-    steps = [
-        {"tool": step.tool, "parameters": step.parameters.model_dump(mode="json", exclude_none=True)}
-        for step in pipeline.steps
-    ]
-    canonical = json.dumps(steps, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    import hashlib  # at the first event, not in the cold start
-
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    pipeline or moving its output is no new paid work. Worked out once per pipeline (`Pipeline.definition_hash`):
+    every step's idempotency key, record and parked message asks for it."""
+    return pipeline.definition_hash
 
 
 def output_extension(pipeline: Pipeline) -> str | None:
