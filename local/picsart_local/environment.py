@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from picsart_adapter.jobs import JobStatus, JobStore
+from picsart_adapter.jobs import JobStatus, JobStore, split_sort_key
 from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
 from picsart_local.emulator import EmulatorSettings, PicsartEmulator
 from picsart_local.runner import LocalRunner
@@ -180,11 +180,11 @@ class LocalEnvironment:
         if not records:
             return None
         record = records[-1]
-        version = str(record.get("sk", "")).partition("#")[0]
+        version = split_sort_key(str(record.get("sk", "")))[0]
         pipelines = {
             str(r["pipeline"]): r
             for r in records
-            if r.get("pipeline") and str(r.get("sk", "")).partition("#")[0] == version
+            if r.get("pipeline") and split_sort_key(str(r.get("sk", "")))[0] == version
         }
         status = str(record.get("status"))
         if pipelines:

@@ -14,6 +14,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from picsart_adapter.jobs import split_sort_key
+
 #: Record fields worth a line of their own in the header of each version, in this order.
 _HEADER_FIELDS = (
     ("status", "status"),
@@ -41,7 +43,7 @@ def support_report(bucket: str, key: str, records: Sequence[Mapping[str, Any]]) 
         return "\n".join(lines) + "\n"
     for record in records:
         lines.append("")
-        version, _, pipeline = str(record.get("sk", "?")).partition("#")
+        version, pipeline = split_sort_key(str(record.get("sk", "?")))
         lines.append(f"version {version}" + (f", pipeline {pipeline}" if pipeline else ""))
         for field, label in _HEADER_FIELDS:
             if record.get(field) not in (None, ""):

@@ -49,6 +49,7 @@ from pydantic import ValidationError
 
 from picsart_adapter.config import rules_path
 from picsart_adapter.delay_queue import RetryMessage
+from picsart_adapter.jobs import split_sort_key
 from picsart_adapter.rules import Pipeline, Rules, load_rules
 from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
 from picsart_local.bench.pipeline import (
@@ -702,9 +703,10 @@ def upload_entry(
     succeeded when every pipeline is (`output_keys`); else dead-lettered, failed or skipped, in that order, with
     the first such pipeline's reason."""
     version = f"version:{version_id}" if version_id else None
-    mine = [r for r in records if version is None or str(r.get("sk", "")).partition("#")[0] == version]
-    bare = [r for r in mine if "#" not in str(r.get("sk", ""))]
-    by_pipeline = {str(r.get("sk", "")).partition("#")[2]: r for r in mine if "#" in str(r.get("sk", ""))}
+    keys = [(split_sort_key(str(r.get("sk", ""))), r) for r in records]
+    mine = [(pipeline, r) for (ref, pipeline), r in keys if version is None or ref == version]
+    bare = [r for pipeline, r in mine if pipeline is None]
+    by_pipeline = {pipeline: r for pipeline, r in mine if pipeline is not None}
     entry: dict[str, Any] = {}
     if dead_letters:
         entry["dead_letters"] = [{"source": d.source, "reason": d.reason, "pipeline": d.pipeline} for d in dead_letters]

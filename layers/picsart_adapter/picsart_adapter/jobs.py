@@ -93,6 +93,13 @@ class JobRef:
         return JobRef(self.bucket, self.key, self.version_ref, pipeline)
 
 
+def split_sort_key(sort_key: str) -> tuple[str, str | None]:
+    """A record's sk as (version ref, pipeline), the pipeline None for an upload that reached none
+    (`JobRef.item_key` builds it)."""
+    version_ref, separator, pipeline = sort_key.partition("#")
+    return version_ref, pipeline if separator else None
+
+
 def object_pk(bucket: str, key: str) -> str:
     return f"object#{bucket}/{key}"
 
