@@ -530,7 +530,8 @@ def _run_redrive(args: argparse.Namespace) -> int:
     # One try for SQS's move task: a service without it answers an error, which retries would only repeat.
     mover = session.client("sqs", config=Config(retries={"total_max_attempts": 1}))
     result = redrive.carry_out(plan, sqs, jobs, names.delay_queue_url, names.dead_letter_queue_url, mover=mover)
-    print(f"Moved {result.moved}, {result.jobs_sent} jobs to the delay queue: {result.how}")
+    removed = f"; removed {result.removed} s3:TestEvent{'s' if result.removed != 1 else ''}" if result.removed else ""
+    print(f"Moved {result.moved}, {result.jobs_sent} jobs to the delay queue: {result.how}{removed}")
     for note in result.notes:
         print(f"  {note}")
     if result.left:

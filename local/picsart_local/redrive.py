@@ -11,6 +11,7 @@ The dead-letter queue holds three kinds of message, each shown with its reason b
 - **a failed invocation** of the upload function (Lambda's on-failure destination keeps the S3 event as the
   body, the error in `ErrorMessage`): each upload in it becomes a fresh job message (no rule yet), which the
   retry function takes up as a new upload; work that invocation finished is answered from its records.
+An s3:TestEvent (S3's check of a new notification, which names no upload) is removed: there is nothing to redo.
 A message that is none of these (a body no attempt can read) is left in the dead-letter queue.
 
 SQS's own redrive (`StartMessageMoveTask`) moves every message as it is, so it applies when every message is
@@ -33,7 +34,7 @@ from pydantic import ValidationError
 
 from picsart_adapter.delay_queue import GIVEN_UP_ATTRIBUTE, DelayQueue, RetryMessage
 from picsart_adapter.jobs import JobRef, JobStore
-from picsart_adapter.s3_events import MalformedEventError, UploadedObject, parse_s3_event
+from picsart_adapter.s3_events import MalformedEventError, UploadedObject, is_s3_test_event, parse_s3_event
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -46,7 +47,7 @@ DEFAULT_LIMIT: Final = 1000
 #: How long `redrive` follows SQS's move task before it leaves it running.
 MOVE_TASK_WAIT_SECONDS: Final = 120
 
-Kind = Literal["given-up", "moved-by-sqs", "failed-invocation", "unreadable"]
+Kind = Literal["given-up", "moved-by-sqs", "failed-invocation", "test-event", "unreadable"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class DeadLetter:
 
     @property
     def movable(self) -> bool:
-        return bool(self.outgoing)
+        """Whether something is done with it: sent back, or (an s3:TestEvent, which names no upload) removed."""
+        return bool(self.outgoing) or self.kind == "test-event"
 
     @property
     def what_goes_back(self) -> str:
@@ -76,6 +78,8 @@ class DeadLetter:
         if self.kind == "failed-invocation":
             count = len(self.outgoing)
             return f"{count} new job{'s' if count != 1 else ''} for the upload{'s' if count != 1 else ''}"
+        if self.kind == "test-event":
+            return "nothing to redo (it names no upload): removed"
         return "nothing: it stays in the dead-letter queue"
 
 
@@ -102,6 +106,7 @@ class RedrivePlan:
 class RedriveResult:
     moved: int = 0
     jobs_sent: int = 0
+    removed: int = 0
     left: int = 0
     how: str = ""
     notes: list[str] = field(default_factory=list)
@@ -182,6 +187,11 @@ def classify(
         receives = system.get("ApproximateReceiveCount", "?")
         reason = f"moved by SQS after {receives} receives (the retry function failed on it); parked for: {job.reason}"
         return DeadLetter(*ids, "moved-by-sqs", subject, reason, (job,))
+    if _is_test_event(body):
+        reason = (
+            f"an s3:TestEvent the upload function failed on: {attributes.get('ErrorMessage') or 'no error message'}"
+        )
+        return DeadLetter(*ids, "test-event", "an s3:TestEvent (S3's check of the notification)", reason)
     uploads = _uploads_in(body)
     if uploads:
         error = attributes.get("ErrorMessage") or "no error message"
@@ -251,7 +261,10 @@ def carry_out(
             queue.schedule(message, now())
             result.jobs_sent += 1
         sqs.delete_message(QueueUrl=dead_letter_queue_url, ReceiptHandle=letter.receipt_handle)
-        result.moved += 1
+        if letter.outgoing:
+            result.moved += 1
+        else:
+            result.removed += 1
     return result
 
 
@@ -323,6 +336,14 @@ def _job_in(body: str) -> RetryMessage | None:
         return RetryMessage.model_validate_json(body)
     except ValidationError:
         return None
+
+
+def _is_test_event(body: str) -> bool:
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and is_s3_test_event(document)
 
 
 def _uploads_in(body: str) -> list[UploadedObject]:

@@ -108,6 +108,13 @@ def test_a_failed_upload_invocation_becomes_a_fresh_job_for_its_upload() -> None
     assert (fresh.pipeline, fresh.replay) == (None, None), "a new upload: work the invocation finished is not redone"
 
 
+def test_an_s3_test_event_names_no_upload_and_is_removed() -> None:
+    body = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "input"})
+    letter = redrive.classify(message(body, {"ErrorMessage": "Task timed out"}), NOW, "X")
+    assert (letter.kind, letter.outgoing, letter.movable) == ("test-event", (), True)
+    assert letter.reason == "an s3:TestEvent the upload function failed on: Task timed out"
+
+
 def test_a_body_no_one_can_read_stays_in_the_dead_letter_queue() -> None:
     letter = redrive.classify(message("{not json", {"reason": "unreadable delay-queue message: body"}), NOW, "X")
     assert (letter.kind, letter.movable) == ("unreadable", False)
