@@ -12,7 +12,7 @@
   picsart-local report KEY                     every attempt for one object, for a support request
   picsart-local rules check FILE               validate a rules file; print its rules, pipelines and calls
   picsart-local plan KEY                       dry run: the rule, steps, output keys and calls for an upload
-  picsart-local redrive                        the dead-letter queue's work back for another try (docs/operating.md)
+  picsart-local redrive                        the dead-letter queue's work back for another try
   picsart-local reprocess --prefix P           objects through their rules again, as the rules are now
 
 `--rules FILE` (before the command) gives the functions that rules file, in place of the template's RulesFile.
@@ -458,7 +458,7 @@ def _run_plan(args: argparse.Namespace) -> int:
 
 
 def _add_operating_commands(commands: Any) -> None:
-    """`redrive` and `reprocess` (docs/operating.md): against a deployed stack (`--stack NAME`, its outputs) or
+    """`redrive` and `reprocess` (docs/failure-handling.md): against a deployed stack (`--stack NAME`, its outputs) or
     the local stack (the variables `picsart-local stack` prints)."""
     redrive = commands.add_parser(
         "redrive",

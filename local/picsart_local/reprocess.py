@@ -255,7 +255,8 @@ def choose_pace(state: LimiterState | None, spike_per_second: int, given: float 
     window_s = state.window_ms / 1000
     rate = min(state.limit / window_s, float(spike_per_second)) * PACE_SHARE
     return Pace(
-        rate, f"{PACE_SHARE:.0%} of the fleet's {state.limit} calls per {window_s:g} s window, the rest left to uploads"
+        rate,
+        f"{PACE_SHARE:.0%} of the fleet's {state.limit} calls per {window_s:.3g} s window, the rest left to uploads",
     )
 
 
@@ -336,7 +337,7 @@ def render_plan(plan: ReprocessPlan, since: datetime | None = None) -> str:
 
 def render_pace(plan: ReprocessPlan, pace: Pace) -> str:
     spread = plan.calls / pace.calls_per_second if plan.jobs else 0.0
-    return f"Pace: {pace.calls_per_second:g} calls/s ({pace.why}); the work is spread over about {spread:.0f} s\n"
+    return f"Pace: {pace.calls_per_second:.3g} calls/s ({pace.why}); the work is spread over about {spread:.0f} s\n"
 
 
 class Progress:
