@@ -256,7 +256,8 @@ def carry_out(
     for letter in plan.movable:
         # The record says the job waits again before its message can reach the retry function.
         for ref in letter.reopened:
-            jobs.reopen(ref, f"{plan.replay}: sent back from the dead-letter queue", {"replay": plan.replay})
+            reason = f"{plan.replay}: sent back from the dead-letter queue, where it was for: {letter.reason}"
+            jobs.reopen(ref, reason, {"replay": plan.replay})
         for message in letter.outgoing:
             queue.schedule(message, now())
             result.jobs_sent += 1

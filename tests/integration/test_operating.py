@@ -189,3 +189,34 @@ def test_reprocess_needs_the_names_of_a_stack(
         monkeypatch.delenv(name, raising=False)
     assert main(["reprocess", "--prefix", "x/"]) == 2
     assert "set INPUT_BUCKET, JOBS_TABLE, DELAY_QUEUE_URL, DEAD_LETTER_QUEUE_URL" in capsys.readouterr().err
+
+
+def test_a_deployed_stacks_outputs_name_the_resources(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--stack NAME`: CloudFormation's outputs of the stack (here moto's, naming the local stack's resources)."""
+    with start_environment(tmp_path_factory, "deployed") as env:
+        assert env.stack is not None
+        for name, value in env.stack.aws_environment().items():
+            monkeypatch.setenv(name, value)
+        for name in ("INPUT_BUCKET", "JOBS_TABLE", "DELAY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL"):
+            monkeypatch.delenv(name, raising=False)
+        wanted = ("InputBucketName", "JobsTableName", "DelayQueueUrl", "DeadLetterQueueUrl")
+        template = {
+            "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+            "Outputs": {name: {"Value": env.outputs[name]} for name in wanted},
+        }
+        env.client("cloudformation").create_stack(StackName="deployed-adapter", TemplateBody=json.dumps(template))
+        env.upload("deployed/photo.png", png_bytes())
+        assert env.wait_for(["deployed/photo.png"], timeout=60)["deployed/photo.png"].status == "succeeded"
+        capsys.readouterr()
+        redrive_code = main(["redrive", "--stack", "deployed-adapter", "--dry-run"])
+        reprocess_code = main(["reprocess", "--stack", "deployed-adapter", "--prefix", "deployed/", "--dry-run"])
+        printed = capsys.readouterr().out
+        dead_letter_queue = env.outputs["DeadLetterQueueUrl"]
+    assert (redrive_code, reprocess_code) == (0, 0)
+    assert printed.count("(names from stack deployed-adapter)") == 2
+    assert f"Dead-letter queue {dead_letter_queue}: 0 messages" in printed
+    assert "deployed/photo.png" in printed
+    assert ": up to date: succeeded with this definition: removebg/deployed/photo.png" in printed
+    assert "Nothing to queue." in printed
