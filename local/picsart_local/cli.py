@@ -12,6 +12,8 @@
   picsart-local report KEY                     every attempt for one object, for a support request
   picsart-local rules check FILE               validate a rules file; print its rules, pipelines and calls
   picsart-local plan KEY                       dry run: the rule, steps, output keys and calls for an upload
+  picsart-local redrive                        the dead-letter queue's work back for another try
+  picsart-local reprocess --prefix P           objects through their rules again, as the rules are now
 
 `--rules FILE` (before the command) gives the functions that rules file, in place of the template's RulesFile.
 With PICSART_BASE_URL and PICSART_API_KEY set, the stack calls that server instead of the embedded
@@ -174,6 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(run=_run_plan)
 
+    _add_operating_commands(commands)
+
     demo = commands.add_parser(
         "demo", help="the samples through the example rules: outputs and a contact sheet (demo.png) in --out"
     )
@@ -319,6 +323,8 @@ def _run_stack(args: argparse.Namespace) -> int:
             print(f"  export {name}={value}")
         print(f"  export INPUT_BUCKET={env.input_bucket}")
         print(f"  export JOBS_TABLE={env.outputs['JobsTableName']}")
+        print(f"  export DELAY_QUEUE_URL={env.outputs['DelayQueueUrl']}")
+        print(f"  export DEAD_LETTER_QUEUE_URL={env.outputs['DeadLetterQueueUrl']}")
         print("\nResources (from template.yaml):")
         for name, value in sorted(env.outputs.items()):
             print(f"  {name:22} {value}")
@@ -448,6 +454,151 @@ def _run_plan(args: argparse.Namespace) -> int:
         print(json.dumps({"rules": str(path), **found.to_json()}, indent=2))
     else:
         print(render_plan(found, source=str(path)), end="")
+    return 0
+
+
+def _add_operating_commands(commands: Any) -> None:
+    """`redrive` and `reprocess` (docs/failure-handling.md): against a deployed stack (`--stack NAME`, its outputs) or
+    the local stack (the variables `picsart-local stack` prints)."""
+    redrive = commands.add_parser(
+        "redrive",
+        help="move the dead-letter queue's messages back to the delay queue, each with its reason shown first",
+        description="Lists the dead-letter queue, shows each message's reason and what goes back for it, asks, "
+        "then moves them: work the adapter gave up as a new run with its attempts reset, work SQS moved as it is "
+        "(SQS's own redrive when every message is such), failed upload invocations as new jobs. Messages that are "
+        "none of these stay. Exits 1 when the answer is no.",
+    )
+    redrive.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N messages (default 1000)")
+    reprocess = commands.add_parser(
+        "reprocess",
+        help="send objects already uploaded through their rules again; up-to-date outputs are skipped",
+        description="Matches every current object version under the prefix to its rule as the functions would, "
+        "skips the pipelines whose outputs are of their current definition (or whose work is under way), prints "
+        "the Picsart calls the rest costs, asks above 50 calls, then queues them at a pace the fleet's limiter "
+        "takes. Exits 1 when the answer is no.",
+    )
+    reprocess.add_argument("--prefix", required=True, metavar="P", help="key prefix in the input bucket ('' for all)")
+    reprocess.add_argument("--rule", metavar="R", help="only objects whose rule is R")
+    reprocess.add_argument(
+        "--since", metavar="T", help="only objects modified since T: 2h, 30m, 7d, or ISO 8601 (2026-12-01T10:00Z)"
+    )
+    reprocess.add_argument("--pace", type=float, metavar="N", help="Picsart calls per second (default: the limiter's)")
+    for command in (redrive, reprocess):
+        command.add_argument("--stack", metavar="NAME", help="a deployed stack: its outputs name the resources")
+        command.add_argument("--dry-run", action="store_true", help="show what would be done; move or send nothing")
+        command.add_argument("--yes", action="store_true", help="do not ask")
+    redrive.set_defaults(run=_run_redrive)
+    reprocess.set_defaults(run=_run_reprocess)
+
+
+def _confirm(question: str, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    print(f"{question} [y/N] ", end="", flush=True)
+    try:
+        answer = input()
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in {"y", "yes"}
+
+
+def _run_redrive(args: argparse.Namespace) -> int:
+    import time
+
+    from botocore.config import Config
+
+    from picsart_local import redrive
+    from picsart_local.stack_names import find_names
+
+    session = boto3.session.Session()
+    names = find_names(session, args.stack, _options(args).template_path, _options(args).parameters)
+    sqs = session.client("sqs")
+    jobs = JobStore(session.resource("dynamodb").Table(names.jobs_table))
+    plan = redrive.plan_redrive(
+        redrive.list_dead_letters(sqs, names.dead_letter_queue_url, args.limit), time.time(), jobs.get
+    )
+    print(f"(names from {names.source})")
+    print(redrive.render_plan(plan, names.dead_letter_queue_url), end="")
+    if not plan.movable or args.dry_run:
+        redrive.release_all(sqs, names.dead_letter_queue_url, plan)
+        print("Nothing to send back." if not plan.movable else "Dry run: nothing was moved.")
+        return 0
+    if not _confirm(f"Send {len(plan.movable)} of them back to the delay queue?", args.yes):
+        redrive.release_all(sqs, names.dead_letter_queue_url, plan)
+        print("Nothing was moved.")
+        return 1
+    # One try for SQS's move task: a service without it answers an error, which retries would only repeat.
+    mover = session.client("sqs", config=Config(retries={"total_max_attempts": 1}))
+    result = redrive.carry_out(plan, sqs, jobs, names.delay_queue_url, names.dead_letter_queue_url, mover=mover)
+    removed = f"; removed {result.removed} s3:TestEvent{'s' if result.removed != 1 else ''}" if result.removed else ""
+    print(f"Moved {result.moved}, {result.jobs_sent} jobs to the delay queue: {result.how}{removed}")
+    for note in result.notes:
+        print(f"  {note}")
+    if result.left:
+        print(f"{result.left} left in the dead-letter queue (see their reasons above)")
+    return 0
+
+
+def _run_reprocess(args: argparse.Namespace) -> int:
+    import time
+    from datetime import UTC, datetime
+
+    from picsart_local import reprocess
+    from picsart_local.plan import calls_text
+    from picsart_local.stack_names import find_names, functions_rules
+
+    session = boto3.session.Session()
+    names = find_names(session, args.stack, _options(args).template_path, _options(args).parameters)
+    rules, source = functions_rules(names.parameters, args.rules)
+    now = time.time()
+    since = reprocess.parse_since(args.since, datetime.now(UTC)) if args.since else None
+    table = session.resource("dynamodb").Table(names.jobs_table)
+    plan = reprocess.plan_reprocess(
+        session.client("s3"),
+        JobStore(table),
+        rules,
+        names.input_bucket,
+        args.prefix,
+        rules_source=source,
+        now=now,
+        since=since,
+        rule=args.rule,
+    )
+    print(f"(names from {names.source})")
+    print(reprocess.render_plan(plan, since), end="")
+    if not plan.jobs:
+        print("Nothing to queue.")
+        return 0
+    secrets = session.client("secretsmanager")
+    state = reprocess.read_limiter(
+        table, lambda: str(secrets.get_secret_value(SecretId=names.api_key_secret)["SecretString"]).strip()
+    )
+    spike = int(names.parameters.get("SpikeArrestPerSecond") or 300)
+    pace = reprocess.choose_pace(state, spike, args.pace)
+    print(reprocess.render_pace(plan, pace), end="")
+    if args.dry_run:
+        print("Dry run: nothing was sent.")
+        return 0
+    calls = calls_text(plan.calls, plan.polls)
+    if reprocess.asks_before_sending(plan.calls) and not _confirm(
+        f"Queue {len(plan.jobs)} jobs, {calls} to Picsart?", args.yes
+    ):
+        print("Nothing was sent.")
+        return 1
+    result = reprocess.send(
+        plan,
+        session.client("sqs"),
+        JobStore(table),
+        names.delay_queue_url,
+        names.dead_letter_queue_url,
+        pace,
+        time.time(),
+        progress=reprocess.Progress(len(plan.jobs)),
+    )
+    print(
+        f"Queued {result.sent} jobs ({calls}); the last is due in {result.last_delay_seconds:.0f} s. "
+        "`picsart-local report KEY` follows one."
+    )
     return 0
 
 

@@ -23,6 +23,7 @@ _HEADER_FIELDS = (
     ("rule", "rule"),
     ("pipeline_hash", "pipeline definition"),
     ("rerun_reason", "run again"),
+    ("replay", "sent again by"),
     ("size", "size (bytes)"),
     ("s3_request_id", "S3 request id"),
     ("transaction_id", "Picsart transaction id"),

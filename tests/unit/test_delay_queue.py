@@ -171,7 +171,7 @@ def test_unreadable_body_is_dead_lettered_as_it_came() -> None:
     queue.dead_letter("{not json", "unreadable delay-queue message")
     (sent,) = sqs.sent
     assert sent["MessageBody"] == "{not json"
-    assert set(sent["MessageAttributes"]) == {"reason"}
+    assert set(sent["MessageAttributes"]) == {"reason", "dead_lettered_by"}
 
 
 def test_long_reason_attribute_is_cut_to_fit() -> None:

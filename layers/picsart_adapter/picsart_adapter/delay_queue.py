@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 MAX_DELAY_SECONDS = 900
+#: The message attribute on work the adapter itself dead-lettered (its attempts used up, or unreadable).
+GIVEN_UP_ATTRIBUTE = "dead_lettered_by"
 
 
 class RetryMessage(BaseModel):
@@ -63,6 +65,9 @@ class RetryMessage(BaseModel):
     step_correlation_ids: list[str] = Field(default_factory=list)
     #: How often the pipeline was run again from its first step.
     reruns: int = Field(default=0, ge=0)
+    #: The operator's request that sent this work again (`picsart-local redrive` or `reprocess`, and when): a new
+    #: run whose steps are called again even where an earlier run ended for good (`Job.step_key`).
+    replay: str | None = None
 
     def upload(self) -> UploadedObject:
         return UploadedObject(
@@ -120,11 +125,11 @@ class DelayQueue:
             body = message.model_copy(update={"reason": reason}).model_dump_json()
         else:
             body = message
-        self._sqs.send_message(
-            QueueUrl=self._dead_letter_queue_url,
-            MessageBody=body,
-            MessageAttributes=_attributes(message if isinstance(message, RetryMessage) else None, reason),
-        )
+        attributes = _attributes(message if isinstance(message, RetryMessage) else None, reason)
+        # Tells work the adapter gave up from work SQS moved after maxReceiveCount, which `picsart-local redrive`
+        # sends back as it is (test_work_the_adapter_gives_up_is_marked_as_given_up).
+        attributes[GIVEN_UP_ATTRIBUTE] = {"DataType": "String", "StringValue": "adapter"}
+        self._sqs.send_message(QueueUrl=self._dead_letter_queue_url, MessageBody=body, MessageAttributes=attributes)
 
 
 def _attributes(message: RetryMessage | None, reason: str) -> dict[str, MessageAttributeValueTypeDef]:

@@ -64,6 +64,8 @@ class Job:
     #: How often the pipeline was run again from its first step, and why this time (for the record).
     reruns: int = 0
     rerun_reason: str | None = None
+    #: The operator's request that sent this work again (`RetryMessage.replay`), None for the first run.
+    replay: str | None = None
 
     @property
     def rule_name(self) -> str | None:
@@ -96,10 +98,13 @@ class Job:
 
     @property
     def step_key(self) -> dict[str, str | int]:
-        """What makes one paid call unique: the version, the pipeline's definition, the step and the run."""
+        """What makes one paid call unique: the version, the pipeline's definition, the step and the run. An
+        operator's replay is a run of its own: a step that failed for good (or was given up) in an earlier run is
+        called again (test_a_replayed_job_calls_the_step_an_earlier_run_failed_for_good). Without one the key
+        is what it always was, so work parked before replays existed keeps its records."""
         assert self.pipeline is not None
         ref = self.ref
-        return {
+        key: dict[str, str | int] = {
             "bucket": ref.bucket,
             "key": ref.key,
             "version_ref": ref.version_ref,
@@ -107,6 +112,9 @@ class Job:
             "step": self.step,
             "run": self.reruns,
         }
+        if self.replay:
+            key["replay"] = self.replay
+        return key
 
     def for_pipeline(self, rule: Rule, pipeline: Pipeline) -> Job:
         """The job of one of the pipelines the upload's rule runs, from its first step."""
@@ -119,6 +127,7 @@ class Job:
             taken_up_at=self.taken_up_at,
             rule=rule,
             pipeline=pipeline,
+            replay=self.replay,
         )
 
     def advance(self, result_url: str, correlation_id: str | None, now: float) -> None:
@@ -164,6 +173,7 @@ class Job:
             input_url_at=self.input_url_at,
             step_correlation_ids=self.step_correlation_ids,
             reruns=self.reruns,
+            replay=self.replay,
         )
 
 

@@ -169,6 +169,12 @@ class JobStore:
             stale.append("reason")
         self._update(ref, values, attempt, remove=[name for name in stale if name not in values])
 
+    def reopen(self, ref: JobRef, reason: str, details: dict[str, Any]) -> None:
+        """An operator sent the job to the delay queue again (`picsart-local redrive` or `reprocess`): it is
+        waiting once more, and what said it had ended goes; its attempts so far stay for the support report."""
+        values = {"status": JobStatus.WAITING.value, "reason": reason, **details}
+        self._update(ref, values, remove=["completed_at", "dead_lettered"])
+
     def _update(
         self, ref: JobRef, values: dict[str, Any], attempt: Attempt | None = None, remove: list[str] | None = None
     ) -> None:

@@ -113,7 +113,8 @@ class UploadProcessor:
             message.upload(),
             message.attempt,
             list(message.picsart_correlation_ids),
-            resumed=True,
+            # A bare upload (no pipeline yet) may have no record of its pipelines: it is taken up as a new one.
+            resumed=message.pipeline is not None,
             transaction_id=message.transaction_id,
             polls=message.polls,
             in_flight_since=message.in_flight_since,
@@ -125,6 +126,7 @@ class UploadProcessor:
             input_url_at=message.input_url_at,
             step_correlation_ids=list(message.step_correlation_ids),
             reruns=message.reruns,
+            replay=message.replay,
         )
         if message.pipeline is None:
             # Not matched to a rule yet (parked by an older version of the adapter, or driven back from the
