@@ -51,6 +51,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     from botocore.config import Config
 
     from picsart_adapter.circuit import CircuitSettings, FleetCircuit
+    from picsart_adapter.completion_events import CompletionEvents
     from picsart_adapter.delay_queue import DelayQueue
     from picsart_adapter.idempotency import OncePerStep
     from picsart_adapter.jobs import JobStore
@@ -103,6 +104,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
         ),
         # A plain client: the table resource's own client would serialize Powertools' typed values again.
         once=OncePerStep(settings.jobs_table, session.client("dynamodb")),
+        events=CompletionEvents(session.client("events"), settings.event_bus_name),
     )
 
 

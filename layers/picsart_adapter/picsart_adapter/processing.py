@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from picsart_adapter.answers import Answers
 from picsart_adapter.circuit import Admission, FleetCircuit, Open, Probe
+from picsart_adapter.completion_events import CompletionEvents
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import DuplicateInFlight, OncePerStep
 from picsart_adapter.input_checks import (
@@ -73,6 +74,7 @@ class UploadProcessor:
         once: OncePerStep,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        events: CompletionEvents | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -85,8 +87,10 @@ class UploadProcessor:
         self._context: LambdaContext | None = None
         self._budget = JobBudget(limiter, retry_policy, clock, sleep, self.has_time_for)
         outputs = Outputs(settings, store)
-        self._parking = Parking(settings, queue, jobs, retry_policy, self._budget, outputs, clock)
-        self._answers = Answers(settings, outputs, jobs, client, circuit, self._parking, clock)
+        # Every job that ends puts one completion event (completion_events.py); None: none is put.
+        events = events or CompletionEvents(None)
+        self._parking = Parking(settings, queue, jobs, retry_policy, self._budget, outputs, clock, events)
+        self._answers = Answers(settings, outputs, jobs, client, circuit, self._parking, clock, events)
 
     def register_lambda_context(self, context: LambdaContext) -> None:
         """Called by the handlers at each invocation: work in progress is known to end with it, and a short
