@@ -27,6 +27,7 @@ from picsart_local.cli import main
 from picsart_local.emulator.state import CallRecord
 from picsart_local.environment import LOCAL_API_KEY, LocalEnvironment
 from picsart_local.soak import DeadLetter, SoakReport, SoakSettings, run_soak, scan_table, upload_entry
+from tests.fakes import job_event_validator
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +105,7 @@ def soaked(tmp_path_factory: pytest.TempPathFactory) -> Soaked:
         kill_before_call=KILL_RATE / len(SOAK_PIPELINE),
         kill_after_call=KILL_RATE,
         kill_after_output=KILL_RATE,
+        kill_after_event=KILL_RATE,
         # A killed job's idempotency lease lasts until its invocation's deadline: shorter, so it ends sooner.
         function_timeout_s=20,
         parameters={"PresignedUrlTtlSeconds": str(PRESIGNED_TTL_S)},
@@ -139,7 +141,7 @@ def test_every_upload_is_accounted_for(soaked: Soaked) -> None:
 def test_kills_happened_at_the_points_asked_for(soaked: Soaked) -> None:
     kills = soaked.report.figures["kills"]
     assert kills["total"] > 0
-    assert set(kills["by_point"]) <= {"before_call", "after_call", "after_output"}
+    assert set(kills["by_point"]) <= {"before_call", "after_call", "after_output", "after_event"}
     # Each kill is an invocation that failed as a crashed runtime does.
     errors = soaked.report.figures["invocations"]["errors"]
     assert sum(errors.values()) >= kills["total"]
@@ -188,6 +190,31 @@ def test_duplicate_successful_calls_only_where_a_kill_or_a_fault_made_them_neces
     assert by_step[0]["with_a_kill_after_a_successful_call"] == 0
 
 
+def test_every_ended_job_has_exactly_one_completion_event(soaked: Soaked) -> None:
+    figures = soaked.report.figures
+    events = figures["completion_events"]
+    assert events["jobs_ended"] == figures["processed"] + figures["failed"] + figures["skipped"] > 0
+    assert events["jobs_without_an_event"] == 0, events["jobs_without_an_event_keys"]
+    assert events["unexplained"] == 0, events["unexplained_keys"]
+    assert events["events_of_no_ended_job"] == 0
+    assert events["undelivered_logged"] == 0
+    assert events["received"] == events["jobs_ended"] + events["extra_events"]
+    assert events["jobs_with_one_event"] + events["jobs_with_2_or_more"] == events["jobs_ended"]
+    after_event_kills = figures["kills"]["by_point"].get("after_event", 0)
+    timeouts = sum(figures["invocations"]["timeouts"].values())
+    assert events["extra_events"] <= after_event_kills + timeouts
+    assert events["dead_lettered_without_code"] == figures["dead_lettered"]
+    assert len(soaked.report.completion_events) == events["received"]
+    for event in soaked.report.completion_events:
+        job_event_validator().validate(event)
+
+
+def test_completion_events_hold_no_key_and_no_signature(soaked: Soaked) -> None:
+    texts = {f"event {index}": json.dumps(event) for index, event in enumerate(soaked.report.completion_events)}
+    assert texts
+    assert _leaks(texts, soaked.secret_value) == []
+
+
 def test_the_figures_are_written(soaked: Soaked) -> None:
     assert soaked.settings.out is not None
     written = json.loads(soaked.settings.out.read_text())
@@ -195,6 +222,7 @@ def test_the_figures_are_written(soaked: Soaked) -> None:
     assert written["uploads"] == UPLOADS
     assert written["settings"]["uploads"] == UPLOADS
     assert {"picsart_calls", "duplicate_successes", "kills", "dead_letter_messages", "seconds"} <= set(written)
+    assert written["completion_events"] == soaked.report.figures["completion_events"]
 
 
 # ----------------------------------------------------------------------------------- secrets and logs

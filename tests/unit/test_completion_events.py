@@ -207,7 +207,7 @@ def test_work_for_a_pipeline_the_rules_no_longer_have_is_skipped_with_one_event(
     only(w.processor.resume(parked))
     only(w.processor.resume(parked))
     (detail,) = w.events.details
-    assert (detail["skip_code"], detail["pipeline"]) == ("rules-changed", "gone")
+    assert (detail["skip_code"], detail["rule"], detail["pipeline"]) == ("rules-changed", "gone", "gone")
 
 
 def test_a_reason_carrying_a_url_loses_its_query_so_no_signature_leaves() -> None:

@@ -223,8 +223,10 @@ class Answers:
             },
         )
 
-    def skip(self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None) -> JobResult:
-        result = JobResult(JobStatus.SKIPPED, reason=rejection.reason, pipeline=ref.pipeline)
+    def skip(
+        self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None, rule: str | None = None
+    ) -> JobResult:
+        result = JobResult(JobStatus.SKIPPED, reason=rejection.reason, pipeline=ref.pipeline, rule=rule)
         # A skip has no once-per-step record: its job record tells a redelivered event, which emits no second
         # completion event, and is written after the event so that a kill in between loses none
         # (test_a_redelivered_skip_emits_no_second_event).

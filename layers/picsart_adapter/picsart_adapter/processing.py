@@ -140,7 +140,8 @@ class UploadProcessor:
         if job.rule is None or job.pipeline is None:
             job.pipeline = None
             reason = f'the rules no longer have rule "{message.rule}" with pipeline "{message.pipeline}"'
-            return [self._answers.skip(job.ref.for_pipeline(message.pipeline), Rejection("rules-changed", reason))]
+            gone = Rejection("rules-changed", reason)
+            return [self._answers.skip(job.ref.for_pipeline(message.pipeline), gone, rule=message.rule)]
         if pipeline_hash(job.pipeline) != message.pipeline_hash:
             job.run_again(f'pipeline "{job.pipeline.name}" changed while its work was parked: it runs as it is now')
         elif job.step and now - (job.input_url_at or 0.0) > MAX_INPUT_URL_AGE_SECONDS:
@@ -242,7 +243,7 @@ class UploadProcessor:
         assert stored is not None
         if job.step == 0 and (too_big := check_step_input(step.tool, step.parameters, stored.head)):
             self._unused(admission)
-            return self._answers.skip(job.ref, too_big, stored)
+            return self._answers.skip(job.ref, too_big, stored, rule=job.rule_name)
         if job.transaction_id is not None:
             # The call that costs credits was made and accepted: only its result is fetched now.
             return self._poll(job, admission)
