@@ -310,6 +310,7 @@ def run_soak(
         echo(f"soak: settled in {settled_at - ready:.0f} s; accounting")
         report = account(env, settings, versions, settled=settled, rules=rules)
         account_completion_events(report, tap.drain(), env, settings)
+        tap.stop()
         report.figures["local_settings"] = {
             "function_timeout_s": settings.function_timeout_s or "template",
             "delay_queue_visibility_timeout_s": visibility,
