@@ -856,17 +856,36 @@ def subscribe_completion_events(env: LocalEnvironment) -> EventTap:
 def account_completion_events(
     report: SoakReport, events: list[dict[str, Any]], env: LocalEnvironment, settings: SoakSettings
 ) -> None:
-    """Exactly one completion event per job that ended: each job whose record ended it (succeeded, failed, among
-    them dead-lettered by the adapter, or skipped) is matched to the events naming its key and pipeline. A job
-    with none is a lost event; a job with more is explained by a kill after its event was put, or by an
-    invocation cut at its timeout, and is unexplained otherwise. A job that reached a dead-letter queue with no
-    code running (Lambda gave up on its S3 event, SQS moved its message) has no event by design."""
+    """Add the completion events' figures to the report (`completion_event_figures`), from the events the soak's
+    queue received, the kills after an event was put and the invocations cut at their timeout."""
     assert env.runner is not None
     report.completion_events = events
+    kills_after_event = Counter(
+        str(kill["source"]) for kill in read_crash_log(settings.crash_log) if kill["point"] in KILLS_AFTER_EVENT
+    )
+    timed_out: Counter[str] = Counter()
+    for invocation in env.runner.history():
+        if invocation.result.error_type == "Sandbox.Timedout":
+            timed_out.update(_event_keys(invocation.event))
+    figures = completion_event_figures(report.uploads, events, kills_after_event, timed_out)
+    report.figures["completion_events"] = {**figures, "undelivered_logged": _undelivered_logged(settings.log_dir)}
+
+
+def completion_event_figures(
+    uploads: dict[str, dict[str, Any]],
+    events: list[dict[str, Any]],
+    kills_after_event: Counter[str],
+    timed_out: Counter[str],
+) -> dict[str, Any]:
+    """Exactly one completion event per job that ended: each job whose record ended it (succeeded, failed, among
+    them dead-lettered by the adapter, or skipped; `upload_entry`) is matched to the events naming its key and
+    pipeline. A job with none is a lost event; a job with more is explained by a kill after its event was put, or
+    by an invocation cut at its timeout (per key), and is unexplained otherwise. A job that reached a dead-letter
+    queue with no code running (Lambda gave up on its S3 event, SQS moved its message) has no event by design."""
     received = Counter((str(e["detail"]["key"]), e["detail"].get("pipeline")) for e in events)
     ended: list[tuple[str, str | None]] = []
     dead_lettered_without_code: list[tuple[str, str | None]] = []
-    for key, entry in report.uploads.items():
+    for key, entry in uploads.items():
         pipelines = entry.get("pipelines")
         if pipelines is None:
             if entry["status"] in FINAL:  # ended before any pipeline
@@ -877,18 +896,11 @@ def account_completion_events(
                 ended.append((key, name))
             elif end["status"] == "dead-lettered":
                 dead_lettered_without_code.append((key, name))
-    kills_after_event = Counter(
-        str(kill["source"]) for kill in read_crash_log(settings.crash_log) if kill["point"] in KILLS_AFTER_EVENT
-    )
-    timed_out: Counter[str] = Counter()
-    for invocation in env.runner.history():
-        if invocation.result.error_type == "Sandbox.Timedout":
-            timed_out.update(_event_keys(invocation.event))
     without = [job for job in ended if received[job] == 0]
     twice = [job for job in ended if received[job] > 1]
     unexplained = [job for job in twice if received[job] - 1 > kills_after_event[job[0]] + timed_out[job[0]]]
     ended_set = set(ended)
-    report.figures["completion_events"] = {
+    return {
         "received": len(events),
         "by_detail_type": dict(Counter(str(e["detail-type"]) for e in events)),
         "jobs_ended": len(ended),
@@ -904,7 +916,6 @@ def account_completion_events(
         "events_of_no_ended_job": sum(count for job, count in received.items() if job not in ended_set),
         # Lambda or SQS put them in a dead-letter queue with no adapter code running: no event, the DLQ alarm.
         "dead_lettered_without_code": len(dead_lettered_without_code),
-        "undelivered_logged": _undelivered_logged(settings.log_dir),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,15 @@ from picsart_local.bench.pipeline import SOAK_PIPELINE, PipelineStep, rules_docu
 from picsart_local.cli import main
 from picsart_local.emulator.state import CallRecord
 from picsart_local.environment import LOCAL_API_KEY, LocalEnvironment
-from picsart_local.soak import DeadLetter, SoakReport, SoakSettings, run_soak, scan_table, upload_entry
+from picsart_local.soak import (
+    DeadLetter,
+    SoakReport,
+    SoakSettings,
+    completion_event_figures,
+    run_soak,
+    scan_table,
+    upload_entry,
+)
 from tests.fakes import job_event_validator
 
 pytestmark = pytest.mark.integration
@@ -379,3 +388,32 @@ def test_the_soak_writes_its_pipeline_unless_a_rules_file_is_given(tmp_path: Pat
     assert list(theirs.write_rules().pipelines) == ["mine"]
     assert theirs.options().rules_file is None, "the RulesFile parameter reaches the functions"
     assert not (tmp_path / "other" / "soak-rules.json").exists()
+
+
+def _event(key: str, pipeline: str | None = "pipeline") -> dict[str, Any]:
+    status = "succeeded"
+    return {"detail-type": "Picsart Job Succeeded", "detail": {"key": key, "pipeline": pipeline, "status": status}}
+
+
+def test_completion_events_are_matched_to_the_jobs_that_ended() -> None:
+    uploads = {
+        "a.png": upload_entry([_record("version:v1#pipeline", "succeeded", output_key="o")], "v1", ONE, []),
+        "b.png": upload_entry([_record("version:v1#pipeline", "succeeded", output_key="o")], "v1", ONE, []),
+        "c.png": upload_entry([_record("version:v1#pipeline", "failed", reason="HTTP 413")], "v1", ONE, []),
+        "d.png": upload_entry([_record("version:v1", "skipped", reason="no rule")], "v1", (), []),
+        "e.png": upload_entry([_record("version:v1#pipeline", "waiting")], "v1", ONE, [_letter("pipeline")]),
+    }
+    assert uploads["e.png"]["status"] == "dead-lettered"
+    events = [_event("a.png"), _event("b.png"), _event("b.png"), _event("d.png", None), _event("e.png")]
+
+    figures = completion_event_figures(uploads, events, Counter(), Counter())
+
+    assert (figures["jobs_ended"], figures["received"], figures["jobs_with_one_event"]) == (4, 5, 2)
+    assert figures["jobs_without_an_event_keys"] == ["c.png (pipeline)"]
+    assert (figures["jobs_with_2_or_more"], figures["extra_events"]) == (1, 1)
+    assert figures["unexplained_keys"] == ["b.png (pipeline)"]
+    assert figures["events_of_no_ended_job"] == 1, "e.png ended in a dead-letter queue with no code running"
+    assert figures["dead_lettered_without_code"] == 1
+    explained = completion_event_figures(uploads, events, Counter({"b.png": 1}), Counter())
+    assert (explained["unexplained"], explained["with_a_kill_after_the_event"]) == (0, 1)
+    assert completion_event_figures(uploads, events, Counter(), Counter({"b.png": 1}))["unexplained"] == 0
