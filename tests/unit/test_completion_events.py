@@ -296,3 +296,17 @@ def test_the_schema_refuses_a_wrong_event(breaks: Any) -> None:
     breaks(event)
     with pytest.raises(jsonschema.ValidationError):
         job_event_validator().validate(event)
+
+
+def test_a_step_replayed_from_its_record_still_names_its_correlation_id() -> None:
+    w = world(answer(500), rules=rules_of(TWO_PIPELINES, pipelines=["white"]))
+    step_1 = {"status": "success", "data": {"id": "a", "url": "https://cdn.picsart.io/a.png?token=t"}}
+    w.client.script = [answer(200, step_1, {"X-Picsart-Correlation-Id": "c1"}), answer(503)]
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
+    w.client.script = [answer(200, SUCCESS_BODY, {"X-Picsart-Correlation-Id": "c2"})]
+
+    # Redelivered S3 event: step 1's recorded result is replayed, step 2 is called.
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
+
+    (detail,) = w.events.details
+    assert detail["picsart_correlation_ids"] == ["c1", "c2"]

@@ -89,6 +89,7 @@ def job_event_detail(
     dead_lettered: bool = False,
     skip_code: str | None = None,
     s3_request_id: str | None = None,
+    correlation_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The event's detail for a job that ended with `result` (schemas/picsart-job-event.schema.json)."""
     reason = without_query(result.reason)[:MAX_REASON_CHARS] if result.reason else None
@@ -107,7 +108,9 @@ def job_event_detail(
         "dead_lettered": dead_lettered,
         "output_bucket": output_bucket if output_keys else None,
         "output_keys": list(output_keys),
-        "picsart_correlation_ids": list(dict.fromkeys(result.picsart_correlation_ids)),
+        "picsart_correlation_ids": [
+            cid for cid in dict.fromkeys([*correlation_ids, *result.picsart_correlation_ids]) if cid
+        ],
         "attempts": attempt.number if attempt is not None else 0,
         "step": step if step is not None else result.step,
         "steps": steps,
@@ -155,6 +158,8 @@ class CompletionEvents:
             output_keys=[key for key in output_keys if key],
             dead_lettered=dead_lettered,
             s3_request_id=job.upload.s3_request_id,
+            # The steps done keep their call's id even when this invocation replayed their recorded result.
+            correlation_ids=job.step_correlation_ids,
         )
         return self.put(detail)
 
