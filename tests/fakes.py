@@ -4,11 +4,16 @@ the domain (tests/unit) and the functional tests that fake all but one collabora
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
 from typing import Any, cast
 
+import jsonschema
+
 from picsart_adapter.circuit import Admission, Closed, Probe, Tripped
+from picsart_adapter.completion_events import CompletionEvents
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import FINAL, DuplicateInFlight
 from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus
@@ -88,6 +93,64 @@ class FakeJobs:
         details: dict[str, Any] | None = None,
     ) -> None:
         self.finished.append({"ref": ref, "status": status, "attempt": attempt, "reason": reason, **(details or {})})
+
+    def get(self, ref: JobRef) -> dict[str, Any] | None:
+        """The record as the last write left its status (enough for what reads it)."""
+        mine = [record for record in self.finished if record["ref"] == ref]
+        return {"status": mine[-1]["status"].value} if mine else None
+
+
+JOB_EVENT_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "picsart-job-event.schema.json"
+
+
+@cache
+def job_event_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(JOB_EVENT_SCHEMA.read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def as_received(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A PutEvents entry as EventBridge delivers it to a rule's target."""
+    return {
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": entry["DetailType"],
+        "source": entry["Source"],
+        "account": "123456789012",
+        "time": "2026-12-07T10:00:00Z",
+        "region": "us-east-1",
+        "resources": list(entry.get("Resources") or []),
+        "detail": json.loads(entry["Detail"]),
+    }
+
+
+@dataclass
+class RecordingEvents:
+    """An EventBridge client that keeps every event put, each checked against the event's JSON Schema first: every
+    test of the domain checks every event the code emits on its path."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    #: What each put_events answers, in turn, before the calls succeed: an Exception is raised, "fail" refuses
+    #: the entry.
+    script: list[Exception | str] = field(default_factory=list)
+    calls: int = 0
+
+    def put_events(self, *, Entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        self.calls += 1
+        for entry in Entries:
+            job_event_validator().validate(as_received(entry))
+        if self.script:
+            next_answer = self.script.pop(0)
+            if isinstance(next_answer, Exception):
+                raise next_answer
+            refused = {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}
+            return {"FailedEntryCount": len(Entries), "Entries": [refused for _ in Entries]}
+        self.received.extend(as_received(entry) for entry in Entries)
+        return {"FailedEntryCount": 0, "Entries": [{"EventId": f"e{len(self.received)}"} for _ in Entries]}
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        return [event["detail"] for event in self.received]
 
 
 class FakeClient:
@@ -257,6 +320,7 @@ class World:
     limiter: FakeLimiter
     circuit: FakeCircuit
     once: FakeOnce
+    events: RecordingEvents = field(default_factory=RecordingEvents)
 
     def parked(self) -> list[dict[str, Any]]:
         return [m for m in self.sqs.sent if m["QueueUrl"] == "https://sqs/delay"]
@@ -303,6 +367,7 @@ def world(
     limiter = FakeLimiter(denial)
     circuit = FakeCircuit(admission or Closed())
     once = FakeOnce()
+    events = RecordingEvents()
     processor = UploadProcessor(
         settings=ProcessorSettings(
             rules=rules,
@@ -320,8 +385,9 @@ def world(
         once=cast(Any, once),
         clock=clock or (lambda: NOW),
         sleep=clock.sleep if clock else _no_sleep,
+        events=CompletionEvents(events, "default", sleep=lambda seconds: None),
     )
-    return World(processor, store, jobs, client, sqs, limiter, circuit, once)
+    return World(processor, store, jobs, client, sqs, limiter, circuit, once, events)
 
 
 def tool_parameters(tool: str) -> ToolParameters:

@@ -49,13 +49,14 @@ COMMON_ACTIONS = {
     "logs:PutLogEvents",
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
+    "events:PutEvents",  # completion_events.py: one event per job that ends
 }
 EXPECTED_ACTIONS = {
     "UploadFunction": COMMON_ACTIONS,
     # The delay queue's event source mapping polls with the function's role.
     "RetryFunction": COMMON_ACTIONS | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
 }
-RESTRICTABLE_SERVICES = ("s3", "dynamodb", "sqs", "secretsmanager", "logs")
+RESTRICTABLE_SERVICES = ("s3", "dynamodb", "sqs", "secretsmanager", "logs", "events")
 
 # Alarm -> the metrics it watches. The custom ones must be emitted by the adapter's code.
 ALARMED_METRICS = {
@@ -64,6 +65,7 @@ ALARMED_METRICS = {
     "PicsartThrottledAlarm": {"PicsartThrottled"},
     "PicsartServerErrorsAlarm": {"PicsartServerErrors"},
     "CreditsLowAlarm": {"CreditsAvailable"},
+    "CompletionEventsUndeliveredAlarm": {"CompletionEventsUndelivered"},
 }
 DASHBOARD_METRICS = {
     "PicsartCalls",
@@ -75,6 +77,7 @@ DASHBOARD_METRICS = {
     "JobsFailed",
     "JobsDeadLettered",
     "JobsDelayed",
+    "CompletionEventsUndelivered",
 }
 
 
@@ -555,3 +558,36 @@ def test_an_unknown_layer_architecture_stops_the_build(repository_root: Path) ->
     )
     assert result.returncode != 0
     assert "LAYER_ARCH must be arm64 or x86_64" in result.stderr
+
+
+def test_completion_events_go_to_the_named_bus_and_only_there() -> None:
+    parameter = template()["Parameters"]["EventBusName"]
+    assert (parameter["Type"], parameter["Default"]) == ("String", "default")
+    assert re.fullmatch(parameter["AllowedPattern"], "orders-bus")
+    assert not re.fullmatch(parameter["AllowedPattern"], "arn:aws:events:us-east-1:123456789012:event-bus/x")
+    variables = template()["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["EVENT_BUS_NAME"] == {"Ref": "EventBusName"}
+    bus_arn = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"}
+    for function in FUNCTIONS:
+        granted = [
+            statement["Resource"]
+            for document in policy_documents(function_role(function))
+            for statement in statements(document)
+            if "events:PutEvents" in as_list(statement["Action"])
+        ]
+        assert granted == [bus_arn], function
+
+
+def test_failed_jobs_reach_the_optional_notification_topic_through_one_rule() -> None:
+    parameter = template()["Parameters"]["NotificationTopicArn"]
+    assert parameter["Default"] == ""
+    assert re.fullmatch(parameter["AllowedPattern"], "arn:aws:sns:us-east-1:123456789012:failed-jobs")
+    assert "events.amazonaws.com" in parameter["Description"]
+    condition = {"Fn::Not": [{"Fn::Equals": [{"Ref": "NotificationTopicArn"}, ""]}]}
+    assert template()["Conditions"]["HasNotificationTopic"] == condition
+    (rule,) = resources_of_type("AWS::Events::Rule").values()
+    assert rule["Condition"] == "HasNotificationTopic"
+    properties = rule["Properties"]
+    assert properties["EventBusName"] == {"Ref": "EventBusName"}
+    assert properties["EventPattern"] == {"source": ["picsart.adapter"], "detail-type": ["Picsart Job Failed"]}
+    assert [target["Arn"] for target in properties["Targets"]] == [{"Ref": "NotificationTopicArn"}]

@@ -246,6 +246,9 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument(
         "--kill-after-output", type=float, default=0.01, help="kill rate after the output, before the record"
     )
+    soak.add_argument(
+        "--kill-after-event", type=float, default=0.01, help="kill rate after the completion event, before the record"
+    )
     soak.add_argument("--max-attempts", type=int, help="MaxAttempts template parameter (default: the template's)")
     soak.add_argument(
         "--function-timeout", type=float, help="every function's Timeout locally (default: the template's)"
@@ -725,6 +728,7 @@ def _run_soak(args: argparse.Namespace) -> int:
         kill_before_call=args.kill_before_call,
         kill_after_call=args.kill_after_call,
         kill_after_output=args.kill_after_output,
+        kill_after_event=args.kill_after_event,
         max_attempts=args.max_attempts,
         function_timeout_s=args.function_timeout,
         visibility_timeout_s=args.visibility_timeout,

@@ -11,6 +11,9 @@ order processing.py reaches them in one attempt:
   botocore's `before-send.s3.PutObject`.
 - `after_output`: the output object is written, neither the job record nor the idempotency record says so:
   botocore's `after-call.s3.PutObject`.
+- `after_event`: the job's completion event is put (EventBridge answered), the once-per-step record is not
+  saved yet (completion_events.py): botocore's `after-call.events.PutEvents`. The one way to a job's second
+  completion event.
 
 Each point kills with its own probability. Before dying, the worker appends one JSON line to the crash log
 (`{"point", "source", "function", "pid", "at"}`, where `source` is the object's `/bucket/key` or key; never a
@@ -33,7 +36,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 ENV_VAR: Final = "PICSART_LOCAL_CRASH_POINTS"
-POINTS: Final = ("before_call", "after_call", "after_output")
+POINTS: Final = ("before_call", "after_call", "after_output", "after_event")
 #: The exit status of a killed worker (the runner reports "Runtime exited with error: exit status 1").
 EXIT_STATUS: Final = 1
 _IMAGE_URL_FIELD = re.compile(rb'name="image_url"\r\n(?:[^\r\n]*\r\n)*?\r\n([^\r\n]+)\r\n')
@@ -46,6 +49,7 @@ class CrashSettings:
     before_call: float = 0.0
     after_call: float = 0.0
     after_output: float = 0.0
+    after_event: float = 0.0
     log_path: str | None = None
     #: Seeds each worker's draws (mixed with its pid); None: unseeded.
     seed: int | None = None
@@ -116,13 +120,15 @@ _installed: _Crasher | None = None
 
 
 def install(settings: CrashSettings) -> None:
-    """Hook the crash points into this process (once): urllib3 for the Picsart call, botocore for S3."""
+    """Hook the crash points into this process (once): urllib3 for the Picsart call, botocore for S3 and
+    EventBridge."""
     global _installed
     if _installed is not None or not settings.enabled:
         return
     crasher = _installed = _Crasher(settings)
     _hook_picsart_call(crasher)
     _hook_put_object(crasher)
+    _hook_put_events(crasher)
 
 
 def install_from_environment() -> None:
@@ -168,6 +174,31 @@ def _hook_put_object(crasher: _Crasher) -> None:
         self.register("provide-client-params.s3.PutObject", remember)
         self.register("before-send.s3.PutObject", before_send)
         self.register("after-call.s3.PutObject", after_call)
+
+    botocore.session.Session.__init__ = init  # type: ignore[method-assign]
+
+
+def _hook_put_events(crasher: _Crasher) -> None:
+    import botocore.session
+
+    current = threading.local()
+
+    def remember(**kwargs: Any) -> None:
+        entries = (kwargs.get("params") or {}).get("Entries") or [{}]
+        try:
+            current.source = json.loads(entries[0].get("Detail") or "{}").get("key")
+        except json.JSONDecodeError:
+            current.source = None
+
+    def after_call(**_: Any) -> None:
+        crasher.maybe_crash("after_event", getattr(current, "source", None))
+
+    original_init: Callable[..., None] = botocore.session.Session.__init__
+
+    def init(self: botocore.session.Session, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.register("provide-client-params.events.PutEvents", remember)
+        self.register("after-call.events.PutEvents", after_call)
 
     botocore.session.Session.__init__ = init  # type: ignore[method-assign]
 

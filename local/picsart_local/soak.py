@@ -27,7 +27,9 @@ counts the successful calls per step of each object version and explains each on
 needed: a kill after the last step's successful call (at the output's write: the result was not recorded, so
 the step is called again), an answer that came after the client had given up (a slow-answer fault), or an
 invocation that timed out. A successful call that cannot be traced is unexplained. It lists output objects whose
-job record does not say succeeded. The figures are printed and written to `out/soak.json`.
+job record does not say succeeded. It subscribes an SQS queue to the completion events through an EventBridge rule
+(event_tap.py) and matches them to the jobs that ended: exactly one each, a second only after a kill once the event
+was put (`after_event`) or a timed-out invocation. The figures are printed and written to `out/soak.json`.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ from picsart_local.bench.pipeline import (
 from picsart_local.crash_points import EXIT_STATUS, CrashSettings, read_crash_log
 from picsart_local.emulator import EmulatorSettings
 from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
+from picsart_local.event_tap import EventTap
 from picsart_local.samples import product_photo
 
 #: Job statuses that end a job.
@@ -72,7 +75,9 @@ FINAL = frozenset({"succeeded", "failed", "skipped"})
 #: Kill points after which Picsart has answered 200: the work is redone, so a second success is expected. Both
 #: are at the output's write, which follows a pipeline's last step: they explain a second call of that step only
 #: (the steps before kept their results in their idempotency records).
-KILLS_AFTER_SUCCESS = frozenset({"after_call", "after_output"})
+KILLS_AFTER_SUCCESS = frozenset({"after_call", "after_output", "after_event"})
+#: Kill points after which a job's completion event was put: the job is worked on again and puts a second one.
+KILLS_AFTER_EVENT = frozenset({"after_event"})
 #: What the soak uploads: PNG images, without metadata (what the rules match on).
 UPLOAD_CONTENT_TYPE = "image/png"
 
@@ -95,6 +100,8 @@ class SoakSettings:
     kill_before_call: float = 0.01
     kill_after_call: float = 0.01
     kill_after_output: float = 0.01
+    #: After a job's completion event is put, before its once-per-step record: the event is put again.
+    kill_after_event: float = 0.01
     #: MaxAttempts (template parameter); None keeps the template's default.
     max_attempts: int | None = None
     #: Every function's Timeout, locally (None: the template's). A killed job's idempotency lease lasts until
@@ -145,6 +152,7 @@ class SoakSettings:
             before_call=self.kill_before_call,
             after_call=self.kill_after_call,
             after_output=self.kill_after_output,
+            after_event=self.kill_after_event,
             log_path=str(self.crash_log.resolve()),
             seed=self.seed,
         )
@@ -216,6 +224,8 @@ class SoakReport:
     uploads: dict[str, dict[str, Any]]
     #: The dead-letter messages drained at the end (bodies and attributes, for inspection).
     dead_letters: list[DeadLetter]
+    #: Every completion event received (as EventBridge delivered it to the soak's queue).
+    completion_events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -226,6 +236,7 @@ class SoakReport:
             and f["unfinished"] == 0
             and f["orphan_outputs"] == 0
             and f["duplicate_successes"]["unexplained"] == 0
+            and _events_ok(f.get("completion_events"))
         )
 
 
@@ -248,7 +259,8 @@ def run_soak(
         f"{settings.server_error_rate:.0%} 500/503, {settings.drop_connection_rate:.0%} dropped, "
         f"{settings.slow_answer_rate:.0%} slower than the {settings.client_timeout_s:g} s client timeout, "
         f"{settings.bare_429_rate:.0%} bare 429; kills: {settings.kill_before_call:.1%} before the call, "
-        f"{settings.kill_after_call:.1%} after it, {settings.kill_after_output:.1%} after the output; "
+        f"{settings.kill_after_call:.1%} after it, {settings.kill_after_output:.1%} after the output, "
+        f"{settings.kill_after_event:.1%} after the completion event; "
         f"rules {settings.rules_file}: {_describe(rules)}"
     )
     with LocalEnvironment(settings.options()) as env:
@@ -260,6 +272,7 @@ def run_soak(
         env.client("sqs").set_queue_attributes(
             QueueUrl=delay_queue_url, Attributes={"VisibilityTimeout": str(visibility)}
         )
+        tap = subscribe_completion_events(env)
         ready = time.monotonic()
         echo(f"soak: local stack ready in {ready - started:.0f} s; logs in {settings.log_dir}/")
         versions: dict[str, str | None] = {}
@@ -296,6 +309,8 @@ def run_soak(
         settled_at = time.monotonic()
         echo(f"soak: settled in {settled_at - ready:.0f} s; accounting")
         report = account(env, settings, versions, settled=settled, rules=rules)
+        account_completion_events(report, tap.drain(), env, settings)
+        tap.stop()
         report.figures["local_settings"] = {
             "function_timeout_s": settings.function_timeout_s or "template",
             "delay_queue_visibility_timeout_s": visibility,
@@ -812,6 +827,7 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
             f"kill after a successful call, {step['with_a_late_answer']} with a late answer, "
             f"{step['with_a_timed_out_invocation']} with a timed-out invocation, {step['unexplained']} unexplained"
         )
+    yield from completion_event_lines(f.get("completion_events"))
     yield f"kills              {kills['total']} {kills['by_point']} {kills['by_function']}"
     yield f"presigned expiry   {calls['presigned_url_expires_seconds']} (X-Amz-Expires seen by Picsart)"
     yield f"invocations        {f['invocations']['by_function']} errors {f['invocations']['errors']}"
@@ -826,6 +842,120 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
             f"uploads {seconds['uploads']:.0f} s, settled after {seconds['to_settle']:.0f} s"
         )
     yield f"result             {'OK' if report.ok else 'FAILED'}"
+
+
+# ------------------------------------------------------------------------------------- completion events
+
+
+def subscribe_completion_events(env: LocalEnvironment) -> EventTap:
+    """An SQS queue subscribed to every completion event of the soak's uploads (deleted with the stack)."""
+    assert env.stack is not None
+    return EventTap(env.stack).start()
+
+
+def account_completion_events(
+    report: SoakReport, events: list[dict[str, Any]], env: LocalEnvironment, settings: SoakSettings
+) -> None:
+    """Add the completion events' figures to the report (`completion_event_figures`), from the events the soak's
+    queue received, the kills after an event was put and the invocations cut at their timeout."""
+    assert env.runner is not None
+    report.completion_events = events
+    kills_after_event = Counter(
+        str(kill["source"]) for kill in read_crash_log(settings.crash_log) if kill["point"] in KILLS_AFTER_EVENT
+    )
+    timed_out: Counter[str] = Counter()
+    for invocation in env.runner.history():
+        if invocation.result.error_type == "Sandbox.Timedout":
+            timed_out.update(_event_keys(invocation.event))
+    figures = completion_event_figures(report.uploads, events, kills_after_event, timed_out)
+    report.figures["completion_events"] = {**figures, "undelivered_logged": _undelivered_logged(settings.log_dir)}
+
+
+def completion_event_figures(
+    uploads: dict[str, dict[str, Any]],
+    events: list[dict[str, Any]],
+    kills_after_event: Counter[str],
+    timed_out: Counter[str],
+) -> dict[str, Any]:
+    """Exactly one completion event per job that ended: each job whose record ended it (succeeded, failed, among
+    them dead-lettered by the adapter, or skipped; `upload_entry`) is matched to the events naming its key and
+    pipeline. A job with none is a lost event; a job with more is explained by a kill after its event was put, or
+    by an invocation cut at its timeout (per key), and is unexplained otherwise. A job that reached a dead-letter
+    queue with no code running (Lambda gave up on its S3 event, SQS moved its message) has no event by design."""
+    received = Counter((str(e["detail"]["key"]), e["detail"].get("pipeline")) for e in events)
+    ended: list[tuple[str, str | None]] = []
+    dead_lettered_without_code: list[tuple[str, str | None]] = []
+    for key, entry in uploads.items():
+        pipelines = entry.get("pipelines")
+        if pipelines is None:
+            if entry["status"] in FINAL:  # ended before any pipeline
+                ended.append((key, None))
+            continue
+        for name, end in pipelines.items():
+            if end["status"] in FINAL:
+                ended.append((key, name))
+            elif end["status"] == "dead-lettered":
+                dead_lettered_without_code.append((key, name))
+    without = [job for job in ended if received[job] == 0]
+    twice = [job for job in ended if received[job] > 1]
+    unexplained = [job for job in twice if received[job] - 1 > kills_after_event[job[0]] + timed_out[job[0]]]
+    ended_set = set(ended)
+    return {
+        "received": len(events),
+        "by_detail_type": dict(Counter(str(e["detail-type"]) for e in events)),
+        "jobs_ended": len(ended),
+        "jobs_with_one_event": sum(1 for job in ended if received[job] == 1),
+        "jobs_without_an_event": len(without),
+        "jobs_without_an_event_keys": [_job_name(job) for job in without],
+        "jobs_with_2_or_more": len(twice),
+        "extra_events": sum(received[job] - 1 for job in twice),
+        "with_a_kill_after_the_event": sum(1 for job in twice if kills_after_event[job[0]]),
+        "with_a_timed_out_invocation": sum(1 for job in twice if timed_out[job[0]]),
+        "unexplained": len(unexplained),
+        "unexplained_keys": [_job_name(job) for job in unexplained],
+        "events_of_no_ended_job": sum(count for job, count in received.items() if job not in ended_set),
+        # Lambda or SQS put them in a dead-letter queue with no adapter code running: no event, the DLQ alarm.
+        "dead_lettered_without_code": len(dead_lettered_without_code),
+    }
+
+
+def _job_name(job: tuple[str, str | None]) -> str:
+    key, pipeline = job
+    return f"{key} ({pipeline})" if pipeline else key
+
+
+def _undelivered_logged(log_dir: Path) -> int:
+    """Events the functions gave up putting (each logged "completion event not delivered")."""
+    return sum(
+        path.read_text(encoding="utf-8", errors="replace").count("completion event not delivered")
+        for path in log_dir.rglob("*.log")
+    )
+
+
+def _events_ok(figures: dict[str, Any] | None) -> bool:
+    """No ended job without its event, no second event unexplained, no event of a job that did not end."""
+    if figures is None:  # accounted without a subscription (account() alone)
+        return True
+    return bool(
+        figures["jobs_without_an_event"] == 0
+        and figures["unexplained"] == 0
+        and figures["events_of_no_ended_job"] == 0
+        and figures["undelivered_logged"] == 0
+    )
+
+
+def completion_event_lines(figures: dict[str, Any] | None) -> Iterable[str]:
+    if figures is None:
+        return
+    yield (
+        f"completion events  {figures['received']} {figures['by_detail_type']} for {figures['jobs_ended']} ended "
+        f"jobs: {figures['jobs_with_one_event']} with one, {figures['jobs_without_an_event']} without, "
+        f"{figures['jobs_with_2_or_more']} with 2+ ({figures['with_a_kill_after_the_event']} with a kill after "
+        f"the event, {figures['with_a_timed_out_invocation']} with a timed-out invocation, "
+        f"{figures['unexplained']} unexplained); {figures['events_of_no_ended_job']} of no ended job; "
+        f"{figures['dead_lettered_without_code']} dead-lettered by Lambda or SQS (no event by design); "
+        f"{figures['undelivered_logged']} undelivered"
+    )
 
 
 def _settings_record(settings: SoakSettings) -> dict[str, Any]:

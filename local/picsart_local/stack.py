@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast, overload
 from urllib.parse import quote_plus
 
 import boto3
+from botocore.exceptions import ClientError
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3 import notifications as moto_s3_notifications
@@ -516,6 +517,7 @@ class LocalStack:
         for name, value in self._secrets.items():
             _shared_secrets.acquire(self.client("secretsmanager"), name, value)
             self._created.append(("secret", name))
+        self._create_event_bus(self._template)
         self._configure_notifications(self._template)
 
     def _resolve(self, physical: Mapping[str, PhysicalResource]) -> ResolvedTemplate:
@@ -603,6 +605,22 @@ class LocalStack:
         self._created.append(("queue", url))
         return url
 
+    def _create_event_bus(self, template: ResolvedTemplate) -> None:
+        """The bus the completion events go to (EventBusName) when it is not the default one: in AWS it is the
+        deployer's, outside the stack; moto starts with the default bus only. Rules the template makes
+        (FailedJobsNotificationRule, when NotificationTopicArn is set) are not made locally: their target is an
+        SNS topic outside the stack, and moto cannot deliver to one."""
+        bus = str(template.parameters.get("EventBusName") or "default")
+        if bus == "default":
+            return
+        try:
+            self.client("events").create_event_bus(Name=bus)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ResourceAlreadyExistsException":
+                raise
+            return  # another stack of this process made it, and deletes it
+        self._created.append(("event-bus", bus))
+
     def _configure_notifications(self, template: ResolvedTemplate) -> None:
         """Each function's S3 events become queue notifications to its own internal queue."""
         by_bucket: dict[str, list[dict[str, Any]]] = {}
@@ -667,3 +685,12 @@ class LocalStack:
             self.client("sqs").delete_queue(QueueUrl=identifier)
         elif kind == "secret":
             _shared_secrets.release(self.client("secretsmanager"), identifier)
+        elif kind == "event-bus":
+            events = self.client("events")
+            for rule in events.list_rules(EventBusName=identifier).get("Rules", []):
+                targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=identifier).get("Targets", [])
+                if targets:
+                    ids = [target["Id"] for target in targets]
+                    events.remove_targets(Rule=rule["Name"], EventBusName=identifier, Ids=ids)
+                events.delete_rule(Name=rule["Name"], EventBusName=identifier)
+            events.delete_event_bus(Name=identifier)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,16 @@ from picsart_local.bench.pipeline import SOAK_PIPELINE, PipelineStep, rules_docu
 from picsart_local.cli import main
 from picsart_local.emulator.state import CallRecord
 from picsart_local.environment import LOCAL_API_KEY, LocalEnvironment
-from picsart_local.soak import DeadLetter, SoakReport, SoakSettings, run_soak, scan_table, upload_entry
+from picsart_local.soak import (
+    DeadLetter,
+    SoakReport,
+    SoakSettings,
+    completion_event_figures,
+    run_soak,
+    scan_table,
+    upload_entry,
+)
+from tests.fakes import job_event_validator
 
 pytestmark = pytest.mark.integration
 
@@ -104,6 +114,7 @@ def soaked(tmp_path_factory: pytest.TempPathFactory) -> Soaked:
         kill_before_call=KILL_RATE / len(SOAK_PIPELINE),
         kill_after_call=KILL_RATE,
         kill_after_output=KILL_RATE,
+        kill_after_event=KILL_RATE,
         # A killed job's idempotency lease lasts until its invocation's deadline: shorter, so it ends sooner.
         function_timeout_s=20,
         parameters={"PresignedUrlTtlSeconds": str(PRESIGNED_TTL_S)},
@@ -139,7 +150,7 @@ def test_every_upload_is_accounted_for(soaked: Soaked) -> None:
 def test_kills_happened_at_the_points_asked_for(soaked: Soaked) -> None:
     kills = soaked.report.figures["kills"]
     assert kills["total"] > 0
-    assert set(kills["by_point"]) <= {"before_call", "after_call", "after_output"}
+    assert set(kills["by_point"]) <= {"before_call", "after_call", "after_output", "after_event"}
     # Each kill is an invocation that failed as a crashed runtime does.
     errors = soaked.report.figures["invocations"]["errors"]
     assert sum(errors.values()) >= kills["total"]
@@ -188,6 +199,31 @@ def test_duplicate_successful_calls_only_where_a_kill_or_a_fault_made_them_neces
     assert by_step[0]["with_a_kill_after_a_successful_call"] == 0
 
 
+def test_every_ended_job_has_exactly_one_completion_event(soaked: Soaked) -> None:
+    figures = soaked.report.figures
+    events = figures["completion_events"]
+    assert events["jobs_ended"] == figures["processed"] + figures["failed"] + figures["skipped"] > 0
+    assert events["jobs_without_an_event"] == 0, events["jobs_without_an_event_keys"]
+    assert events["unexplained"] == 0, events["unexplained_keys"]
+    assert events["events_of_no_ended_job"] == 0
+    assert events["undelivered_logged"] == 0
+    assert events["received"] == events["jobs_ended"] + events["extra_events"]
+    assert events["jobs_with_one_event"] + events["jobs_with_2_or_more"] == events["jobs_ended"]
+    after_event_kills = figures["kills"]["by_point"].get("after_event", 0)
+    timeouts = sum(figures["invocations"]["timeouts"].values())
+    assert events["extra_events"] <= after_event_kills + timeouts
+    assert events["dead_lettered_without_code"] == figures["dead_lettered"]
+    assert len(soaked.report.completion_events) == events["received"]
+    for event in soaked.report.completion_events:
+        job_event_validator().validate(event)
+
+
+def test_completion_events_hold_no_key_and_no_signature(soaked: Soaked) -> None:
+    texts = {f"event {index}": json.dumps(event) for index, event in enumerate(soaked.report.completion_events)}
+    assert texts
+    assert _leaks(texts, soaked.secret_value) == []
+
+
 def test_the_figures_are_written(soaked: Soaked) -> None:
     assert soaked.settings.out is not None
     written = json.loads(soaked.settings.out.read_text())
@@ -195,6 +231,7 @@ def test_the_figures_are_written(soaked: Soaked) -> None:
     assert written["uploads"] == UPLOADS
     assert written["settings"]["uploads"] == UPLOADS
     assert {"picsart_calls", "duplicate_successes", "kills", "dead_letter_messages", "seconds"} <= set(written)
+    assert written["completion_events"] == soaked.report.figures["completion_events"]
 
 
 # ----------------------------------------------------------------------------------- secrets and logs
@@ -351,3 +388,32 @@ def test_the_soak_writes_its_pipeline_unless_a_rules_file_is_given(tmp_path: Pat
     assert list(theirs.write_rules().pipelines) == ["mine"]
     assert theirs.options().rules_file is None, "the RulesFile parameter reaches the functions"
     assert not (tmp_path / "other" / "soak-rules.json").exists()
+
+
+def _event(key: str, pipeline: str | None = "pipeline") -> dict[str, Any]:
+    status = "succeeded"
+    return {"detail-type": "Picsart Job Succeeded", "detail": {"key": key, "pipeline": pipeline, "status": status}}
+
+
+def test_completion_events_are_matched_to_the_jobs_that_ended() -> None:
+    uploads = {
+        "a.png": upload_entry([_record("version:v1#pipeline", "succeeded", output_key="o")], "v1", ONE, []),
+        "b.png": upload_entry([_record("version:v1#pipeline", "succeeded", output_key="o")], "v1", ONE, []),
+        "c.png": upload_entry([_record("version:v1#pipeline", "failed", reason="HTTP 413")], "v1", ONE, []),
+        "d.png": upload_entry([_record("version:v1", "skipped", reason="no rule")], "v1", (), []),
+        "e.png": upload_entry([_record("version:v1#pipeline", "waiting")], "v1", ONE, [_letter("pipeline")]),
+    }
+    assert uploads["e.png"]["status"] == "dead-lettered"
+    events = [_event("a.png"), _event("b.png"), _event("b.png"), _event("d.png", None), _event("e.png")]
+
+    figures = completion_event_figures(uploads, events, Counter(), Counter())
+
+    assert (figures["jobs_ended"], figures["received"], figures["jobs_with_one_event"]) == (4, 5, 2)
+    assert figures["jobs_without_an_event_keys"] == ["c.png (pipeline)"]
+    assert (figures["jobs_with_2_or_more"], figures["extra_events"]) == (1, 1)
+    assert figures["unexplained_keys"] == ["b.png (pipeline)"]
+    assert figures["events_of_no_ended_job"] == 1, "e.png ended in a dead-letter queue with no code running"
+    assert figures["dead_lettered_without_code"] == 1
+    explained = completion_event_figures(uploads, events, Counter({"b.png": 1}), Counter())
+    assert (explained["unexplained"], explained["with_a_kill_after_the_event"]) == (0, 1)
+    assert completion_event_figures(uploads, events, Counter(), Counter({"b.png": 1}))["unexplained"] == 0

@@ -191,3 +191,13 @@ def test_every_fault_is_named_in_one_message() -> None:
     message = config_error(environ)
     for name in ("JOBS_TABLE", "PRESIGNED_URL_TTL_SECONDS", "PICSART_BASE_URL"):
         assert name in message
+
+
+def test_completion_events_go_to_the_default_bus_unless_one_is_named() -> None:
+    assert load_settings(valid_environ()).event_bus_name == "default"
+    assert load_settings(valid_environ(EVENT_BUS_NAME="orders")).event_bus_name == "orders"
+
+
+@pytest.mark.parametrize("bus", ["", "two words", "arn:aws:events:us-east-1:123456789012:event-bus/orders"])
+def test_an_event_bus_that_is_not_a_bus_name_is_named(bus: str) -> None:
+    assert "EVENT_BUS_NAME" in config_error(valid_environ(EVENT_BUS_NAME=bus))

@@ -5,8 +5,10 @@ a poll or a retry. And the job records around a request: started before it, skip
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from picsart_adapter.circuit import Admission, FleetCircuit, Probe
+from picsart_adapter.completion_events import CompletionEvents, job_event_detail
 from picsart_adapter.input_checks import Rejection
 from picsart_adapter.job import Job, ProcessorSettings, counted
 from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus, JobStore
@@ -34,7 +36,9 @@ class Answers:
         circuit: FleetCircuit,
         parking: Parking,
         clock: Callable[[], float],
+        events: CompletionEvents,
     ) -> None:
+        self._events = events
         self._settings = settings
         self._outputs = outputs
         self._jobs = jobs
@@ -153,7 +157,7 @@ class Answers:
         self._jobs.finish(job.ref, JobStatus.SUCCEEDED, attempt, details=details)
         metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
         logger.info("output stored", extra={"output_key": output_key})
-        return JobResult(
+        result = JobResult(
             JobStatus.SUCCEEDED,
             output_key=output_key,
             picsart_correlation_id=response.correlation_id,
@@ -163,6 +167,10 @@ class Answers:
             pipeline=job.pipeline_name,
             step=job.step + 1,
         )
+        # Before the once-per-step record is saved: a kill before the put loses no event (completion_events.py).
+        output_keys = [output_key, *([str(details["sidecar_key"])] if "sidecar_key" in details else [])]
+        self._events.job_ended(job, result, attempt, output_bucket=self._outputs.bucket, output_keys=output_keys)
+        return result
 
     def _fail(self, job: Job, attempt: Attempt, response: PicsartResponse, reason: str) -> JobResult:
         """Picsart refused this job for good: record the status, the error body and the correlation id."""
@@ -173,7 +181,7 @@ class Answers:
         reason, fallback = self._outputs.copy_original(job, reason)
         self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {"http_status": response.status, **fallback})
         metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-        return JobResult(
+        result = JobResult(
             JobStatus.FAILED,
             reason=reason,
             output_key=fallback.get("output_key"),
@@ -184,6 +192,10 @@ class Answers:
             pipeline=job.pipeline_name,
             step=job.step + 1,
         )
+        self._events.job_ended(
+            job, result, attempt, output_bucket=fallback.get("output_bucket"), output_keys=[result.output_key]
+        )
+        return result
 
     # -- records ---------------------------------------------------------------------------------------
     def start_record(self, job: Job, attempt_count: int) -> None:
@@ -211,9 +223,19 @@ class Answers:
             },
         )
 
-    def skip(self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None) -> JobResult:
+    def skip(
+        self, ref: JobRef, rejection: Rejection, stored: StoredObject | None = None, rule: str | None = None
+    ) -> JobResult:
+        result = JobResult(JobStatus.SKIPPED, reason=rejection.reason, pipeline=ref.pipeline, rule=rule)
+        # A skip has no once-per-step record: its job record tells a redelivered event, which emits no second
+        # completion event, and is written after the event so that a kill in between loses none
+        # (test_a_redelivered_skip_emits_no_second_event).
+        if (self._jobs.get(ref) or {}).get("status") == JobStatus.SKIPPED.value:
+            result = replace(result, duplicate=True)
+        else:
+            self._events.put(job_event_detail(ref, result, skip_code=rejection.code))
         details = {"skip_code": rejection.code, **({"size": stored.size} if stored else {})}
         self._jobs.finish(ref, JobStatus.SKIPPED, reason=rejection.reason, details=details)
         metrics.add_metric(name="JobsSkipped", unit=MetricUnit.Count, value=1)
         logger.warning("upload not sent to Picsart", extra={"skip_code": rejection.code, "reason": rejection.reason})
-        return JobResult(JobStatus.SKIPPED, reason=rejection.reason, pipeline=ref.pipeline)
+        return result

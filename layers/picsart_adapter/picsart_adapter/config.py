@@ -65,6 +65,9 @@ class AdapterSettings(BaseModel):
     circuit_probe_seconds: float = Field(60.0, alias="CIRCUIT_PROBE_SECONDS", ge=0, le=3600)
     circuit_max_probe_seconds: float = Field(900.0, alias="CIRCUIT_MAX_PROBE_SECONDS", ge=0, le=86_400)
     circuit_validation_failures: int = Field(10, alias="CIRCUIT_VALIDATION_FAILURES", ge=1, le=1000)
+    #: The EventBridge bus every job's completion event goes to (docs/events.md): a bus name, as PutEvents and
+    #: the role's events:PutEvents resource take it.
+    event_bus_name: str = Field("default", alias="EVENT_BUS_NAME", pattern=r"^[A-Za-z0-9._/-]{1,256}$")
 
     @property
     def tool(self) -> Tool:

@@ -51,6 +51,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     from botocore.config import Config
 
     from picsart_adapter.circuit import CircuitSettings, FleetCircuit
+    from picsart_adapter.completion_events import CompletionEvents
     from picsart_adapter.delay_queue import DelayQueue
     from picsart_adapter.idempotency import OncePerStep
     from picsart_adapter.jobs import JobStore
@@ -61,6 +62,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     from picsart_adapter.storage import ObjectStore
 
     session = boto3.session.Session()
+    events_config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
     table = session.resource("dynamodb").Table(settings.jobs_table)
     api_key = SecretApiKey(settings.api_key_secret)
     # SigV4 presigned URLs: their lifetime is bounded by ExpiresIn (and the role's session).
@@ -103,6 +105,9 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
         ),
         # A plain client: the table resource's own client would serialize Powertools' typed values again.
         once=OncePerStep(settings.jobs_table, session.client("dynamodb")),
+        # Short timeouts and one SDK retry: CompletionEvents tries again itself, and a bus out of reach must not
+        # hold the invocation for the SDK's default minute per connection.
+        events=CompletionEvents(session.client("events", config=events_config), settings.event_bus_name),
     )
 
 

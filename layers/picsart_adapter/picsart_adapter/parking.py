@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from picsart_adapter.circuit import Open
+from picsart_adapter.completion_events import CompletionEvents
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.job import Job, ProcessorSettings
 from picsart_adapter.job_budget import JobBudget
@@ -37,7 +38,9 @@ class Parking:
         budget: JobBudget,
         outputs: Outputs,
         clock: Callable[[], float],
+        events: CompletionEvents,
     ) -> None:
+        self._events = events
         self._outputs = outputs
         self._settings = settings
         self._queue = queue
@@ -99,7 +102,7 @@ class Parking:
         reason, fallback = self._outputs.copy_original(job, reason)
         self._jobs.finish(job.ref, JobStatus.FAILED, attempt, reason, {**details, **fallback, "dead_lettered": True})
         metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
-        return JobResult(
+        result = JobResult(
             JobStatus.FAILED,
             reason=reason,
             output_key=fallback.get("output_key"),
@@ -108,6 +111,15 @@ class Parking:
             picsart_correlation_ids=job.correlation_ids,
             pipeline=job.pipeline_name,
         )
+        self._events.job_ended(
+            job,
+            result,
+            attempt,
+            output_bucket=fallback.get("output_bucket"),
+            output_keys=[result.output_key],
+            dead_lettered=True,
+        )
+        return result
 
     def defer(self, job: Job, denial: Denial, record: bool = False) -> JobResult:
         """The fleet's budget is spent: park the job until it returns. No call was made, so no attempt.
@@ -158,7 +170,12 @@ class Parking:
             self._queue.dead_letter(message, reason)
             metrics.add_metric(name="JobsDeadLettered", unit=MetricUnit.Count, value=1)
             logger.error("job dead-lettered", extra={"reason": reason})
-            return JobResult(JobStatus.FAILED, reason=reason, duplicate=True)
+            # The job ends here, in this delivery: its event is this delivery's to put.
+            result = JobResult(
+                JobStatus.FAILED, reason=reason, duplicate=True, picsart_correlation_ids=job.correlation_ids
+            )
+            self._events.job_ended(job, result, dead_lettered=True)
+            return result
         self._queue.schedule(message, now)
         metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
         logger.info("duplicate delivery while in flight; checked again later", extra={"reason": message.reason})

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from picsart_adapter.answers import Answers
 from picsart_adapter.circuit import Admission, FleetCircuit, Open, Probe
+from picsart_adapter.completion_events import CompletionEvents
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import DuplicateInFlight, OncePerStep
 from picsart_adapter.input_checks import (
@@ -73,6 +74,7 @@ class UploadProcessor:
         once: OncePerStep,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        events: CompletionEvents | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -85,8 +87,10 @@ class UploadProcessor:
         self._context: LambdaContext | None = None
         self._budget = JobBudget(limiter, retry_policy, clock, sleep, self.has_time_for)
         outputs = Outputs(settings, store)
-        self._parking = Parking(settings, queue, jobs, retry_policy, self._budget, outputs, clock)
-        self._answers = Answers(settings, outputs, jobs, client, circuit, self._parking, clock)
+        # Every job that ends puts one completion event (completion_events.py); None: none is put.
+        events = events or CompletionEvents(None)
+        self._parking = Parking(settings, queue, jobs, retry_policy, self._budget, outputs, clock, events)
+        self._answers = Answers(settings, outputs, jobs, client, circuit, self._parking, clock, events)
 
     def register_lambda_context(self, context: LambdaContext) -> None:
         """Called by the handlers at each invocation: work in progress is known to end with it, and a short
@@ -138,7 +142,8 @@ class UploadProcessor:
         if job.rule is None or job.pipeline is None:
             job.pipeline = None
             reason = f'the rules no longer have rule "{message.rule}" with pipeline "{message.pipeline}"'
-            return [self._answers.skip(job.ref.for_pipeline(message.pipeline), Rejection("rules-changed", reason))]
+            gone = Rejection("rules-changed", reason)
+            return [self._answers.skip(job.ref.for_pipeline(message.pipeline), gone, rule=message.rule)]
         if pipeline_hash(job.pipeline) != message.pipeline_hash:
             job.run_again(f'pipeline "{job.pipeline.name}" changed while its work was parked: it runs as it is now')
         elif job.step and now - (job.input_url_at or 0.0) > MAX_INPUT_URL_AGE_SECONDS:
@@ -240,7 +245,7 @@ class UploadProcessor:
         assert stored is not None
         if job.step == 0 and (too_big := check_step_input(step.tool, step.parameters, stored.head)):
             self._unused(admission)
-            return self._answers.skip(job.ref, too_big, stored)
+            return self._answers.skip(job.ref, too_big, stored, rule=job.rule_name)
         if job.transaction_id is not None:
             # The call that costs credits was made and accepted: only its result is fetched now.
             return self._poll(job, admission)
