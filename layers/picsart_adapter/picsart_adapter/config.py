@@ -65,6 +65,9 @@ class AdapterSettings(BaseModel):
     circuit_probe_seconds: float = Field(60.0, alias="CIRCUIT_PROBE_SECONDS", ge=0, le=3600)
     circuit_max_probe_seconds: float = Field(900.0, alias="CIRCUIT_MAX_PROBE_SECONDS", ge=0, le=86_400)
     circuit_validation_failures: int = Field(10, alias="CIRCUIT_VALIDATION_FAILURES", ge=1, le=1000)
+    # How long work held at its rule's credit floor waits before it looks again (docs/credits.md); at most one
+    # SQS delay, so a top-up releases it within this and a hop.
+    credit_floor_hold_seconds: float = Field(300.0, alias="CREDIT_FLOOR_HOLD_SECONDS", ge=1, le=900)
 
     @property
     def tool(self) -> Tool:

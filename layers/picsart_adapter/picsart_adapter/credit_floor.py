@@ -22,14 +22,13 @@ from picsart_adapter.job import Job
 from picsart_adapter.rate_limit import FleetRateLimiter, LimiterState
 from picsart_adapter.rules import Rule
 
-__all__ = ["HOLD_SECONDS", "VIEW_MAX_AGE_SECONDS", "CreditFloor", "FloorReached", "floor_reached"]
+__all__ = ["VIEW_MAX_AGE_SECONDS", "CreditFloor", "FloorReached", "floor_reached"]
 
-#: How long held work waits before it looks again. A top-up on the item (an answer of another rule's call, the
-#: hourly balance check, or the balance function invoked by hand after a top-up) releases it within this,
-#: a delay-queue hop and `VIEW_MAX_AGE_SECONDS`.
-HOLD_SECONDS = 300.0
-#: The oldest view of the item a hold is decided on: older, the item is read again (read units, no write), so
-#: an environment that only holds work still sees a top-up.
+#: The oldest view of the item a hold is decided on (and never older than the hold's wait): older, the item is
+#: read again (read units, no write), so an environment that only holds work still sees a top-up. Held work
+#: waits `CREDIT_FLOOR_HOLD_SECONDS` (config.py) before it looks again: a top-up on the item (an answer of
+#: another rule's call, the hourly balance check, or the balance function invoked by hand after a top-up)
+#: releases it within that wait and a delay-queue hop.
 VIEW_MAX_AGE_SECONDS = 10.0
 
 
@@ -55,14 +54,15 @@ class FloorReached:
 class CreditFloor:
     """The floor checks of one environment, from the fleet limiter's item."""
 
-    def __init__(self, limiter: FleetRateLimiter) -> None:
+    def __init__(self, limiter: FleetRateLimiter, hold_seconds: float) -> None:
         self._limiter = limiter
+        self._max_age = min(VIEW_MAX_AGE_SECONDS, hold_seconds)
 
     def before_grant(self, job: Job) -> FloorReached | None:
         """The floor reached as the view of the item (at most VIEW_MAX_AGE_SECONDS old) shows, or None. A rule
         without a floor costs nothing here."""
         rule = self._floored_rule(job)
-        return self._reached(rule, self._limiter.known_credits(VIEW_MAX_AGE_SECONDS)) if rule else None
+        return self._reached(rule, self._limiter.known_credits(self._max_age)) if rule else None
 
     def after_grant(self, job: Job, granted: LimiterState) -> FloorReached | None:
         """The floor reached as the grant's own write found the item, or None."""

@@ -75,6 +75,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             presigned_url_ttl_seconds=settings.presigned_url_ttl_seconds,
             max_attempts=settings.max_attempts,
             request_timeout_seconds=settings.request_timeout_seconds,
+            credit_floor_hold_seconds=settings.credit_floor_hold_seconds,
         ),
         store=ObjectStore(s3),
         jobs=JobStore(table),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from picsart_adapter.circuit import Open
-from picsart_adapter.credit_floor import HOLD_SECONDS, FloorReached
+from picsart_adapter.credit_floor import FloorReached
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.job import Job, ProcessorSettings
 from picsart_adapter.job_budget import JobBudget
@@ -132,11 +132,12 @@ class Parking:
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
     def hold_for_credit_floor(self, job: Job, reached: FloorReached, record: bool = False) -> JobResult:
-        """The job's rule keeps the last credits the fleet has left: park it until it looks again (HOLD_SECONDS).
+        """The job's rule keeps the last credits the fleet has left: park it until it looks again
+        (`credit_floor_hold_seconds`).
         No call, no attempt. The record is updated for a new upload, or when this attempt already marked it as
         processing (`record`), and keeps the attempts made."""
         now = self._clock()
-        message = job.message(now + HOLD_SECONDS, reached.reason)
+        message = job.message(now + self._settings.credit_floor_hold_seconds, reached.reason)
         self._park(job, message, now, details={"attempt_count": job.attempts_made}, record=record or not job.resumed)
         metrics.add_metric(name="HeldForCreditFloor", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)

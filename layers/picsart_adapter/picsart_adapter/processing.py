@@ -82,7 +82,7 @@ class UploadProcessor:
         self._client = client
         self._limiter = limiter
         self._circuit = circuit
-        self._credit_floor = CreditFloor(limiter)
+        self._credit_floor = CreditFloor(limiter, settings.credit_floor_hold_seconds)
         self._once = once
         self._clock = clock
         self._context: LambdaContext | None = None

@@ -76,7 +76,9 @@ def answer_credits_update(
     values[":sent"] = sent_ms
     return ConditionalUpdate(
         f"{sets}, credits_since_ms = :sent",
-        all_of(_ITEM_EXISTS, "credits < :reported", "credits_at_ms < :sent"),
+        all_of(
+            _ITEM_EXISTS, "credits < :reported", either("attribute_not_exists(credits_at_ms)", "credits_at_ms < :sent")
+        ),
         {},
         values,
     )
