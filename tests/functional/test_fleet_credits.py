@@ -78,7 +78,8 @@ def test_the_stored_figure_follows_the_answers_within_a_step_at_one_write_per_st
 
 def test_no_answer_at_or_below_a_floor_is_lost_to_a_concurrent_one(table: Any, api_key: str) -> None:
     """16 environments, each with a view from before the floor was reached, answer at once with figures at or
-    below it: the item ends with the lowest, whatever order the writes land in."""
+    below it: the item ends at or below the floor, within a step of the lowest, whatever order the writes land
+    in."""
     clock = Clock(T0)
     fleet_with_figure(table, api_key, clock, 600)
     environments = [make(table, api_key, clock) for _ in range(16)]
@@ -96,7 +97,10 @@ def test_no_answer_at_or_below_a_floor_is_lost_to_a_concurrent_one(table: Any, a
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert int(stored(table, api_key)["credits"]) == min(figures)
+    figure = int(stored(table, api_key)["credits"])
+    assert figure <= FLOOR, "whatever order the writes landed in, the floor is reached on the item"
+    assert min(figures) <= figure < min(figures) + CREDITS_STEP
+    assert figure in figures
 
 
 def test_an_answer_from_before_a_top_up_does_not_take_it_back(table: Any, api_key: str) -> None:

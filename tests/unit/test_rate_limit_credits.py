@@ -47,6 +47,8 @@ def test_a_lower_figure_across_a_floor_or_a_step_lowers_the_item_only_if_it_is_l
     assert update.update == "SET credits = :reported, credits_at_ms = :received"
     assert "credits > :reported" in update.condition, "of concurrent answers, the lowest figure stays"
     assert "credits_since_ms <= :sent" in update.condition, "an answer from before a top-up does not undo it"
+    assert update.values[":step_above"] == reported + CREDITS_STEP, "news only if the item is a step above..."
+    assert update.values[":floor"] == min(f for f in FLOORS if f >= reported), "... or above a floor it reached"
 
 
 def test_a_lower_figure_of_unknown_send_time_lowers_only_a_figure_no_top_up_raised() -> None:

@@ -14,8 +14,11 @@ fleet acts on, and the hourly balance check writes its own (docs/credits.md):
 
 Each write's condition reads the item, not the environment's view of it (which only decides whether to try):
 
-- a figure lowers the stored one only when it is lower (`credits > :reported`), so of concurrent answers the
-  lowest wins and none at a floor is lost (test_no_answer_at_or_below_a_floor_is_lost_to_a_concurrent_one);
+- a figure lowers the stored one only when it is lower (`credits > :reported`) and the stored one is a step
+  above it or above a floor it reached: so whatever order concurrent answers land in, the item ends at or below
+  every floor one of them reached, within a step of the lowest
+  (test_no_answer_at_or_below_a_floor_is_lost_to_a_concurrent_one), and a stale view's write fails rather than
+  adding a write per environment per step;
 - and only when its call was sent after the last top-up was taken (`credits_since_ms`): an answer from before a
   top-up never takes it back (test_an_answer_from_before_a_top_up_does_not_take_it_back).
 
@@ -70,7 +73,17 @@ def answer_credits_update(
         # A call sent before the last top-up cannot be placed after it: with no send time, it is taken as sent
         # at the epoch's start, so it lowers only a figure no top-up has raised since.
         values[":sent"] = sent_ms if sent_ms is not None else 0
-        return ConditionalUpdate(sets, all_of(_ITEM_EXISTS, "credits > :reported", _SINCE_LAST_TOP_UP), {}, values)
+        # What the item must show for the write to be news, whatever this environment's view: a step above the
+        # figure, or above a floor the figure is at or below.
+        values[":step_above"] = reported + CREDITS_STEP
+        news = ["credits >= :step_above"]
+        floors_reached = [floor for floor in floors if floor >= reported]
+        if floors_reached:
+            values[":floor"] = min(floors_reached)
+            news.append("credits > :floor")
+        return ConditionalUpdate(
+            sets, all_of(_ITEM_EXISTS, "credits > :reported", _SINCE_LAST_TOP_UP, either(*news)), {}, values
+        )
     if sent_ms is None or sent_ms <= view.credits_at_ms:
         return None  # possibly an older answer arriving late: only a call sent after the stored figure tells a top-up
     values[":sent"] = sent_ms
