@@ -202,12 +202,22 @@ class FakeLimiter:
     recounted: int = 0
     #: The turns place_in_line gives, in order (then the denial's retry_at).
     turns: list[float] = field(default_factory=list)
+    #: The balance as this environment's view of the item has it, and as a grant's write returns it (None: as
+    #: the view).
+    credits: int | None = None
+    granted_credits: int | None = None
+    credits_asked: list[float] = field(default_factory=list)
 
     def acquire(self) -> Grant | Denial:
         self.acquired += 1
         if self.script:
             return self.script.pop(0)
-        return self.denial or Grant(LimiterState())
+        credits = self.granted_credits if self.granted_credits is not None else self.credits
+        return self.denial or Grant(LimiterState(credits=credits))
+
+    def known_credits(self, max_age_seconds: float) -> int | None:
+        self.credits_asked.append(max_age_seconds)
+        return self.credits
 
     def recount(self, grant: Grant) -> Grant | Denial | None:
         self.recounted += 1
@@ -216,7 +226,13 @@ class FakeLimiter:
     def known_denial(self) -> Denial | None:
         return self.known
 
-    def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
+    def observe(
+        self,
+        headers: RateLimitHeaders,
+        throttled: bool,
+        received_at: float | None = None,
+        sent_at: float | None = None,
+    ) -> None:
         self.observed.append((headers, throttled))
 
     def place_in_line(self, denial: Denial) -> float:

@@ -27,7 +27,7 @@ from picsart_local.cfn_template import load_template
 REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPOSITORY_ROOT / "template.yaml"
 ADAPTER_PACKAGE = REPOSITORY_ROOT / "layers" / "picsart_adapter" / "picsart_adapter"
-FUNCTIONS = ("UploadFunction", "RetryFunction")
+FUNCTIONS = ("UploadFunction", "RetryFunction", "BalanceFunction")
 TOOL_ENVIRONMENT = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
 
 # What the adapter's code calls (storage.py, jobs.py, rate_limit.py, circuit.py, idempotency.py,
@@ -55,6 +55,17 @@ EXPECTED_ACTIONS = {
     "UploadFunction": COMMON_ACTIONS,
     # The delay queue's event source mapping polls with the function's role.
     "RetryFunction": COMMON_ACTIONS | {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"},
+    # balance_check.py: the fleet limiter's item (acquire's first read, the grant, the answer, the balance) and
+    # the API key; no S3, no queues, no job records.
+    "BalanceFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "secretsmanager:GetSecretValue",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    },
 }
 RESTRICTABLE_SERVICES = ("s3", "dynamodb", "sqs", "secretsmanager", "logs", "events")
 
@@ -202,7 +213,19 @@ def test_every_object_created_in_the_input_bucket_reaches_the_upload_function() 
         assert "NotificationConfiguration" not in bucket["Properties"]
 
 
-def test_the_rules_file_is_a_parameter_both_functions_read() -> None:
+def test_the_balance_is_checked_once_an_hour_by_its_own_function() -> None:
+    """docs/credits.md: one GET /balance an hour keeps the fleet's figure fresh when no uploads arrive."""
+    events = template()["Resources"]["BalanceFunction"]["Properties"]["Events"]
+    assert [(event["Type"], event["Properties"]["Schedule"]) for event in events.values()] == [
+        ("Schedule", "rate(1 hour)")
+    ]
+    properties = template()["Resources"]["BalanceFunction"]["Properties"]
+    assert properties["Handler"] == "balance_handler.lambda_handler"
+    assert properties["LoggingConfig"] == {"LogGroup": {"Ref": "BalanceFunctionLogGroup"}}
+    assert "CreditsAvailable" in emitted_metric_names()
+
+
+def test_the_rules_file_is_a_parameter_every_function_read() -> None:
     parameter = template()["Parameters"]["RulesFile"]
     # Empty by default: no rules file, so PicsartTool and PicsartToolParameters still make the one rule.
     assert (parameter["Type"], parameter["Default"]) == ("String", "")
@@ -297,7 +320,7 @@ def test_no_iam_statement_grants_a_wildcard_action_or_resource() -> None:
                 assert "*" not in text.removesuffix("/*"), f"{policy}: {actions} on {text}"
 
 
-def test_the_api_key_secret_is_readable_by_exactly_the_two_functions() -> None:
+def test_the_api_key_secret_is_readable_by_exactly_the_functions() -> None:
     expected_resource = {
         "Fn::If": [
             "SecretIsArn",
@@ -530,6 +553,7 @@ def test_sam_build_makes_a_lean_arm64_layer_without_python313_or_docker(reposito
     assert (layer / "rules" / "example.json").is_file()
     assert sorted(p.name for p in (build_dir / "UploadFunction").iterdir()) == ["upload_handler.py"]
     assert sorted(p.name for p in (build_dir / "RetryFunction").iterdir()) == ["retry_handler.py"]
+    assert sorted(p.name for p in (build_dir / "BalanceFunction").iterdir()) == ["balance_handler.py"]
     size = sum(path.stat().st_size for path in layer.rglob("*") if path.is_file())
     assert size < 30 * 1024 * 1024, f"the layer grew to {size / 1e6:.0f} MB"
 

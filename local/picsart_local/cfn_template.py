@@ -604,6 +604,16 @@ class SqsEventSource:
 
 
 @dataclass(frozen=True)
+class ScheduleEventSource:
+    """A schedule of a function (SAM's Schedule or ScheduleV2). Locally nothing runs it by the clock: the runner
+    delivers its event on demand (`LocalRunner.run_schedule`)."""
+
+    name: str
+    expression: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """What it takes to run one AWS::Serverless::Function locally."""
 
@@ -622,6 +632,7 @@ class FunctionSpec:
     dead_letter_queue_logical_id: str | None
     maximum_retry_attempts: int
     maximum_event_age_s: int
+    schedules: tuple[ScheduleEventSource, ...] = ()
 
     @property
     def handler_module(self) -> str:
@@ -826,6 +837,7 @@ def _function_spec(
 
     s3_events: list[S3EventSource] = []
     sqs_events: list[SqsEventSource] = []
+    schedules: list[ScheduleEventSource] = []
     for event_name, event in (properties.get("Events") or {}).items():
         kind = event.get("Type")
         event_properties = resolver.resolve(event.get("Properties") or {})
@@ -864,6 +876,10 @@ def _function_spec(
                     enabled=_as_bool(event_properties.get("Enabled", True)),
                 )
             )
+        elif kind in ("Schedule", "ScheduleV2"):
+            expression = event_properties.get("Schedule", event_properties.get("ScheduleExpression"))
+            enabled = event_properties.get("Enabled", event_properties.get("State", True) != "DISABLED")
+            schedules.append(ScheduleEventSource(event_name, str(expression), enabled=_as_bool(enabled)))
         else:
             logger.warning("%s event %s of type %s has no local event source", logical_id, event_name, kind)
 
@@ -892,4 +908,5 @@ def _function_spec(
         dead_letter_queue_logical_id=dead_letter_queue,
         maximum_retry_attempts=int(invoke_config.get("MaximumRetryAttempts", DEFAULT_MAXIMUM_RETRY_ATTEMPTS)),
         maximum_event_age_s=int(invoke_config.get("MaximumEventAgeInSeconds", DEFAULT_MAXIMUM_EVENT_AGE_S)),
+        schedules=tuple(schedules),
     )

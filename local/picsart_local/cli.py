@@ -428,6 +428,8 @@ def _run_rules_check(args: argparse.Namespace) -> int:
         print(f"\nrule {rule.name!r}")
         print(f"  match: {_criteria(rule.match) or 'every upload'}")
         print(f"  on failure: {rule.on_failure}")
+        if rule.credit_floor is not None:
+            print(f"  credit floor: waits while the balance is at or below {rule.credit_floor}")
         calls = sum(len(pipeline.steps) for pipeline in rule.pipelines)
         print(f"  Picsart calls per upload: {calls}")
         for pipeline in rule.pipelines:

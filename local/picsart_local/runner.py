@@ -485,6 +485,16 @@ class LocalRunner:
         finally:
             environment.shutdown()
 
+    def run_schedule(self, function_logical_id: str, timeout_s: float | None = None) -> InvocationResult:
+        """What the function's schedule delivers when it is due, now: EventBridge's scheduled event, in a fresh
+        environment (nothing runs schedules by the clock locally)."""
+        function = self.stack.template.function(function_logical_id)
+        if not function.schedules:
+            raise KeyError(f"{function_logical_id} has no schedule in {self.stack.template.path}")
+        rule = f"{function.name}-{function.schedules[0].name}"
+        event = scheduled_event(rule, self.stack.template.region, self.stack.template.account_id)
+        return self.invoke(function_logical_id, event, timeout_s=timeout_s)
+
     def _new_environment(self, function: FunctionSpec) -> ExecutionEnvironment:
         environment = {**self.stack.function_environment(function.logical_id), **_ISOLATION_ENVIRONMENT}
         if self._xray is not None and self._xray.running:
@@ -850,6 +860,21 @@ class LocalRunner:
     def trace_documents(self) -> list[dict[str, Any]]:
         """The X-Ray segment documents the workers sent."""
         return self._xray.documents() if self._xray is not None else []
+
+
+def scheduled_event(rule_name: str, region: str, account_id: str) -> dict[str, Any]:
+    """EventBridge's "Scheduled Event", as a schedule delivers it (events/schedule.json)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account_id,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{account_id}:rule/{rule_name}"],
+        "detail": {},
+    }
 
 
 def sqs_record(message: MessageTypeDef, queue_arn: str, region: str) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def test_first_call_is_a_probe_and_its_answer_tells_the_fleet_the_limit(table: A
     first.observe(headers(10, 9, str(int(reset * 1000))), throttled=False)
     state = stored(table, api_key)
     assert (state["limit"], state["granted"], state["provisional"]) == (10, 1, False)
-    assert state["credits"] == 1000, "X-Picsart-Credit-Available is kept with the window"
+    assert state["credits"] == 1000, "X-Picsart-Credit-Available: the fleet's first figure is written"
     assert int(state["window_reset_ms"]) == pytest.approx(reset * 1000 + 1, abs=2)
     grants = [make(table, api_key, clock).acquire() for _ in range(12)]
     assert sum(isinstance(g, Grant) for g in grants) == 9, "the rest of the window's budget, no more"

@@ -197,7 +197,7 @@ def test_real_template_model() -> None:
     raw = load_template(REAL_TEMPLATE)
     template = resolve_template(REAL_TEMPLATE, stack_name="picsart-local")
 
-    assert set(template.functions) == {"UploadFunction", "RetryFunction"}
+    assert set(template.functions) == {"UploadFunction", "RetryFunction", "BalanceFunction"}
     upload, retry = template.function("UploadFunction"), template.function("RetryFunction")
     resources = template.resources
     for function in (upload, retry):
@@ -230,6 +230,11 @@ def test_real_template_model() -> None:
     assert delayed.queue_logical_id == "DelayQueue"
     assert (delayed.batch_size, delayed.maximum_batching_window_s, delayed.maximum_concurrency) == (5, 0.0, 25)
     assert delayed.report_batch_item_failures
+
+    # The balance check's hourly schedule: modelled, run on demand by the runner (LocalRunner.run_schedule).
+    balance = template.function("BalanceFunction")
+    assert [(s.name, s.expression, s.enabled) for s in balance.schedules] == [("Hourly", "rate(1 hour)", True)]
+    assert (balance.s3_events, balance.sqs_events, upload.schedules) == ((), (), ())
 
     assert template.outputs["InputBucketName"] == "picsart-local-input-123456789012-us-east-1"
     assert template.outputs["DelayQueueUrl"] == resources["DelayQueue"].ref

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 from moto.sqs.models import Message
 
-from picsart_local.runner import ExecutionEnvironment, InvocationResult, LocalRunner, batch_item_failures
+from picsart_local.runner import (
+    ExecutionEnvironment,
+    InvocationResult,
+    LocalRunner,
+    batch_item_failures,
+    scheduled_event,
+)
 from picsart_local.stack import LocalStack
 
 from .conftest import receive_all, recorded
@@ -446,3 +452,12 @@ def test_traces_reach_the_local_xray_daemon(fixture_stack: LocalStack, make_runn
     handler_segment = [d for d in runner.trace_documents() if d["name"] == "## handler"]
     assert handler_segment[0]["id"] == work["parent_id"]
     assert marker in (runner.log_dir / "xray.jsonl").read_text()
+
+
+def test_a_schedule_delivers_eventbridges_scheduled_event(repository_root: Path) -> None:
+    """What `LocalRunner.run_schedule` invokes with: the shape of events/schedule.json, naming its rule."""
+    event = scheduled_event("stack-BalanceFunction-Hourly", "us-east-1", "123456789012")
+    sample = json.loads((repository_root / "events" / "schedule.json").read_text())
+    assert set(event) == set(sample)
+    assert (event["source"], event["detail-type"], event["detail"]) == ("aws.events", "Scheduled Event", {})
+    assert event["resources"] == ["arn:aws:events:us-east-1:123456789012:rule/stack-BalanceFunction-Hourly"]

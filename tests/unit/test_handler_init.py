@@ -18,13 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 _PROBE = """
 import importlib, sys
 importlib.import_module(sys.argv[1])
-from picsart_adapter.dependencies import get_processor
-print(get_processor.cache_info().currsize)
+from picsart_adapter import dependencies
+built = dependencies.get_balance_check if sys.argv[1] == "balance_handler" else dependencies.get_processor
+print(built.cache_info().currsize)
 """
 
 
 def processors_built_at_import(handler: str, **environment: str) -> str:
-    function = {"upload_handler": "upload", "retry_handler": "retry"}[handler]
+    function = {"upload_handler": "upload", "retry_handler": "retry", "balance_handler": "balance"}[handler]
     env = {
         "PATH": os.environ.get("PATH", ""),
         **valid_environ(),
@@ -45,7 +46,7 @@ def processors_built_at_import(handler: str, **environment: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("handler", ["upload_handler", "retry_handler"])
+@pytest.mark.parametrize("handler", ["upload_handler", "retry_handler", "balance_handler"])
 @pytest.mark.parametrize(("initialization_type", "built"), [("on-demand", "0"), ("provisioned-concurrency", "1")])
 def test_the_processor_is_built_in_the_init_only_when_the_init_runs_ahead_of_traffic(
     handler: str, initialization_type: str, built: str

@@ -490,3 +490,46 @@ def test_rules_check_of_a_broken_file_names_the_rule_and_exits_2(
     error = capsys.readouterr().err
     assert f"{broken} is not a valid rules file (1 error)" in error
     assert 'rules "products", "tagged-products", pipeline "cutout-white", step 2 (upscale): upscale_factor' in error
+
+
+# Credit floors (docs/credits.md)
+
+
+def test_a_credit_floor_is_read_per_rule_and_the_rules_give_every_floor() -> None:
+    rules = rules_of(
+        {"name": "vip", "match": {"prefix": "vip/"}, "pipelines": ["cutout"]},
+        {"name": "bulk", "pipelines": ["cutout"], "credit_floor": 500},
+        {"name": "last", "pipelines": ["cutout"], "credit_floor": 0},
+    )
+    assert [rule.credit_floor for rule in rules.rules] == [None, 500, 0]
+    assert rules.credit_floors == frozenset({500, 0})
+
+
+def test_a_bad_credit_floor_names_the_rule_and_the_field() -> None:
+    problems = problems_of(
+        {
+            "rules": [
+                {"name": "negative", "pipelines": ["p"], "credit_floor": -1},
+                {"name": "text", "pipelines": ["p"], "credit_floor": "500"},
+            ],
+            "pipelines": {"p": {"steps": [REMOVEBG]}},
+        }
+    )
+    assert problems == [
+        'rule "negative": credit_floor: Input should be greater than or equal to 0 (got -1)',
+        "rule \"text\": credit_floor: Input should be a valid integer (got '500')",
+    ]
+
+
+def test_rules_check_prints_a_rules_credit_floor(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "rules.json"
+    path.write_text(
+        json.dumps(
+            {
+                "rules": [{"name": "bulk", "pipelines": ["p"], "credit_floor": 500}],
+                "pipelines": {"p": {"steps": [REMOVEBG]}},
+            }
+        )
+    )
+    assert main(["rules", "check", str(path)]) == 0
+    assert "credit floor: waits while the balance is at or below 500" in capsys.readouterr().out

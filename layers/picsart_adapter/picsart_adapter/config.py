@@ -68,6 +68,9 @@ class AdapterSettings(BaseModel):
     #: The EventBridge bus every job's completion event goes to (docs/events.md): a bus name, as PutEvents and
     #: the role's events:PutEvents resource take it.
     event_bus_name: str = Field("default", alias="EVENT_BUS_NAME", pattern=r"^[A-Za-z0-9._/-]{1,256}$")
+    # How long work held at its rule's credit floor waits before it looks again (docs/credits.md); at most one
+    # SQS delay, so a top-up releases it within this and a hop.
+    credit_floor_hold_seconds: float = Field(300.0, alias="CREDIT_FLOOR_HOLD_SECONDS", ge=1, le=900)
 
     @property
     def tool(self) -> Tool:

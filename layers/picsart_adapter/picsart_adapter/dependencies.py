@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING
 from picsart_adapter.config import AdapterSettings, ConfigurationError, get_settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+    from picsart_adapter.balance_check import BalanceCheck
     from picsart_adapter.processing import UploadProcessor
+    from picsart_adapter.rate_limit import FleetRateLimiter
 
 #: Lambda's initialization types (AWS_LAMBDA_INITIALIZATION_TYPE) whose init runs before any event waits on it.
 INIT_AHEAD_OF_TRAFFIC = frozenset({"provisioned-concurrency", "snap-start"})
@@ -57,7 +61,6 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     from picsart_adapter.jobs import JobStore
     from picsart_adapter.picsart_client import PicsartClient
     from picsart_adapter.processing import ProcessorSettings, UploadProcessor
-    from picsart_adapter.rate_limit import FleetRateLimiter
     from picsart_adapter.retry_policy import RetryPolicy
     from picsart_adapter.storage import ObjectStore
 
@@ -74,6 +77,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             presigned_url_ttl_seconds=settings.presigned_url_ttl_seconds,
             max_attempts=settings.max_attempts,
             request_timeout_seconds=settings.request_timeout_seconds,
+            credit_floor_hold_seconds=settings.credit_floor_hold_seconds,
         ),
         store=ObjectStore(s3),
         jobs=JobStore(table),
@@ -86,12 +90,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
         retry_policy=RetryPolicy(
             floor_seconds=settings.rate_limit_floor_seconds, base_seconds=settings.retry_base_seconds
         ),
-        limiter=FleetRateLimiter(
-            table,
-            api_key,
-            spike_per_second=settings.spike_per_second,
-            no_reset_floor_seconds=settings.rate_limit_floor_seconds,
-        ),
+        limiter=fleet_limiter(settings, table, api_key),
         circuit=FleetCircuit(
             table,
             api_key,
@@ -111,9 +110,39 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     )
 
 
+def fleet_limiter(settings: AdapterSettings, table: Table, api_key: SecretApiKey) -> FleetRateLimiter:
+    """The fleet's limiter as every function shares it: the same item, spike arrest, floor and credit floors."""
+    from picsart_adapter.rate_limit import FleetRateLimiter
+
+    return FleetRateLimiter(
+        table,
+        api_key,
+        spike_per_second=settings.spike_per_second,
+        no_reset_floor_seconds=settings.rate_limit_floor_seconds,
+        credit_floors=settings.rules.credit_floors,
+    )
+
+
+def build_balance_check(settings: AdapterSettings) -> BalanceCheck:
+    import boto3
+
+    from picsart_adapter.balance_check import BalanceCheck
+    from picsart_adapter.picsart_client import PicsartClient
+
+    table = boto3.session.Session().resource("dynamodb").Table(settings.jobs_table)
+    api_key = SecretApiKey(settings.api_key_secret)
+    client = PicsartClient(settings.picsart_base_url, api_key, timeout_seconds=settings.request_timeout_seconds)
+    return BalanceCheck(fleet_limiter(settings, table, api_key), client)
+
+
 @cache
 def get_processor() -> UploadProcessor:
     return build_processor(get_settings())
+
+
+@cache
+def get_balance_check() -> BalanceCheck:
+    return build_balance_check(get_settings())
 
 
 def init_runs_ahead_of_traffic() -> bool:

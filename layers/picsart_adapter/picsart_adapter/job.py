@@ -25,6 +25,8 @@ class ProcessorSettings:
     #: The longest one Picsart request may take (the client's timeout): how long a duplicate waits for the
     #: invocation already working on its version, and how much time an invocation keeps for one more job.
     request_timeout_seconds: float = 30.0
+    #: How long work held at its rule's credit floor waits before it looks again (`credit_floor`).
+    credit_floor_hold_seconds: float = 300.0
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Parking work in the delay queue, at its step: deferred for the fleet's budget, retried later, polled later,
-held for the fleet's circuit, a duplicate checked again later, its next step left to another invocation, or,
-attempts used up, dead-lettered with its reason (and the rule's failure policy applied)."""
+held for the fleet's circuit or for its rule's credit floor, a duplicate checked again later, its next step left
+to another invocation, or, attempts used up, dead-lettered with its reason (and the rule's failure policy
+applied)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from picsart_adapter.circuit import Open
 from picsart_adapter.completion_events import CompletionEvents
+from picsart_adapter.credit_floor import FloorReached
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.job import Job, ProcessorSettings
 from picsart_adapter.job_budget import JobBudget
@@ -139,6 +141,17 @@ class Parking:
         )
         self._park(job, message, now, record=not job.resumed)
         metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
+        return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
+
+    def hold_for_credit_floor(self, job: Job, reached: FloorReached, record: bool = False) -> JobResult:
+        """The job's rule keeps the last credits the fleet has left: park it until it looks again
+        (`credit_floor_hold_seconds`).
+        No call, no attempt. The record is updated for a new upload, or when this attempt already marked it as
+        processing (`record`), and keeps the attempts made."""
+        now = self._clock()
+        message = job.message(now + self._settings.credit_floor_hold_seconds, reached.reason)
+        self._park(job, message, now, details={"attempt_count": job.attempts_made}, record=record or not job.resumed)
+        metrics.add_metric(name="HeldForCreditFloor", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
     def continue_later(self, job: Job) -> JobResult:

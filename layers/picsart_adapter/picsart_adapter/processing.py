@@ -8,9 +8,10 @@ Every job ends in one of: processed (output stored, job `succeeded`), not sent w
 or — attempts used up — in the dead-letter queue with its reason (`failed`).
 
 Each step goes through the same sequence: the fleet's circuit (no calls while a configuration fault or spent
-credits stand), the fleet's rate-limit budget (`job_budget`), once per version, pipeline definition and step
-(`idempotency`), the call, its answer through the one table of outcomes (`outcomes.classify`, `answers`), and
-the next step, the output stored, or the work parked with its step (`parking`).
+credits stand), the rule's credit floor (`credit_floor`), the fleet's rate-limit budget (`job_budget`), once per
+version, pipeline definition and step (`idempotency`), the call, its answer through the one table of outcomes
+(`outcomes.classify`, `answers`), and the next step, the output stored, or the work parked with its step
+(`parking`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from picsart_adapter.answers import Answers
 from picsart_adapter.circuit import Admission, FleetCircuit, Open, Probe
 from picsart_adapter.completion_events import CompletionEvents
+from picsart_adapter.credit_floor import CreditFloor
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import DuplicateInFlight, OncePerStep
 from picsart_adapter.input_checks import (
@@ -82,6 +84,7 @@ class UploadProcessor:
         self._client = client
         self._limiter = limiter
         self._circuit = circuit
+        self._credit_floor = CreditFloor(limiter, settings.credit_floor_hold_seconds)
         self._once = once
         self._clock = clock
         self._context: LambdaContext | None = None
@@ -232,6 +235,9 @@ class UploadProcessor:
         admission = self._circuit.admit()
         if isinstance(admission, Open):
             return self._parking.hold_for_circuit(job, admission)
+        if (reached := self._credit_floor.before_grant(job)) is not None:
+            self._unused(admission)
+            return self._parking.hold_for_credit_floor(job, reached)
         known = self._limiter.known_denial()
         if known is not None:
             self._budget.join_line(job, known)
@@ -272,6 +278,10 @@ class UploadProcessor:
         if isinstance(decision, Denial):
             self._unused(admission)
             return self._parking.defer(job, decision, record=True)
+        if (reached := self._credit_floor.after_grant(job, decision.state)) is not None:
+            # The balance reached the rule's floor since this environment's view: the unit goes unused.
+            self._unused(admission)
+            return self._parking.hold_for_credit_floor(job, reached, record=True)
         if isinstance(admission, Probe):
             logger.info("probing Picsart: the fleet's circuit is open")
         return decision
@@ -348,7 +358,11 @@ class UploadProcessor:
                 # the job is sent again.
                 outcome, job.transaction_id, job.polls = Outcome.TRANSIENT, None, 0
             # Every answer, success or error, tells the fleet where the rate limit stands.
-            self._limiter.observe(response.rate_limit, throttled=outcome is Outcome.THROTTLED)
+            self._limiter.observe(
+                response.rate_limit,
+                throttled=outcome is Outcome.THROTTLED,
+                sent_at=self._clock() - response.duration_ms / 1000,
+            )
             subsegment.put_annotation("picsart_status", str(response.status))
             subsegment.put_annotation("picsart_outcome", outcome.value)
             if response.correlation_id:

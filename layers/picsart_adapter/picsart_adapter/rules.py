@@ -152,6 +152,7 @@ class _RuleSpec(_Spec):
     match: MatchCriteria = Field(default_factory=MatchCriteria)
     pipelines: list[str | dict[str, Any]] = Field(min_length=1)
     on_failure: Literal["fail", "copy-original"] = "fail"
+    credit_floor: int | None = Field(None, ge=0)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,8 @@ class Rule:
     pipelines: tuple[Pipeline, ...]
     match: MatchCriteria = field(default_factory=MatchCriteria)
     on_failure: Literal["fail", "copy-original"] = "fail"
+    #: The rule's work waits while the fleet's balance is at or below this (`credit_floor`); None: no floor.
+    credit_floor: int | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,11 @@ class Rules:
     @property
     def pipelines(self) -> dict[str, Pipeline]:
         return {pipeline.name: pipeline for rule in self.rules for pipeline in rule.pipelines}
+
+    @property
+    def credit_floors(self) -> frozenset[int]:
+        """Every rule's credit floor: the balances at which the fleet's decisions change."""
+        return frozenset(rule.credit_floor for rule in self.rules if rule.credit_floor is not None)
 
 
 @dataclass(frozen=True)
@@ -368,7 +376,13 @@ class _Loader:
                 pipelines.append(found)
         if failed:
             return None
-        rule = Rule(name=spec.name, match=spec.match, pipelines=tuple(pipelines), on_failure=spec.on_failure)
+        rule = Rule(
+            name=spec.name,
+            match=spec.match,
+            pipelines=tuple(pipelines),
+            on_failure=spec.on_failure,
+            credit_floor=spec.credit_floor,
+        )
         self._check_distinct_outputs(rule)
         return rule
 

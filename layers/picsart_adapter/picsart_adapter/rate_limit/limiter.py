@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from picsart_adapter.conditional_write import Written, update_item, write_units_of
-from picsart_adapter.rate_limit import updates
+from picsart_adapter.rate_limit import credits, updates
 from picsart_adapter.rate_limit.reset_header import read_reset_time
 from picsart_adapter.rate_limit.state import (
     ASSUMED_WRITE_MS,
@@ -45,13 +45,17 @@ class FleetRateLimiter:
         spike_per_second: int = SPIKE_ARREST_PER_SECOND,
         no_reset_floor_seconds: float = 60.0,
         clock: Callable[[], float] = time.time,
+        credit_floors: Collection[int] = (),
     ) -> None:
         self._table = table
         self._api_key = api_key
         self._spike = spike_per_second
         self._floor_ms = int(no_reset_floor_seconds * 1000)
         self._clock = clock
-        self._view: LimiterState | None = None
+        #: The rules' credit floors: an answer whose figure crosses one is written (`credits`).
+        self._credit_floors = frozenset(credit_floors)
+        self._view_state: LimiterState | None = None
+        self._view_at = 0.0
         self._fingerprint: tuple[str, str] | None = None
         #: How long this environment's last write to the item took (ms): how late a grant comes back.
         self._write_ms = float(ASSUMED_WRITE_MS)
@@ -64,6 +68,15 @@ class FleetRateLimiter:
         #: DynamoDB write units this instance consumed (failed conditional writes are charged too).
         self.write_units = 0.0
         self.writes = 0
+
+    @property
+    def _view(self) -> LimiterState | None:
+        """The item as this environment's last read or write returned it."""
+        return self._view_state
+
+    @_view.setter
+    def _view(self, view: LimiterState | None) -> None:
+        self._view_state, self._view_at = view, self._clock()
 
     @property
     def _item_key(self) -> dict[str, str]:
@@ -168,14 +181,42 @@ class FleetRateLimiter:
         return self._turn(state, state.line_after)
 
     # -- after an answer -------------------------------------------------------------------------------
-    def observe(self, headers: RateLimitHeaders, throttled: bool, received_at: float | None = None) -> None:
+    def observe(
+        self,
+        headers: RateLimitHeaders,
+        throttled: bool,
+        received_at: float | None = None,
+        sent_at: float | None = None,
+    ) -> None:
         """Correct the shared state with what an answer said, writing only when it tells something new
-        (test_one_write_per_call_at_steady_state).
+        (test_one_write_per_call_at_steady_state): the window, then the credits (`credits`; `sent_at`, when the
+        call was sent, tells a top-up from a late answer).
 
         A late answer from an older window never overwrites newer state: each write is conditional on the
         window it describes.
         """
         now = self._clock() if received_at is None else received_at
+        self._observe_window(headers, throttled, now)
+        if headers.credits is not None:
+            sent_ms = int(sent_at * 1000) if sent_at is not None else None
+            update = credits.answer_credits_update(
+                self._view, headers.credits, sent_ms, int(now * 1000), self._credit_floors
+            )
+            if update is not None:
+                self._write_and_view(update)
+
+    def record_balance(self, balance: int, sent_at: float, received_at: float) -> None:
+        """The balance check's figure on the item, whatever was stored (`credits.balance_update`)."""
+        self._write_and_view(credits.balance_update(balance, int(sent_at * 1000), int(received_at * 1000)))
+
+    def known_credits(self, max_age_seconds: float) -> int | None:
+        """The balance as the item had it at most `max_age_seconds` ago: this environment's view, read again
+        (read units, no write) when older. None: no figure yet."""
+        if self._view is None or self._clock() - self._view_at > max_age_seconds:
+            self._view = self._read()
+        return self._view.credits if self._view is not None else None
+
+    def _observe_window(self, headers: RateLimitHeaders, throttled: bool, now: float) -> None:
         now_ms = int(now * 1000)
         reset = read_reset_time(headers.reset_time, now)
         if reset is None:
@@ -198,7 +239,7 @@ class FleetRateLimiter:
                 reset_ms,
                 limit,
                 used,
-                headers.credits,
+                None,  # the credits: written on their own, when they matter (`credits`)
                 now_ms,
                 self._now_ms(),
                 confirming=confirming,
@@ -214,7 +255,11 @@ class FleetRateLimiter:
             self._view = view
 
     def _block_until(self, until_ms: int) -> None:
-        written = self._write(updates.block_update(until_ms))
+        self._write_and_view(updates.block_update(until_ms))
+
+    def _write_and_view(self, update: updates.ConditionalUpdate) -> None:
+        """One write whose outcome only refreshes the view: the item as written, or as it was."""
+        written = self._write(update)
         if written.written:
             self._view = LimiterState.from_item(written.item or {})
         else:

@@ -10,7 +10,9 @@ The item (pk `ratelimit#<sha256 of the key>`, sk `state`; the key itself is neve
   granted          units taken in the current window: calls up to `limit`, places in the line beyond it
   spike            {second: calls granted in that wall-clock second} for the last few seconds
   blocked_until_ms no calls before this (a 429 without a usable reset time: the guide's one-minute floor)
-  credits          X-Picsart-Credit-Available as of the last window change (each answer's value is a metric)
+  credits          the balance as the fleet knows it: the balance check's figure, or an answer's
+                   X-Picsart-Credit-Available when it matters (`rate_limit.credits`; each answer's value is a metric)
+  credits_at_ms    when that figure was taken
   line_before, granted_before   the window before's line at its opening and its final count, copied by the
                    write that opens this window (DynamoDB reads `granted` as it is before that write, so the
                    opener needs no exact view of it). From them, the fleet's line of work refused for quota as
@@ -75,6 +77,8 @@ class LimiterState:
     blocked_until_ms: int = 0
     line_before: int = 0
     granted_before: int = 0
+    credits: int | None = None
+    credits_at_ms: int = 0
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> LimiterState:
@@ -94,6 +98,8 @@ class LimiterState:
             blocked_until_ms=number("blocked_until_ms"),
             line_before=number("line_before"),
             granted_before=number("granted_before"),
+            credits=int(item["credits"]) if item.get("credits") is not None else None,
+            credits_at_ms=number("credits_at_ms"),
         )
 
     @property

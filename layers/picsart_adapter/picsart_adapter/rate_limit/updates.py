@@ -291,7 +291,8 @@ def block_update(until_ms: int) -> ConditionalUpdate:
 def _answer_sets(
     reset_ms: int, limit: int | None, credits: int | None
 ) -> tuple[list[str], dict[str, str], dict[str, Any]]:
-    """What any answer that is written sets: its reset (confirmed), and its limit and credits when it told them."""
+    """What any answer that is written sets: its reset (confirmed), and its limit and credits when it told them.
+    The limiter passes no credits: the figure has its own writes, conditional on the stored one (`credits`)."""
     values: dict[str, Any] = {":reset": reset_ms, ":false": False}
     names = {"#provisional": "provisional"}
     sets = ["window_reset_ms = :reset", "#provisional = :false"]
