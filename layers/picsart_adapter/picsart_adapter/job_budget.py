@@ -90,6 +90,10 @@ class JobBudget:
         if isinstance(decision, Grant) and self._clock() < decision.valid_from:
             # Counted in the second about to begin: sent now, it would land in one that did not count it.
             self._sleep(decision.valid_from - self._clock())
+            # A 429 recorded while it waited holds it until the reset it named: the call looks at the item once
+            # more, so that it is sent straight after a look, never after a wait
+            # (test_a_grant_waiting_for_its_second_is_parked_by_a_429_recorded_meanwhile).
+            decision = self._limiter.recheck() or decision
         if isinstance(decision, Grant) and self._clock() > decision.valid_until:
             decision = Denial(self._clock() + 1.0, "spike (grant expired)")
         return decision
