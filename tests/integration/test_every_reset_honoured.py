@@ -62,11 +62,11 @@ class LimiterWrites:
         which is when a 429 recorded meanwhile must hold them (rule 26). Without it the race is rare."""
         update_item = DynamoDBBackend.update_item
 
-        def recording(backend: Any, table_name: str, key: dict[str, Any], update: str, *args: Any, **kw: Any) -> Any:
-            item = update_item(backend, table_name, key, update, *args, **kw)
+        def recording(backend: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            item = update_item(backend, table_name, key, *args, **kwargs)
             if not str(key.get("pk", {}).get("S", "")).startswith("ratelimit#"):
                 return item
-            if "#blocked" in update:
+            if "#blocked" in str(kwargs.get("update_expression") or (args[0] if args else "")):
                 blocked = item.to_json()["Attributes"].get("blocked_until_ms", {}).get("N")
                 with self._lock:
                     self.blocks.append((time.time(), int(blocked)))
