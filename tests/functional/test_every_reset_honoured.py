@@ -98,3 +98,35 @@ def test_a_grant_that_waited_for_its_second_goes_when_no_429_was_recorded(table:
     decision = budget.take(job)
     assert isinstance(decision, Grant)
     assert clock.now == pytest.approx(SECOND + 1), "sent in the second it was counted in"
+
+
+def test_a_grant_whose_write_lasted_into_its_second_is_held_by_a_429_recorded_meanwhile(
+    table: Any, api_key: str
+) -> None:
+    """A slow write: asked at .9 s, the grant is counted in the next second, and its write comes back 0.2 s into
+    it, with nothing left to wait for. Its look began in the second before, and another environment recorded a 429
+    while the write was on its way back: the call looks again before it goes, and is held until the reset."""
+    clock = Clock(SECOND - 3)
+    learn_window(table, api_key, clock, limit=100, window_s=60)
+    clock.now = SECOND + 0.9
+    waiting, recording = make(table, api_key, clock), make(table, api_key, clock)
+    assert isinstance(recording.acquire(), Grant)
+    reset = SECOND + 5.0
+    write = waiting._write
+
+    def slow_write(update: Any) -> Any:
+        written = write(update)
+        recording.observe(headers(100, 0, str(int(reset * 1000))), throttled=True)
+        clock.now += 0.3
+        return written
+
+    waiting._write = slow_write  # type: ignore[method-assign]
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"waited {seconds} s with its second begun already")
+
+    budget = JobBudget(waiting, RetryPolicy(), clock, no_sleep, has_time_for=lambda _: True)
+    job = Job(UploadedObject(bucket="input", key="uploads/c.png"), attempts_made=0, taken_up_at=clock.now)
+    decision = budget.take(job)
+    assert isinstance(decision, Denial), "the call is not sent"
+    assert (decision.reason, decision.retry_at) == ("blocked", pytest.approx(reset + 0.001, abs=0.002))
