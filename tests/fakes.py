@@ -200,6 +200,9 @@ class FakeLimiter:
     #: ended, and the unit with it).
     recounts: list[Grant | Denial | None] = field(default_factory=list)
     recounted: int = 0
+    #: What recheck answers, in turn, for a grant that waited for its second (None: it may go).
+    rechecks: list[Denial | None] = field(default_factory=list)
+    rechecked: int = 0
     #: The turns place_in_line gives, in order (then the denial's retry_at).
     turns: list[float] = field(default_factory=list)
     #: The balance as this environment's view of the item has it, and as a grant's write returns it (None: as
@@ -222,6 +225,10 @@ class FakeLimiter:
     def recount(self, grant: Grant) -> Grant | Denial | None:
         self.recounted += 1
         return self.recounts.pop(0) if self.recounts else None
+
+    def recheck(self) -> Denial | None:
+        self.rechecked += 1
+        return self.rechecks.pop(0) if self.rechecks else None
 
     def known_denial(self) -> Denial | None:
         return self.known

@@ -229,8 +229,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Uploads through the local stack while the emulator injects faults and execution "
         "environments are killed before the Picsart call, after it, or after the output; then accounts for "
         "every upload (job records, dead-letter queues), counts successful calls per version and orphan "
-        "outputs, prints the figures and writes them to --out. Exits 1 when an upload is lost, an output "
-        "has no succeeded record, or a version was called successfully more often than kills and faults explain.",
+        "outputs, scans every log line, queue message and table item for the API key and signed-URL "
+        "signatures (secret_leaks), prints the figures and writes them to --out. Exits 1 when an upload is "
+        "lost, an output has no succeeded record, a version was called successfully more often than kills and "
+        "faults explain, or a secret leaked.",
     )
     soak.add_argument("--uploads", type=int, default=2000, help="uploads (default 2000)")
     soak.add_argument("--concurrency", type=int, default=16, help="upload function environments (default 16)")

@@ -29,7 +29,9 @@ the step is called again), an answer that came after the client had given up (a 
 invocation that timed out. A successful call that cannot be traced is unexplained. It lists output objects whose
 job record does not say succeeded. It subscribes an SQS queue to the completion events through an EventBridge rule
 (event_tap.py) and matches them to the jobs that ended: exactly one each, a second only after a kill once the event
-was put (`after_event`) or a timed-out invocation. The figures are printed and written to `out/soak.json`.
+was put (`after_event`) or a timed-out invocation. It scans every log line, queue message and table item for the API
+key and for signed-URL signatures (`scan_for_secrets`: `secret_leaks`, which fails the soak unless 0). The figures
+are printed and written to `out/soak.json`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -237,6 +239,7 @@ class SoakReport:
             and f["orphan_outputs"] == 0
             and f["duplicate_successes"]["unexplained"] == 0
             and _events_ok(f.get("completion_events"))
+            and f.get("secret_leaks", 0) == 0
         )
 
 
@@ -311,6 +314,7 @@ def run_soak(
         report = account(env, settings, versions, settled=settled, rules=rules)
         account_completion_events(report, tap.drain(), env, settings)
         tap.stop()
+        report.figures.update(scan_for_secrets(env, settings.log_dir, report.dead_letters, report.completion_events))
         report.figures["local_settings"] = {
             "function_timeout_s": settings.function_timeout_s or "template",
             "delay_queue_visibility_timeout_s": visibility,
@@ -834,6 +838,10 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
     yield f"handler errors     {f['handler_errors']} (invocations that failed, not by a kill or a timeout)" + "".join(
         f"\n  {count:5d} x {_short(message)}" for message, count in f["handler_error_messages"].items()
     )
+    if "secret_leaks" in f:
+        yield f"secret leaks       {f['secret_leaks']} (API key or URL signature) in {f['secrets_scanned']}" + "".join(
+            f"\n  {place}" for place in f["secret_leak_places"]
+        )
     if "local_settings" in f:
         yield f"local settings     {f['local_settings']}"
     if seconds:
@@ -964,3 +972,59 @@ def _settings_record(settings: SoakSettings) -> dict[str, Any]:
         if isinstance(value, Path):
             record[name] = str(value)
     return record
+
+
+# ------------------------------------------------------------------------------------------------- secrets
+
+#: What a signed URL's query carries: its signature, and the credential that signed it. None of it may be kept
+#: anywhere: a presigned `image_url` is a bearer token to the object until it expires.
+SIGNATURE_MARKERS = ("X-Amz-Signature=", "Signature=", "X-Amz-Credential", "AWSAccessKeyId=")
+
+
+def leaks_in(texts: dict[str, str], api_key: str) -> list[str]:
+    """Where the API key or a signed URL's signature appears in `texts` (name -> text), as "<name>: <what>". The
+    key itself is never named: the place is, with "the API key"."""
+    markers = {api_key: "the API key", **{marker: marker for marker in SIGNATURE_MARKERS}}
+    return [f"{name}: {label}" for name, text in texts.items() for marker, label in markers.items() if marker in text]
+
+
+def scan_for_secrets(
+    env: LocalEnvironment,
+    log_dir: Path,
+    dead_letters: Iterable[DeadLetter],
+    completion_events: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The soak's secret scan: every log line (each file under `log_dir`: function logs, X-Ray segments, the
+    crash log), every queue message (S3 notifications and delay-queue batches as the functions received them,
+    dead letters as drained, completion events as the tap's queue delivered them) and every table item, for the
+    API key (the secret's value) and for signed-URL
+    signatures. Figures: `secret_leaks` (how many places), where (`secret_leak_places`, at most 20) and how much
+    was scanned (`secrets_scanned`), so that no leak found in nothing is not taken for a clean run."""
+    assert env.stack is not None
+    assert env.runner is not None
+    secret_name = str(env.stack.template.parameters["PicsartApiKeySecretName"])
+    api_key = env.client("secretsmanager").get_secret_value(SecretId=secret_name)["SecretString"]
+    logs = {
+        str(path): path.read_text(encoding="utf-8", errors="replace")
+        for path in sorted(log_dir.rglob("*"))
+        if path.is_file()
+    }
+    messages = [json.dumps(record.event) for record in env.runner.history()]
+    messages += [json.dumps([letter.body, letter.attributes, letter.message_attributes]) for letter in dead_letters]
+    messages += [json.dumps(event) for event in completion_events]
+    items = scan_table(env)
+    leaks = [
+        *leaks_in(logs, api_key),
+        *leaks_in({f"message {index}": message for index, message in enumerate(messages)}, api_key),
+        *leaks_in({f"{item.get('pk')} {item.get('sk')}": json.dumps(item, default=str) for item in items}, api_key),
+    ]
+    return {
+        "secret_leaks": len(leaks),
+        "secret_leak_places": leaks[:20],
+        "secrets_scanned": {
+            "log_files": len(logs),
+            "log_lines": sum(text.count("\n") for text in logs.values()),
+            "queue_messages": len(messages),
+            "table_items": len(items),
+        },
+    }

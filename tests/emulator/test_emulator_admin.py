@@ -81,6 +81,7 @@ def test_admin_calls_endpoint_lists_records_as_dicts(api: Api) -> None:
         "ratelimit_available",
         "throttled",
         "duration_ms",
+        "reset_at",
     }
 
 

@@ -185,6 +185,28 @@ def test_reset_time_in_seconds_is_at_least_one(make_api: Callable[..., Api]) -> 
     assert throttled.headers["X-Picsart-RateLimit-Reset-Time"] == "1"
 
 
+@pytest.mark.parametrize("fmt", ["epoch_ms", "epoch_s", "seconds"])
+def test_the_call_log_holds_the_reset_each_answer_named(make_api: Callable[..., Api], fmt: str) -> None:
+    """A client's test holds it to the guide's "after a 429, no request until the reset time" from the log alone:
+    each record has its arrival and the reset its header named, in each form."""
+    api = make_api(quota=1, window_seconds=30, reset_time_format=fmt)
+    answers = [api.balance(), api.balance()]
+    records = api.emulator.calls()
+    assert [r.status for r in records] == [200, 429]
+    for answer, record in zip(answers, records, strict=True):
+        header = answer.headers["X-Picsart-RateLimit-Reset-Time"]
+        assert record.reset_at is not None
+        if fmt == "epoch_ms":
+            assert record.reset_at == int(header) / 1000
+        elif fmt == "epoch_s":
+            assert record.reset_at == int(header)
+        else:
+            assert record.reset_at == pytest.approx(record.at + int(header), abs=0.5)
+        assert record.at + 29 <= record.reset_at <= record.at + 32
+    api.http.request("GET", api.emulator.base_url + "/nowhere", headers=api.headers())
+    assert api.emulator.calls()[-1].reset_at is not None, "every /tools/1.0 answer names one"
+
+
 def test_concurrent_calls_are_processed_in_parallel(make_api: Callable[..., Api]) -> None:
     api = make_api(latency_ms=400, quota=100)
 

@@ -247,6 +247,36 @@ def test_a_grant_counted_in_the_next_second_is_sent_in_it_not_before() -> None:
     assert (w.limiter.acquired, w.limiter.recounted, len(w.client.calls)) == (1, 0, 1)
 
 
+def test_a_grant_waiting_for_its_second_is_parked_by_a_429_recorded_meanwhile() -> None:
+    """Guide: after a 429 with a reset time, no request until that time. A grant counted in the next second was
+    taken before another environment recorded a 429; after its wait the call looks at the item once more and is
+    parked until the reset, not sent. No call was made: no attempt is counted against the job."""
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Grant(LimiterState(), valid_from=NOW + 0.3, valid_until=NOW + 1.1)]
+    w.limiter.rechecks = [Denial(retry_at=NOW + 4, reason="blocked")]
+    result = only(w.processor.process(UPLOAD, attempts_made=1))
+    assert result.status is JobStatus.WAITING
+    assert (clock.slept, w.limiter.rechecked, w.client.calls) == ([pytest.approx(0.3)], 1, [])
+    message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert NOW + 4 <= message.due_at <= NOW + 4 + RESET_SPREAD_SECONDS, "back at the 429's reset, not before"
+    assert message.attempt == 1, "no call was made: not an attempt"
+    assert w.jobs.finished[-1]["attempt"] is None
+    assert "blocked" in message.reason
+
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Grant(LimiterState(), valid_from=NOW + 0.3, valid_until=NOW + 1.1)]
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED, "nothing recorded meanwhile: it goes"
+    assert (w.limiter.rechecked, len(w.client.calls)) == (1, 1)
+
+    clock = Clock()
+    w = world(answer(200, SUCCESS_BODY), clock=clock)
+    w.limiter.script = [Grant(LimiterState(), valid_until=NOW + 0.7)]
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
+    assert w.limiter.rechecked == 0, "a call sent straight after its grant's write needs no second look"
+
+
 def test_a_grant_that_keeps_expiring_parks_the_job_rather_than_risk_a_429() -> None:
     w = world(answer(200, SUCCESS_BODY), clock=Clock())
     expired = Grant(LimiterState(), valid_until=NOW - 0.1)

@@ -63,6 +63,8 @@ class JobBudget:
         within SHORT_WAIT_SECONDS (the next second, a reset about to happen) is waited for here. A Denial: the
         job waits for the budget elsewhere."""
         self._preparation_seconds = self._clock() - job.taken_up_at
+        #: When the last look at the item that may clear the call began.
+        looked_at = self._clock()
         decision = self._limiter.acquire()
         #: A unit this job holds whose grant expired during its own (slow) write: it is counted again where
         #: the call will land rather than lost (and a 429 is not worth risking).
@@ -83,13 +85,21 @@ class JobBudget:
                 waits += 1
             else:
                 break
+            looked_at = self._clock()
             recounted = self._limiter.recount(held) if held is not None else None
             if recounted is None:
                 held = None  # its window is over, and the unit with it: a new one is needed
             decision = recounted or self._limiter.acquire()
-        if isinstance(decision, Grant) and self._clock() < decision.valid_from:
-            # Counted in the second about to begin: sent now, it would land in one that did not count it.
-            self._sleep(decision.valid_from - self._clock())
+        if isinstance(decision, Grant) and looked_at < decision.valid_from:
+            # Counted in a second that had not begun when it asked: sent before it, it would land in one that did
+            # not count it, so it waits for it (or its write took until then).
+            if self._clock() < decision.valid_from:
+                self._sleep(decision.valid_from - self._clock())
+            # A 429 recorded meanwhile holds it until the reset it named: the call looks at the item once more, so
+            # that every call is sent straight after a look begun in the second it is counted in
+            # (test_a_grant_waiting_for_its_second_is_parked_by_a_429_recorded_meanwhile,
+            # test_a_grant_whose_write_lasted_into_its_second_is_held_by_a_429_recorded_meanwhile).
+            decision = self._limiter.recheck() or decision
         if isinstance(decision, Grant) and self._clock() > decision.valid_until:
             decision = Denial(self._clock() + 1.0, "spike (grant expired)")
         return decision

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 from werkzeug.wrappers import Request, Response
 
 from .errors import ApiError
-from .state import GatewayState, RateSnapshot, Throttle, format_reset_time
+from .state import GatewayState, RateSnapshot, Throttle, format_reset_time, named_reset
 
 RAW_TARGET_KEY = "picsart_emulator.raw_target"
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
@@ -33,6 +33,8 @@ class Call:
     image_url_expires: int | None = None
     throttled: Throttle | None = None
     snapshot: RateSnapshot | None = None
+    #: The reset the answer's header named (epoch seconds), for the call log.
+    reset_at: float | None = None
 
 
 class Answers:
@@ -45,12 +47,12 @@ class Answers:
         """The four rate-limit and credit headers, from the snapshot taken at admission when there is one."""
         now = time.time()
         snapshot = call.snapshot or self._state.snapshot(now)
+        form = self._state.settings.reset_time_format
+        call.reset_at = named_reset(snapshot.reset_at, now, form)
         return {
             "X-Picsart-RateLimit-Limit": str(snapshot.limit),
             "X-Picsart-RateLimit-Available": str(snapshot.available),
-            "X-Picsart-RateLimit-Reset-Time": format_reset_time(
-                snapshot.reset_at, now, self._state.settings.reset_time_format
-            ),
+            "X-Picsart-RateLimit-Reset-Time": format_reset_time(snapshot.reset_at, now, form),
             "X-Picsart-Credit-Available": str(self._state.credits),
         }
 

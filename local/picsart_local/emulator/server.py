@@ -206,6 +206,7 @@ class PicsartEmulator:
             throttled=call.throttled,
             duration_ms=(time.perf_counter() - call.started) * 1000.0,
             image_url_expires=call.image_url_expires,
+            reset_at=call.reset_at,
         )
         self._state.record(record)
         logger.info(

@@ -41,6 +41,9 @@ class CallRecord:
     throttled: Throttle | None
     duration_ms: float
     image_url_expires: int | None = None
+    #: The reset the answer's `X-Picsart-RateLimit-Reset-Time` named, as epoch seconds (None: no such header),
+    #: so a test can hold the client to the guide's "after a 429, no request until the reset time".
+    reset_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,15 @@ def format_reset_time(reset_at: float, now: float, fmt: ResetTimeFormat) -> str:
     if fmt == "epoch_s":
         return str(math.ceil(reset_at))
     return str(max(1, math.ceil(reset_at - now)))
+
+
+def named_reset(reset_at: float, now: float, fmt: ResetTimeFormat) -> float:
+    """The moment `format_reset_time` names, as epoch seconds (its rounding up included)."""
+    if fmt == "epoch_ms":
+        return math.ceil(reset_at * 1000) / 1000.0
+    if fmt == "epoch_s":
+        return float(math.ceil(reset_at))
+    return now + max(1, math.ceil(reset_at - now))
 
 
 class GatewayState:

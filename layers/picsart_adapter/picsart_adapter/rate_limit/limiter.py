@@ -155,6 +155,20 @@ class FleetRateLimiter:
         self._view = state = LimiterState.from_item(written.item or {})
         return grant_in(state, counted)
 
+    def recheck(self) -> Denial | None:
+        """Look at the item once more (one consistent read, no write) for a granted call that waited for its
+        second: a 429 recorded meanwhile anywhere in the fleet holds it until the reset it named. The call is
+        then sent straight after this look, so no call of the fleet is sent after a 429 was recorded except
+        those whose last look came before it, in that second
+        (test_a_grant_waiting_for_its_second_is_held_by_a_429_another_environment_recorded)."""
+        view = self._read()
+        if view is None:
+            return None
+        self._view = view
+        if view.blocked_until_ms > self._now_ms():
+            return Denial(view.blocked_until_ms / 1000.0, "blocked")
+        return None
+
     def known_denial(self) -> Denial | None:
         """The refusal `acquire` would give from what this environment already knows (no read, no write):
         work that cannot go yet is parked before anything is spent on it."""
@@ -225,14 +239,21 @@ class FleetRateLimiter:
             return
         # Store the reset with the header's precision added: the fleet never opens a window early.
         reset_ms = math.ceil((reset.at + reset.precision) * 1000)
-        limit = headers.limit
-        used = limit - headers.available if limit is not None and headers.available is not None else None
-        if throttled and limit is not None:
-            used = limit  # a 429 means this window is spent, whatever the headers say
         view = self._view
         # Whether this answer is one of the window's first, as the environment's view before any retry tells: a
         # failed write's fresh item counts the grants made since.
         confirming = view is not None and view.confirming_answer(now_ms)
+        if throttled and reset_ms > now_ms and (view is None or view.blocked_until_ms < reset_ms):
+            # Guide: after a 429 with a reset time, no request until that time. The whole fleet is held with
+            # the floor's own field, whatever the window the 429 describes (a spike-arrest 429 names the
+            # quota window's reset, which may be later than the fleet's end of it)
+            # (test_a_429_with_a_reset_holds_the_whole_fleet_until_that_reset).
+            self._block_until(reset_ms)
+        limit = headers.limit
+        used = limit - headers.available if limit is not None and headers.available is not None else None
+        if throttled and limit is not None:
+            used = limit  # a 429 means this window is spent, whatever the headers say
+        view = self._view  # as the block's write, if any, returned it
         for _ in range(3):
             update = updates.answer_update(
                 view,
