@@ -592,6 +592,7 @@ def test_completion_events_go_to_the_named_bus_and_only_there() -> None:
     variables = template()["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["EVENT_BUS_NAME"] == {"Ref": "EventBusName"}
     bus_arn = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"}
+    # The functions that end jobs put their events; the balance check ends none and may put none.
     for function in FUNCTIONS:
         granted = [
             statement["Resource"]
@@ -599,7 +600,7 @@ def test_completion_events_go_to_the_named_bus_and_only_there() -> None:
             for statement in statements(document)
             if "events:PutEvents" in as_list(statement["Action"])
         ]
-        assert granted == [bus_arn], function
+        assert granted == ([] if function == "BalanceFunction" else [bus_arn]), function
 
 
 def test_failed_jobs_reach_the_optional_notification_topic_through_one_rule() -> None:

@@ -70,7 +70,7 @@ def test_the_stand_in_is_tagged_by_its_recipe() -> None:
 def test_sam_gets_the_declared_variables_as_the_local_stack_sets_them(repository_root: Path) -> None:
     with LocalStack(template_path=repository_root / "template.yaml", stack_name="sam-env-vars") as stack:
         document = env_vars_document(stack)
-        assert set(document) == {"UploadFunction", "RetryFunction"}
+        assert set(document) == {"UploadFunction", "RetryFunction", "BalanceFunction"}
         upload = document["UploadFunction"]
         assert set(upload) == set(stack.template.function("UploadFunction").environment)
         assert upload["OUTPUT_BUCKET"] == stack.outputs["OutputBucketName"]
