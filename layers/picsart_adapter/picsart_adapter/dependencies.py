@@ -57,11 +57,17 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     from picsart_adapter.picsart_client import PicsartClient
     from picsart_adapter.processing import ProcessorSettings, UploadProcessor
     from picsart_adapter.rate_limit import FleetRateLimiter
+    from picsart_adapter.rate_limit.hot_item import LIMITER_SDK_ATTEMPTS
     from picsart_adapter.retry_policy import RetryPolicy
     from picsart_adapter.storage import ObjectStore
 
     session = boto3.session.Session()
     table = session.resource("dynamodb").Table(settings.jobs_table)
+    # The limiter's and the circuit's items are touched by every upload: a throttle on them is given back to
+    # the adapter after a few retries, which parks the job rather than hold the invocation (rate_limit/hot_item.py).
+    hot_items = session.resource(
+        "dynamodb", config=Config(retries={"mode": "standard", "total_max_attempts": LIMITER_SDK_ATTEMPTS})
+    ).Table(settings.jobs_table)
     api_key = SecretApiKey(settings.api_key_secret)
     # SigV4 presigned URLs: their lifetime is bounded by ExpiresIn (and the role's session).
     s3 = session.client("s3", config=Config(signature_version="s3v4"))
@@ -85,13 +91,13 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
             floor_seconds=settings.rate_limit_floor_seconds, base_seconds=settings.retry_base_seconds
         ),
         limiter=FleetRateLimiter(
-            table,
+            hot_items,
             api_key,
             spike_per_second=settings.spike_per_second,
             no_reset_floor_seconds=settings.rate_limit_floor_seconds,
         ),
         circuit=FleetCircuit(
-            table,
+            hot_items,
             api_key,
             CircuitSettings(
                 probe_seconds=settings.circuit_probe_seconds,
