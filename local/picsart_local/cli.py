@@ -40,6 +40,7 @@ from picsart_adapter.rules import MatchCriteria, load_rules, output_extension, o
 from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cfn_template import TemplateError
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
+from picsart_local.moto_throttle import PARTITION_READ_UNITS, PARTITION_WRITE_UNITS, ThrottleLimits
 from picsart_local.plan import (
     DEFAULT_SIZE,
     DEFAULT_VERSION_REF,
@@ -258,6 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
     soak.add_argument("--no-prewarm", action="store_true", help="do not start the environments before the uploads")
     soak.add_argument("--out", type=Path, default=Path("out/soak.json"), help="where the figures go")
+    add_item_throttle_arguments(soak)
     soak.set_defaults(run=_run_soak)
     return parser
 
@@ -589,9 +591,38 @@ def _run_soak(args: argparse.Namespace) -> int:
         parameters=_parameters_with_rules(base),
         log_dir=args.log_dir / "soak",
         out=args.out,
+        item_throttle=item_throttle(args),
     )
     report = run_soak(settings, echo=lambda line: print(line, flush=True))
     return 0 if report.ok else 1
+
+
+def add_item_throttle_arguments(parser: argparse.ArgumentParser, scaled: bool = False) -> None:
+    """DynamoDB's per-item throughput cap on the local stack (moto_throttle.py): off unless one is given."""
+    also = ", divided by --time-scale" if scaled else ""
+    parser.add_argument(
+        "--item-wcu",
+        type=float,
+        metavar="UNITS",
+        help=f"cap each DynamoDB item at UNITS write units a second (DynamoDB's per-partition cap: 1000{also})",
+    )
+    parser.add_argument(
+        "--item-rcu",
+        type=float,
+        metavar="UNITS",
+        help=f"cap each DynamoDB item at UNITS read units a second (default with --item-wcu: 3000{also})",
+    )
+
+
+def item_throttle(args: argparse.Namespace, time_scale: float = 1.0) -> ThrottleLimits | None:
+    """The cap `add_item_throttle_arguments` asked for (None: no cap), for a run `time_scale` times slower."""
+    if args.item_wcu is None and args.item_rcu is None:
+        return None
+    limits = ThrottleLimits(
+        write_units_per_second=args.item_wcu if args.item_wcu is not None else PARTITION_WRITE_UNITS,
+        read_units_per_second=args.item_rcu if args.item_rcu is not None else PARTITION_READ_UNITS,
+    )
+    return limits.scaled(time_scale)
 
 
 def _download(env: LocalEnvironment, outcomes: Any, folder: Path) -> None:
