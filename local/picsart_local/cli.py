@@ -219,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         "(its plot is copied beside it as bench.png); `make bench` passes docs/benchmark.md",
     )
     bench.set_defaults(run=_run_bench)
+    add_burst_parser(commands)
 
     soak = commands.add_parser(
         "soak",
@@ -595,6 +596,63 @@ def _run_soak(args: argparse.Namespace) -> int:
     )
     report = run_soak(settings, echo=lambda line: print(line, flush=True))
     return 0 if report.ok else 1
+
+
+def add_burst_parser(commands: Any) -> None:
+    burst = commands.add_parser(
+        "burst",
+        help="a catalogue-sized burst at Picsart's real numbers; makespan, requests, units and cost per upload",
+        description="Uploads a burst through the adapter on the local stack with Picsart's published limits (500 "
+        "calls a minute, spike arrest 300/s), answers taking 1-3 s, and DynamoDB's per-item cap (1,000 write, "
+        "3,000 read units a second) on the table; reports the makespan against the floor, Lambda invocations, "
+        "SQS requests and DynamoDB units per upload, the limiter item's peak writes a second, delay-queue hops "
+        "per upload and the cost per 1,000 uploads at AWS list prices, measured and extrapolated to ten times "
+        "the uploads (docs/burst.md).",
+    )
+    burst.add_argument("--uploads", type=int, default=10_000, help="uploads in the burst (default 10000)")
+    burst.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="run N times slower (every duration times N, every rate divided by N); below 1, faster (default 1)",
+    )
+    burst.add_argument("--concurrency", type=int, default=32, help="execution environments at once (default 32)")
+    burst.add_argument("--timeout", type=float, default=7200.0, help="seconds the run may take (default 7200)")
+    burst.add_argument("--out", type=Path, default=Path("out"), help="where burst.json goes")
+    burst.add_argument("--no-item-cap", action="store_true", help="no DynamoDB per-item cap on the local table")
+    burst.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    burst.add_argument(
+        "--docs",
+        type=Path,
+        help="a docs page whose part between <!-- burst:begin --> and <!-- burst:end --> gets "
+        "the run's table (docs/burst.md)",
+    )
+    add_item_throttle_arguments(burst, scaled=True)
+    burst.set_defaults(run=_run_burst)
+
+
+def _run_burst(args: argparse.Namespace) -> int:
+    from picsart_local.bench.burst import BurstOptions, run_burst
+
+    base = _options(args)
+    options = BurstOptions(
+        uploads=args.uploads,
+        time_scale=args.time_scale,
+        concurrency=args.concurrency,
+        item_throttle=None if args.no_item_cap else (item_throttle(args) or ThrottleLimits()),
+        timeout_s=args.timeout,
+        out=args.out,
+        log_dir=args.log_dir / "burst",
+        template_path=base.template_path,
+        progress=not args.no_progress,
+        docs=args.docs,
+        command="picsart-local burst " + " ".join(sys.argv[2:])
+        if sys.argv[1:2] == ["burst"]
+        else "picsart-local burst",
+    )
+    run_burst(options)
+    return 0
 
 
 def add_item_throttle_arguments(parser: argparse.ArgumentParser, scaled: bool = False) -> None:
