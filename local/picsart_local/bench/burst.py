@@ -108,7 +108,7 @@ def run_burst(options: BurstOptions, stdout: TextIO | None = None, stderr: TextI
     stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     if options.docs is not None:
         _rewritten(options.docs, [])  # a page without its markers fails before the run
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     bench = options.bench()
     plan = plan_strategy(
         "adapter",
@@ -128,11 +128,12 @@ def run_burst(options: BurstOptions, stdout: TextIO | None = None, stderr: TextI
             "picsart": {"quota": PICSART_QUOTA, "window_s": PICSART_WINDOW_S, "spike_per_s": PICSART_SPIKE_PER_S},
             "answer_ms": list(ANSWER_MS),
             "item_throttle": vars(options.item_throttle) if options.item_throttle else None,
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "started_at": started_at,
             "prices_as_of": PRICES_AS_OF,
         },
         "figures": figures,
-        "extrapolated": extrapolate(figures, options.uploads * 10),
+        "extrapolated": extrapolate(figures, options.uploads * 10, figures["arrivals_per_s"]),
+        "extrapolated_at_once": extrapolate(figures, options.uploads * 10, None),
         "adapter": result,
         "duration_s": time.monotonic() - started,
     }
@@ -197,40 +198,69 @@ def cost_per_1000(figures: dict[str, Any]) -> dict[str, float]:
     return costs
 
 
-def extra_hops(uploads: int, quota: int = PICSART_QUOTA, window_s: float = PICSART_WINDOW_S) -> float:
-    """Mean re-delays of a parked upload in a burst of `uploads`: waits spread evenly over the burst's length
-    (uploads / quota windows), each wait making one hop per SQS_MAX_DELAY_S past the first."""
-    length = uploads / quota * window_s
-    if length <= SQS_MAX_DELAY_S:
-        return 0.0
+#: What one park of a job and its return cost beyond the job itself, from the code path (processing.py,
+#: parking.py): before parking, the circuit's read, the upload's head read, the idempotency record put and
+#: released, the job's record started and set waiting, and the limiter's place; then one trip through the delay
+#: queue (a send, a receive, a delete) and a share of a retry invocation (batches of up to 5, counted as 1).
+PARK_COSTS: Final = {"invocations": 1.0, "sqs": 3.0, "ddb_write_units": 5.0, "ddb_read_units": 0.5, "s3_gets": 1.0}
+#: A re-delay (work due more than 900 s ahead) costs its trip and a share of an invocation, no DynamoDB.
+REDELAY_COSTS: Final = {"invocations": 1.0, "sqs": 3.0}
+PICSART_CALLS_PER_S: Final = PICSART_QUOTA / PICSART_WINDOW_S
+
+
+def line_waits(uploads: int, arrivals_per_s: float | None) -> tuple[float, float]:
+    """The share of a burst's uploads that wait in the line, and the mean re-delays of an upload, when `uploads`
+    arrive at `arrivals_per_s` (None: all at once) and Picsart takes PICSART_CALLS_PER_S. The i-th upload waits
+    i * (1/P - 1/A): waits spread evenly from 0 to the line's length; each wait makes one re-delay per
+    SQS_MAX_DELAY_S."""
+    behind = 1.0 / PICSART_CALLS_PER_S - (1.0 / arrivals_per_s if arrivals_per_s else 0.0)
+    if behind <= 0:
+        return 0.0, 0.0
+    waiting = 1.0 - (PICSART_CALLS_PER_S / arrivals_per_s if arrivals_per_s else 0.0)
+    length = uploads * behind
     steps = 1000
-    return sum(math.floor((length * (i + 0.5) / steps) / SQS_MAX_DELAY_S) for i in range(steps)) / steps
+    redelays = sum(math.floor((length * (i + 0.5) / steps) / SQS_MAX_DELAY_S) for i in range(steps)) / steps
+    return waiting, redelays
 
 
-def extrapolate(figures: dict[str, Any], uploads: int) -> dict[str, Any]:
-    """The figures for `uploads` from a measured burst's: per-upload costs as measured, plus the re-delay hops
-    the longer wait adds (each: a Lambda invocation's share, a send, a receive, a delete; no DynamoDB), and the
-    makespan as the floor plus what the measured burst added to its floor."""
-    measured_extra = extra_hops(figures["uploads"])
-    added = extra_hops(uploads) - measured_extra
+def extrapolate(figures: dict[str, Any], uploads: int, arrivals_per_s: float | None) -> dict[str, Any]:
+    """The figures for `uploads` arriving at `arrivals_per_s` (None: all at once), from a measured burst's: its
+    per-upload costs, plus the parks and re-delays the line adds over the measured burst's own (`PARK_COSTS`,
+    `REDELAY_COSTS`, `line_waits`). The makespan is the larger of the floor plus what the measured burst added
+    to its floor, and the time the uploads take to arrive."""
+    waiting, redelays = line_waits(uploads, arrivals_per_s)
+    measured_waiting, measured_redelays = line_waits(figures["uploads"], figures.get("arrivals_per_s"))
+    parks = max(0.0, waiting - max(measured_waiting, figures["delay_queue_hops_per_upload"]))
+    more = max(0.0, redelays - measured_redelays)
     out = dict(figures)
     out["uploads"] = uploads
+    out["arrivals_per_s"] = arrivals_per_s
     floor = metrics.floor_seconds(uploads, PICSART_QUOTA, PICSART_WINDOW_S, PICSART_SPIKE_PER_S, sum(ANSWER_MS) / 2000)
     out["floor_s"] = floor
     # What the burst adds to the floor (its first call, the quota idle between windows, its last answer and
-    # output) is taken as it was measured; the arrival rate as measured too, so the arrival phase grows.
+    # output) is taken as it was measured.
     overhead = (figures["makespan_s"] or floor) - (figures["floor_s"] or 0.0)
-    arrival_s = uploads / figures["arrivals_per_s"] if figures.get("arrivals_per_s") else 0.0
+    arrival_s = uploads / arrivals_per_s if arrivals_per_s else 0.0
     out["makespan_s"] = max(floor + overhead, arrival_s)
     out["makespan_over_floor"] = out["makespan_s"] / floor if floor else None
-    out["delay_queue_hops_per_upload"] = figures["delay_queue_hops_per_upload"] + added
-    out["lambda_invocations_per_upload"] = figures["lambda_invocations_per_upload"] + added
-    out["sqs_requests_per_upload"] = figures["sqs_requests_per_upload"] + 3 * added
-    out["s3_gets_per_upload"] = figures["s3_gets_per_upload"]
+    out["delay_queue_hops_per_upload"] = figures["delay_queue_hops_per_upload"] + parks + more
+    out["lambda_invocations_per_upload"] = (
+        figures["lambda_invocations_per_upload"]
+        + parks * PARK_COSTS["invocations"]
+        + more * REDELAY_COSTS["invocations"]
+    )
+    out["sqs_requests_per_upload"] = (
+        figures["sqs_requests_per_upload"] + parks * PARK_COSTS["sqs"] + more * REDELAY_COSTS["sqs"]
+    )
+    out["ddb_write_units_per_upload"] = figures["ddb_write_units_per_upload"] + parks * PARK_COSTS["ddb_write_units"]
+    out["ddb_read_units_per_upload"] = figures["ddb_read_units_per_upload"] + parks * PARK_COSTS["ddb_read_units"]
+    out["ddb_limiter_write_units_per_upload"] = figures["ddb_limiter_write_units_per_upload"] + parks
+    out["s3_gets_per_upload"] = figures["s3_gets_per_upload"] + parks * PARK_COSTS["s3_gets"]
     for name in ("finished", "lost", "calls", "http_429", "arrival_s", "ddb_throttled_requests"):
         out.pop(name, None)
+    if arrivals_per_s is None:
+        out.pop("limiter_peak_writes_per_s", None)  # all at once: as fast as Lambda takes them up
     out["cost_per_1000_uploads_usd"] = cost_per_1000(out)
-    out["method"] = "extrapolated from the measured burst: per-upload figures plus the added re-delay hops"
     return out
 
 
@@ -266,18 +296,20 @@ ROWS: Final = (
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    measured, extrapolated = report["figures"], report["extrapolated"]
-    rows = [["figure", f"measured ({measured['uploads']:,})", f"extrapolated ({extrapolated['uploads']:,})"]]
+    columns = [report["figures"], report["extrapolated"], report["extrapolated_at_once"]]
+    rows = [
+        [
+            "figure",
+            f"measured ({columns[0]['uploads']:,})",
+            f"extrapolated ({columns[1]['uploads']:,}, same arrival rate)",
+            f"extrapolated ({columns[2]['uploads']:,}, all at once)",
+        ]
+    ]
     for name, label, shape in ROWS:
-        rows.append([label, _shown(measured.get(name), shape), _shown(extrapolated.get(name), shape)])
+        rows.append([label, *(_shown(column.get(name), shape) for column in columns)])
     for service in ("lambda", "sqs", "dynamodb", "s3", "total"):
-        rows.append(
-            [
-                f"cost / 1,000 uploads, {service} (USD)",
-                f"{measured['cost_per_1000_uploads_usd'][service]:.4f}",
-                f"{extrapolated['cost_per_1000_uploads_usd'][service]:.4f}",
-            ]
-        )
+        costs = [f"{column['cost_per_1000_uploads_usd'][service]:.4f}" for column in columns]
+        rows.append([f"cost / 1,000 uploads, {service} (USD)", *costs])
     return rows
 
 
@@ -304,7 +336,7 @@ def markdown_lines(report: dict[str, Any], command: str) -> list[str]:
     ]
     rows = table_rows(report)
     lines.append("| " + " | ".join(rows[0]) + " |")
-    lines.append("| --- | --: | --: |")
+    lines.append("| --- | --: | --: | --: |")
     lines.extend("| " + " | ".join(row) + " |" for row in rows[1:])
     return lines
 
