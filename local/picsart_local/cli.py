@@ -647,12 +647,23 @@ def _run_burst(args: argparse.Namespace) -> int:
         template_path=base.template_path,
         progress=not args.no_progress,
         docs=args.docs,
-        command="picsart-local burst " + " ".join(sys.argv[2:])
-        if sys.argv[1:2] == ["burst"]
-        else "picsart-local burst",
+        command=_burst_command(args),
     )
     run_burst(options)
     return 0
+
+
+def _burst_command(args: argparse.Namespace) -> str:
+    """The burst's command as the docs page shows it: the settings that shape the figures."""
+    parts = ["picsart-local burst", f"--uploads {args.uploads}", f"--time-scale {args.time_scale:g}"]
+    if args.no_item_cap:
+        parts.append("--no-item-cap")
+    for name, value in (("item-wcu", args.item_wcu), ("item-rcu", args.item_rcu)):
+        if value is not None:
+            parts.append(f"--{name} {value:g}")
+    if args.capped_items:
+        parts.append(f"--capped-items {args.capped_items}")
+    return " ".join(parts)
 
 
 def add_item_throttle_arguments(parser: argparse.ArgumentParser, scaled: bool = False) -> None:
@@ -670,15 +681,23 @@ def add_item_throttle_arguments(parser: argparse.ArgumentParser, scaled: bool = 
         metavar="UNITS",
         help=f"cap each DynamoDB item at UNITS read units a second (default with --item-wcu: 3000{also})",
     )
+    parser.add_argument(
+        "--capped-items",
+        metavar="PREFIXES",
+        help="cap only the items whose partition key starts with one of these comma-separated prefixes (e.g. "
+        "ratelimit,circuit); default: every item, as DynamoDB does",
+    )
 
 
 def item_throttle(args: argparse.Namespace, time_scale: float = 1.0) -> ThrottleLimits | None:
     """The cap `add_item_throttle_arguments` asked for (None: no cap), for a run `time_scale` times slower."""
-    if args.item_wcu is None and args.item_rcu is None:
+    if args.item_wcu is None and args.item_rcu is None and args.capped_items is None:
         return None
+    prefixes = tuple(p.strip() for p in args.capped_items.split(",") if p.strip()) if args.capped_items else None
     limits = ThrottleLimits(
         write_units_per_second=args.item_wcu if args.item_wcu is not None else PARTITION_WRITE_UNITS,
         read_units_per_second=args.item_rcu if args.item_rcu is not None else PARTITION_READ_UNITS,
+        prefixes=prefixes,
     )
     return limits.scaled(time_scale)
 

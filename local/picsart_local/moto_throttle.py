@@ -22,7 +22,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from moto.dynamodb.responses import DynamoHandler
@@ -42,6 +42,9 @@ class ThrottleLimits:
 
     write_units_per_second: float = PARTITION_WRITE_UNITS
     read_units_per_second: float = PARTITION_READ_UNITS
+    #: The partition key prefixes (before "#": "ratelimit", "circuit", "idempotency", "object") whose items are
+    #: capped; None: every item, as in DynamoDB.
+    prefixes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.write_units_per_second <= 0 or self.read_units_per_second <= 0:
@@ -49,7 +52,14 @@ class ThrottleLimits:
 
     def scaled(self, time_scale: float) -> ThrottleLimits:
         """The caps of a run whose time goes `time_scale` times slower (every duration times it)."""
-        return ThrottleLimits(self.write_units_per_second / time_scale, self.read_units_per_second / time_scale)
+        return replace(
+            self,
+            write_units_per_second=self.write_units_per_second / time_scale,
+            read_units_per_second=self.read_units_per_second / time_scale,
+        )
+
+    def caps(self, item: str) -> bool:
+        return self.prefixes is None or _prefix(item) in self.prefixes
 
 
 @dataclass
@@ -80,6 +90,8 @@ class ItemThrottle:
 
     def admit(self, item: str, kind: str, units: float) -> bool:
         """Whether the item has `units` of `kind` ("write" or "read") left this moment; taken if so."""
+        if not self.limits.caps(item):
+            return True
         rate = self.limits.write_units_per_second if kind == "write" else self.limits.read_units_per_second
         now = self.clock()
         with self._lock:

@@ -46,10 +46,18 @@ def test_a_refused_request_consumes_nothing() -> None:
     assert model.admit("x", "write", 1.0), "the refused requests took no units"
 
 
+def test_only_the_items_named_by_prefix_are_capped_when_prefixes_are_given() -> None:
+    model = ItemThrottle(ThrottleLimits(1, 1, prefixes=("ratelimit",)), clock=Clock())
+    assert model.admit("ratelimit#a", "write", 1.0)
+    assert not model.admit("ratelimit#a", "write", 1.0)
+    assert all(model.admit("idempotency#picsart-call", "write", 1.0) for _ in range(10)), "not capped"
+
+
 def test_limits_must_be_positive_and_scale_with_time() -> None:
     with pytest.raises(ValueError, match="positive"):
         ThrottleLimits(write_units_per_second=0)
     assert ThrottleLimits(1000, 3000).scaled(10) == ThrottleLimits(100, 300)
+    assert ThrottleLimits(10, 30, prefixes=("circuit",)).scaled(2) == ThrottleLimits(5, 15, prefixes=("circuit",))
 
 
 def test_a_stack_without_a_cap_never_throttles_and_one_with_a_cap_does(repository_root: Path) -> None:

@@ -157,6 +157,7 @@ def burst_figures(result: dict[str, Any], options: BurstOptions) -> dict[str, An
         "finished": result["finished"],
         "lost": result["lost"],
         "calls": result["calls"],
+        "duplicate_calls": result["duplicate_calls"],
         "http_429": result["http_429"],
         "makespan_s": _scaled(result["makespan_s"], scale),
         "floor_s": _scaled(result["floor_s"], scale),
@@ -172,7 +173,8 @@ def burst_figures(result: dict[str, Any], options: BurstOptions) -> dict[str, An
         "ddb_limiter_write_units_per_upload": result["ddb_write_units_by_partition"].get("ratelimit", 0.0) / uploads,
         # Per real second: the run's count in one of its seconds covers 1/scale real seconds.
         "limiter_peak_writes_per_s": result["ddb_limiter_peak_writes_per_s"] * scale,
-        "ddb_throttled_requests": result["ddb_throttled_requests"],
+        # Counted by the cap's model: a throttled request never reaches moto's handler, nor the meter behind it.
+        "ddb_throttled_requests": sum(result["ddb_throttled_by_partition"].values()),
         "ddb_throttled_by_partition": result["ddb_throttled_by_partition"],
         "delay_queue_hops_per_upload": delay_sends / uploads,
         # S3: the output written, and reads of the upload (each take-up reads its head; Picsart fetches it once).
@@ -256,7 +258,7 @@ def extrapolate(figures: dict[str, Any], uploads: int, arrivals_per_s: float | N
     out["ddb_read_units_per_upload"] = figures["ddb_read_units_per_upload"] + parks * PARK_COSTS["ddb_read_units"]
     out["ddb_limiter_write_units_per_upload"] = figures["ddb_limiter_write_units_per_upload"] + parks
     out["s3_gets_per_upload"] = figures["s3_gets_per_upload"] + parks * PARK_COSTS["s3_gets"]
-    for name in ("finished", "lost", "calls", "http_429", "arrival_s", "ddb_throttled_requests"):
+    for name in ("finished", "lost", "calls", "duplicate_calls", "http_429", "arrival_s", "ddb_throttled_requests"):
         out.pop(name, None)
     if arrivals_per_s is None:
         out.pop("limiter_peak_writes_per_s", None)  # all at once: as fast as Lambda takes them up
@@ -279,6 +281,7 @@ ROWS: Final = (
     ("uploads", "uploads", "{:,.0f}"),
     ("lost", "lost (no output)", "{:,.0f}"),
     ("http_429", "429s", "{:,.0f}"),
+    ("duplicate_calls", "calls paid twice", "{:,.0f}"),
     ("makespan_s", "makespan (s)", "{:,.0f}"),
     ("floor_s", "floor (s)", "{:,.0f}"),
     ("makespan_over_floor", "makespan / floor", "{:.3f}"),
