@@ -42,6 +42,7 @@ from picsart_adapter.rules import MatchCriteria, load_rules, output_extension, o
 from picsart_adapter.s3_events import parse_s3_event
 from picsart_local.cfn_template import TemplateError
 from picsart_local.environment import REPOSITORY_ROOT, LocalEnvironment, LocalOptions, UploadOutcome
+from picsart_local.moto_throttle import PARTITION_READ_UNITS, PARTITION_WRITE_UNITS, ThrottleLimits
 from picsart_local.plan import (
     DEFAULT_SIZE,
     DEFAULT_VERSION_REF,
@@ -222,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
         "(its plot is copied beside it as bench.png); `make bench` passes docs/benchmark.md",
     )
     bench.set_defaults(run=_run_bench)
+    add_burst_parser(commands)
 
     soak = commands.add_parser(
         "soak",
@@ -267,6 +269,7 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
     soak.add_argument("--no-prewarm", action="store_true", help="do not start the environments before the uploads")
     soak.add_argument("--out", type=Path, default=Path("out/soak.json"), help="where the figures go")
+    add_item_throttle_arguments(soak)
     soak.set_defaults(run=_run_soak)
     return parser
 
@@ -748,9 +751,114 @@ def _run_soak(args: argparse.Namespace) -> int:
         parameters=_parameters_with_rules(base),
         log_dir=args.log_dir / "soak",
         out=args.out,
+        item_throttle=item_throttle(args),
     )
     report = run_soak(settings, echo=lambda line: print(line, flush=True))
     return 0 if report.ok else 1
+
+
+def add_burst_parser(commands: Any) -> None:
+    burst = commands.add_parser(
+        "burst",
+        help="a catalogue-sized burst at Picsart's real numbers; makespan, requests, units and cost per upload",
+        description="Uploads a burst through the adapter on the local stack with Picsart's published limits (500 "
+        "calls a minute, spike arrest 300/s), answers taking 1-3 s, and DynamoDB's per-item cap (1,000 write, "
+        "3,000 read units a second) on the table; reports the makespan against the floor, Lambda invocations, "
+        "SQS requests and DynamoDB units per upload, the limiter item's peak writes a second, delay-queue hops "
+        "per upload and the cost per 1,000 uploads at AWS list prices, measured and extrapolated to ten times "
+        "the uploads (docs/burst.md).",
+    )
+    burst.add_argument("--uploads", type=int, default=10_000, help="uploads in the burst (default 10000)")
+    burst.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="run N times slower (every duration times N, every rate divided by N); below 1, faster (default 1)",
+    )
+    burst.add_argument("--concurrency", type=int, default=32, help="execution environments at once (default 32)")
+    burst.add_argument("--timeout", type=float, default=7200.0, help="seconds the run may take (default 7200)")
+    burst.add_argument("--out", type=Path, default=Path("out"), help="where burst.json goes")
+    burst.add_argument("--no-item-cap", action="store_true", help="no DynamoDB per-item cap on the local table")
+    burst.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    burst.add_argument(
+        "--docs",
+        type=Path,
+        help="a docs page whose part between <!-- burst:begin --> and <!-- burst:end --> gets "
+        "the run's table (docs/burst.md)",
+    )
+    add_item_throttle_arguments(burst, scaled=True)
+    burst.set_defaults(run=_run_burst)
+
+
+def _run_burst(args: argparse.Namespace) -> int:
+    from picsart_local.bench.burst import BurstOptions, run_burst
+
+    base = _options(args)
+    options = BurstOptions(
+        uploads=args.uploads,
+        time_scale=args.time_scale,
+        concurrency=args.concurrency,
+        item_throttle=None if args.no_item_cap else (item_throttle(args) or ThrottleLimits()),
+        timeout_s=args.timeout,
+        out=args.out,
+        log_dir=args.log_dir / "burst",
+        template_path=base.template_path,
+        progress=not args.no_progress,
+        docs=args.docs,
+        command=_burst_command(args),
+    )
+    run_burst(options)
+    return 0
+
+
+def _burst_command(args: argparse.Namespace) -> str:
+    """The burst's command as the docs page shows it: the settings that shape the figures."""
+    parts = ["picsart-local burst", f"--uploads {args.uploads}", f"--time-scale {args.time_scale:g}"]
+    if args.no_item_cap:
+        parts.append("--no-item-cap")
+    for name, value in (("item-wcu", args.item_wcu), ("item-rcu", args.item_rcu)):
+        if value is not None:
+            parts.append(f"--{name} {value:g}")
+    if args.capped_items:
+        parts.append(f"--capped-items {args.capped_items}")
+    return " ".join(parts)
+
+
+def add_item_throttle_arguments(parser: argparse.ArgumentParser, scaled: bool = False) -> None:
+    """DynamoDB's per-item throughput cap on the local stack (moto_throttle.py): off unless one is given."""
+    also = ", divided by --time-scale" if scaled else ""
+    parser.add_argument(
+        "--item-wcu",
+        type=float,
+        metavar="UNITS",
+        help=f"cap each DynamoDB item at UNITS write units a second (DynamoDB's per-partition cap: 1000{also})",
+    )
+    parser.add_argument(
+        "--item-rcu",
+        type=float,
+        metavar="UNITS",
+        help=f"cap each DynamoDB item at UNITS read units a second (default with --item-wcu: 3000{also})",
+    )
+    parser.add_argument(
+        "--capped-items",
+        metavar="PREFIXES",
+        help="cap only the items whose partition key starts with one of these comma-separated prefixes (e.g. "
+        "ratelimit,circuit); default: every item, as DynamoDB does",
+    )
+
+
+def item_throttle(args: argparse.Namespace, time_scale: float = 1.0) -> ThrottleLimits | None:
+    """The cap `add_item_throttle_arguments` asked for (None: no cap), for a run `time_scale` times slower."""
+    if args.item_wcu is None and args.item_rcu is None and args.capped_items is None:
+        return None
+    prefixes = tuple(p.strip() for p in args.capped_items.split(",") if p.strip()) if args.capped_items else None
+    limits = ThrottleLimits(
+        write_units_per_second=args.item_wcu if args.item_wcu is not None else PARTITION_WRITE_UNITS,
+        read_units_per_second=args.item_rcu if args.item_rcu is not None else PARTITION_READ_UNITS,
+        prefixes=prefixes,
+    )
+    return limits.scaled(time_scale)
 
 
 def _download(env: LocalEnvironment, outcomes: Any, folder: Path) -> None:

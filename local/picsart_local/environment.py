@@ -18,6 +18,7 @@ from typing import Any
 from picsart_adapter.jobs import JobStatus, JobStore, split_sort_key
 from picsart_adapter.s3_events import MalformedEventError, parse_s3_event
 from picsart_local.emulator import EmulatorSettings, PicsartEmulator
+from picsart_local.moto_throttle import ThrottleLimits
 from picsart_local.runner import LocalRunner
 from picsart_local.stack import LocalStack
 
@@ -55,6 +56,8 @@ class LocalOptions:
     event_sources: bool = True
     #: Initialise every execution environment before the first event (see LocalRunner.prewarm).
     prewarm: bool = False
+    #: DynamoDB's per-item throughput cap on the stack's tables (moto_throttle.py); None: no cap (moto's own).
+    item_throttle: ThrottleLimits | None = None
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> LocalOptions:
@@ -113,6 +116,7 @@ class LocalEnvironment:
                 secrets={secret_name: api_key},
                 function_environment=options.function_environment,
                 rules_file=options.rules_file,
+                item_throttle=options.item_throttle,
             )
             self.stack.start()
             options.log_dir.mkdir(parents=True, exist_ok=True)

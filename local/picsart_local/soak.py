@@ -70,6 +70,7 @@ from picsart_local.crash_points import EXIT_STATUS, CrashSettings, read_crash_lo
 from picsart_local.emulator import EmulatorSettings
 from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
 from picsart_local.event_tap import EventTap
+from picsart_local.moto_throttle import ThrottleLimits
 from picsart_local.samples import product_photo
 
 #: Job statuses that end a job.
@@ -129,6 +130,8 @@ class SoakSettings:
     parameters: dict[str, str] = field(default_factory=dict)
     log_dir: Path = field(default_factory=lambda: Path("out") / "logs")
     out: Path | None = field(default_factory=lambda: Path("out") / "soak.json")
+    #: DynamoDB's per-item throughput cap on the stack's table (moto_throttle.py); None: no cap.
+    item_throttle: ThrottleLimits | None = None
 
     def __post_init__(self) -> None:
         if self.uploads < 1 or self.concurrency < 1 or self.upload_threads < 1:
@@ -201,6 +204,7 @@ class SoakSettings:
             log_dir=self.log_dir,
             upload_concurrency=self.concurrency,
             prewarm=self.prewarm,
+            item_throttle=self.item_throttle,
         )
 
 
@@ -321,6 +325,7 @@ def run_soak(
             "max_attempts": env.stack.template.parameters.get("MaxAttempts") if env.stack else None,
             "picsart_timeout_s": settings.client_timeout_s,
         }
+        report.figures["item_throttle"] = item_throttle_figures(env)
         report.figures["seconds"] = {
             "stack_start": round(ready - started, 1),
             "uploads": round((uploaded_at or settled_at) - ready, 1),
@@ -964,6 +969,17 @@ def completion_event_lines(figures: dict[str, Any] | None) -> Iterable[str]:
         f"{figures['dead_lettered_without_code']} dead-lettered by Lambda or SQS (no event by design); "
         f"{figures['undelivered_logged']} undelivered"
     )
+
+
+def item_throttle_figures(env: LocalEnvironment) -> dict[str, Any] | None:
+    """What DynamoDB's per-item cap refused (requests, by partition prefix and kind); None: no cap."""
+    if env.stack is None or env.stack.item_throttle is None:
+        return None
+    refused: Counter[str] = Counter()
+    for model in env.stack.throttles.values():
+        for (prefix, kind), count in model.throttled.items():
+            refused[f"{prefix} {kind}"] += count
+    return {**asdict(env.stack.item_throttle), "throttled_requests": dict(sorted(refused.items()))}
 
 
 def _settings_record(settings: SoakSettings) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from picsart_local.cfn_template import (
 )
 from picsart_local.moto_atomic import serialize_dynamodb_writes, serialize_sqs_queues
 from picsart_local.moto_speedups import speed_up_moto
+from picsart_local.moto_throttle import ItemThrottle, ThrottleLimits, release_table, throttle_table
 from picsart_local.wsgi_server import make_threaded_server
 
 if TYPE_CHECKING:
@@ -325,6 +326,7 @@ class LocalStack:
         function_environment: Mapping[str, str] | None = None,
         host: str = "127.0.0.1",
         rules_file: Path | None = None,
+        item_throttle: ThrottleLimits | None = None,
     ) -> None:
         self.template_path = Path(template_path).resolve()
         self.stack_name = stack_name
@@ -348,6 +350,10 @@ class LocalStack:
         self._session_lock = threading.Lock()
         self._session: boto3.session.Session | None = None
         self._created: list[tuple[str, str]] = []  # (kind, identifier) to delete on stop, in creation order
+        #: Each item's throughput cap on the stack's tables, off (None) unless asked for (moto_throttle.py).
+        self.item_throttle = item_throttle
+        #: The cap's model per table while the stack runs: what it refused.
+        self.throttles: dict[str, ItemThrottle] = {}
 
     # -- lifecycle
 
@@ -581,6 +587,8 @@ class LocalStack:
                 logger.warning("table %s: property %s is not applied locally", resource.logical_id, key)
         dynamodb.create_table(**request)
         self._created.append(("table", name))
+        if self.item_throttle is not None:
+            self.throttles[name] = throttle_table(name, self.item_throttle)
         if "TimeToLiveSpecification" in later:
             ttl = properties["TimeToLiveSpecification"]
             if bool(ttl.get("Enabled", False)):
@@ -680,6 +688,8 @@ class LocalStack:
                 s3.delete_objects(Bucket=identifier, Delete=chunk)
             s3.delete_bucket(Bucket=identifier)
         elif kind == "table":
+            release_table(identifier)
+            self.throttles.pop(identifier, None)
             self.client("dynamodb").delete_table(TableName=identifier)
         elif kind == "queue":
             self.client("sqs").delete_queue(QueueUrl=identifier)

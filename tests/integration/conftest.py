@@ -12,6 +12,7 @@ from PIL import Image
 
 from picsart_local.emulator import EmulatorSettings
 from picsart_local.environment import LocalEnvironment, LocalOptions
+from picsart_local.moto_throttle import ThrottleLimits
 from picsart_local.samples import product_photo
 
 #: Settings the template leaves at production values, shortened so tests do not wait a real minute.
@@ -28,6 +29,7 @@ def start_environment(
     prewarm: bool = False,
     function_environment: dict[str, str] | None = None,
     rules_file: Path | None = None,
+    item_throttle: ThrottleLimits | None = None,
 ) -> LocalEnvironment:
     options = LocalOptions(
         stack_name=f"it-{name}",
@@ -39,6 +41,7 @@ def start_environment(
         event_sources=event_sources,
         prewarm=prewarm,
         rules_file=rules_file,
+        item_throttle=item_throttle,
     )
     return LocalEnvironment(options).start()
 

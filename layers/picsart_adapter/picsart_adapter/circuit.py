@@ -28,9 +28,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from picsart_adapter.conditional_write import update_item
 from picsart_adapter.outcomes import Outcome
 from picsart_adapter.rate_limit import key_fingerprint
+from picsart_adapter.rate_limit.hot_item import is_throttle, throttled_denial
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -108,8 +111,16 @@ class FleetCircuit:
 
     # -- before a call ---------------------------------------------------------------------------------
     def admit(self) -> Admission:
-        """May this invocation call Picsart now? One read while closed; one conditional write to probe."""
-        item = self._table.get_item(Key=self._item_key).get("Item") or {}
+        """May this invocation call Picsart now? One read while closed; one conditional write to probe. The item
+        throttled by DynamoDB (every attempt reads it): no call, the job waits a short jittered while, as for the
+        limiter's item (test_a_throttled_circuit_read_holds_the_job_without_a_call)."""
+        try:
+            item = self._table.get_item(Key=self._item_key).get("Item") or {}
+        except ClientError as error:
+            if not is_throttle(error):
+                raise
+            denial = throttled_denial(self._clock(), "circuit read")
+            return Open(denial.retry_at, "the circuit item is throttled by DynamoDB (the circuit is not open)")
         if item.get("state") != OPEN:
             return Closed(_int(item.get("validation_streak")))
         now_ms = self._now_ms()

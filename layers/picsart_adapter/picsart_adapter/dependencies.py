@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from picsart_adapter.config import AdapterSettings, ConfigurationError, get_settings
 
 if TYPE_CHECKING:
+    from boto3.session import Session
     from mypy_boto3_dynamodb.service_resource import Table
 
     from picsart_adapter.balance_check import BalanceCheck
@@ -67,6 +68,7 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     session = boto3.session.Session()
     events_config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
     table = session.resource("dynamodb").Table(settings.jobs_table)
+    hot_items = hot_items_table(session, settings)
     api_key = SecretApiKey(settings.api_key_secret)
     # SigV4 presigned URLs: their lifetime is bounded by ExpiresIn (and the role's session).
     s3 = session.client("s3", config=Config(signature_version="s3v4"))
@@ -90,9 +92,9 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
         retry_policy=RetryPolicy(
             floor_seconds=settings.rate_limit_floor_seconds, base_seconds=settings.retry_base_seconds
         ),
-        limiter=fleet_limiter(settings, table, api_key),
+        limiter=fleet_limiter(settings, hot_items, api_key),
         circuit=FleetCircuit(
-            table,
+            hot_items,
             api_key,
             CircuitSettings(
                 probe_seconds=settings.circuit_probe_seconds,
@@ -108,6 +110,18 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
         # hold the invocation for the SDK's default minute per connection.
         events=CompletionEvents(session.client("events", config=events_config), settings.event_bus_name),
     )
+
+
+def hot_items_table(session: Session, settings: AdapterSettings) -> Table:
+    """The table as the limiter and the circuit use it. Their items are touched by every upload: a throttle on
+    them is given back to the adapter after a few retries, which parks the job rather than hold the invocation
+    (rate_limit/hot_item.py)."""
+    from botocore.config import Config
+
+    from picsart_adapter.rate_limit.hot_item import LIMITER_SDK_ATTEMPTS
+
+    config = Config(retries={"mode": "standard", "total_max_attempts": LIMITER_SDK_ATTEMPTS})
+    return session.resource("dynamodb", config=config).Table(settings.jobs_table)
 
 
 def fleet_limiter(settings: AdapterSettings, table: Table, api_key: SecretApiKey) -> FleetRateLimiter:
@@ -129,7 +143,7 @@ def build_balance_check(settings: AdapterSettings) -> BalanceCheck:
     from picsart_adapter.balance_check import BalanceCheck
     from picsart_adapter.picsart_client import PicsartClient
 
-    table = boto3.session.Session().resource("dynamodb").Table(settings.jobs_table)
+    table = hot_items_table(boto3.session.Session(), settings)
     api_key = SecretApiKey(settings.api_key_secret)
     client = PicsartClient(settings.picsart_base_url, api_key, timeout_seconds=settings.request_timeout_seconds)
     return BalanceCheck(fleet_limiter(settings, table, api_key), client)

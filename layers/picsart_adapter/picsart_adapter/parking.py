@@ -20,6 +20,7 @@ from picsart_adapter.observability import MetricUnit, logger, metrics
 from picsart_adapter.outcomes import Outcome
 from picsart_adapter.outputs import Outputs
 from picsart_adapter.rate_limit import Denial
+from picsart_adapter.rate_limit.hot_item import THROTTLED
 from picsart_adapter.retry_policy import MAX_POLLS, RetryPolicy
 
 __all__ = ["MAX_IN_FLIGHT_SECONDS", "Parking"]
@@ -128,7 +129,12 @@ class Parking:
         The record is updated for a new upload, or when this attempt already marked it as processing."""
         now = self._clock()
         due_at = self._budget.due_back_at(job, denial, now)
-        message = job.message(due_at, f"rate limit: the fleet's {denial.reason} budget is spent")
+        why = (
+            "the limiter item is throttled by DynamoDB"
+            if denial.reason == THROTTLED
+            else f"the fleet's {denial.reason} budget is spent"
+        )
+        message = job.message(due_at, f"rate limit: {why}")
         self._park(job, message, now, record=record or not job.resumed)
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)

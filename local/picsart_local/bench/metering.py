@@ -35,6 +35,8 @@ BENCH: Final = "bench"
 LOCAL: Final = "local"
 DYNAMODB_WRITES: Final = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 DYNAMODB_READS: Final = frozenset({"GetItem"})
+#: DynamoDB's answer to a request over a partition's throughput cap (moto_throttle.py models it).
+THROTTLE_ERROR: Final = "ProvisionedThroughputExceededException"
 
 
 def origin_of(user_agent: str) -> str:
@@ -68,6 +70,8 @@ class DynamoDBRequest:
     partition: str
     read_units: float | None
     write_units: float | None
+    #: Refused for the partition's throughput cap: it consumed no units.
+    throttled: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,11 @@ def _metered_dynamodb(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
         else:
             answer = original(handler)
             reads = writes = None
+        throttled = _is_throttle(answer)
+        if throttled:
+            reads = writes = None
         origin = origin_of(str(handler.headers.get("User-Agent", "")))
-        meter._add(DynamoDBRequest(time.time(), origin, action, table, _partition(params), reads, writes))
+        meter._add(DynamoDBRequest(time.time(), origin, action, table, _partition(params), reads, writes, throttled))
         return answer
 
     return call_action
@@ -212,6 +219,14 @@ def _metered_put(original: Callable[..., Any]) -> Callable[..., Any]:
         return answer
 
     return put_object
+
+
+def _is_throttle(answer: Any) -> bool:
+    """Whether moto's answer (status, headers, body) is a throughput-cap refusal."""
+    if not isinstance(answer, tuple) or len(answer) != 3 or answer[0] != 400:
+        return False
+    body = answer[2]
+    return THROTTLE_ERROR in (body.decode() if isinstance(body, bytes) else str(body))
 
 
 def _target_action(handler: Any) -> str:

@@ -406,17 +406,17 @@ def _markdown_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(shown) + " |"
 
 
-def rewrite_between_markers(text: str, block: Sequence[str]) -> str:
+def rewrite_between_markers(text: str, block: Sequence[str], begin: str = DOCS_BEGIN, end: str = DOCS_END) -> str:
     """`text` with the lines between DOCS_BEGIN and DOCS_END replaced by `block`; the markers and all else kept.
 
     Raises DocsMarkersError unless each marker is on a line of its own, once, the begin before the end.
     """
     lines = text.splitlines(keepends=True)
-    begins = [index for index, line in enumerate(lines) if line.strip() == DOCS_BEGIN]
-    ends = [index for index, line in enumerate(lines) if line.strip() == DOCS_END]
+    begins = [index for index, line in enumerate(lines) if line.strip() == begin]
+    ends = [index for index, line in enumerate(lines) if line.strip() == end]
     if len(begins) != 1 or len(ends) != 1 or begins[0] > ends[0]:
         raise DocsMarkersError(
-            f"the docs page needs the lines {DOCS_BEGIN} and {DOCS_END}, once each and in that order "
+            f"the docs page needs the lines {begin} and {end}, once each and in that order "
             f"(found {len(begins)} and {len(ends)}); it is not written"
         )
     replaced = [line + "\n" for line in block]

@@ -59,6 +59,7 @@ from picsart_local.cfn_template import load_template
 from picsart_local.emulator import EmulatorSettings, PicsartEmulator
 from picsart_local.emulator.settings import ResetTimeFormat
 from picsart_local.environment import LocalEnvironment, LocalOptions, default_template
+from picsart_local.moto_throttle import ThrottleLimits
 from picsart_local.samples import SAMPLE_SIZE, SAMPLES, product_photo
 
 if TYPE_CHECKING:
@@ -123,6 +124,10 @@ class BenchOptions:
     #: Longest wait for one strategy's burst to finish; uploads not done by then are lost.
     timeout_s: float = 900.0
     latency_ms: float = 0.0
+    #: Up to this much more answer time per call, drawn uniformly (the emulator's latency_spread_ms).
+    latency_spread_ms: float = 0.0
+    #: DynamoDB's per-item throughput cap on the stack (moto_throttle.py); None: no cap.
+    item_throttle: ThrottleLimits | None = None
     #: MaximumConcurrency of the concurrency-cap strategy; None: from the quota and the call latency.
     cap_concurrency: int | None = None
     adapter_reset_form: ResetTimeFormat = "epoch_ms"
@@ -278,10 +283,12 @@ def run_strategy(
             spike_per_second=options.spike,
             reset_time_format=plan.reset_time_format,
             latency_ms=options.latency_ms,
+            latency_spread_ms=options.latency_spread_ms,
         ),
         log_dir=log_dir,
         upload_concurrency=options.concurrency,
         prewarm=True,
+        item_throttle=options.item_throttle,
     )
     if rules is not None:
         keys = [f"uploads/pipeline-{number:04d}.png" for number in range(options.uploads_of_pipeline(rules.steps))]
@@ -326,6 +333,11 @@ def run_strategy(
                 steps = step_counts([c.status for c in records], attributed, rules.steps)
             history = env.runner.history()
             queues = {resource.attribute("QueueName") for resource in env.stack.template.queues}
+            throttled = {
+                f"{prefix} {kind}": count
+                for model in env.stack.throttles.values()
+                for (prefix, kind), count in model.throttled.items()
+            }
             input_bucket, output_bucket = env.input_bucket, env.output_bucket
         finally:
             env.stop()
@@ -343,6 +355,7 @@ def run_strategy(
         stack_cpu_share=stack_cpu_share,
         steps=steps,
         pipeline=[step.tool for step in rules.pipeline.steps] if rules is not None else None,
+        throttled=throttled,
     )
 
 
@@ -361,6 +374,7 @@ def summarize(
     stack_cpu_share: float | None = None,
     steps: StepCounts | None = None,
     pipeline: Sequence[str] | None = None,
+    throttled: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The strategy's figures (DEFINITIONS). With `steps` (a pipeline, whose tools are `pipeline`), each upload
     makes one call per step, and a duplicate is a step of one upload that succeeded twice."""
@@ -438,6 +452,18 @@ def summarize(
         "stack_cpu_share": stack_cpu_share,
         "max_concurrency": plan.max_concurrency,
         "visibility_timeout_s": plan.visibility_timeout_s,
+        "arrival_s": (max(uploaded.values()) - start) if uploaded and start is not None else None,
+        "ddb_limiter_peak_writes_per_s": _peak_per_second(
+            r.at for r in by_functions if r.partition == "ratelimit" and r.write_units and not r.throttled
+        ),
+        "ddb_limiter_peak_reads_per_s": _peak_per_second(
+            r.at for r in by_functions if r.partition == "ratelimit" and r.read_units and not r.throttled
+        ),
+        "ddb_throttled_requests": sum(1 for r in by_functions if r.throttled),
+        "ddb_throttled_by_partition": throttled or {},
+        "sqs_function_sends_by_queue": _count(
+            r.queue for r in sqs if r.origin == FUNCTION and r.action in ("SendMessage", "SendMessageBatch")
+        ),
         "per_second": [
             {"t": s.second, "ok": s.ok, "http_429": s.throttled, "other": s.other}
             for s in metrics.per_second(calls, start if start is not None else 0.0, end)
@@ -460,6 +486,14 @@ def _count(values: Any) -> dict[str, int]:
     for value in values:
         counted[value] = counted.get(value, 0) + 1
     return dict(sorted(counted.items()))
+
+
+def _peak_per_second(times: Any) -> int:
+    """The most events in one wall-clock second."""
+    counted: dict[int, int] = {}
+    for at in times:
+        counted[int(at)] = counted.get(int(at), 0) + 1
+    return max(counted.values(), default=0)
 
 
 def _total(pairs: Any) -> dict[str, float]:

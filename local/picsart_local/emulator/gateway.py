@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import random
 import re
 import threading
 import time
@@ -173,8 +174,9 @@ class Gateway:
             if body.error is not None:
                 raise body.error
             checked = tool.check(body.params, body.kind)
-            if settings.latency_ms > 0:
-                self._stopping.wait(settings.latency_ms / 1000.0)
+            latency_ms = settings.latency_ms + random.random() * settings.latency_spread_ms
+            if latency_ms > 0:
+                self._stopping.wait(latency_ms / 1000.0)
             output = tool.run(ToolCall(checked, self._load, settings, tool.default_format))
         except ApiError as error:
             if admission.credit_reserved:

@@ -38,6 +38,9 @@ class EmulatorSettings(BaseModel):
     max_input_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_upscale_input_pixels: int = Field(default=4_194_304, ge=1)
     latency_ms: float = Field(default=0.0, ge=0.0, description="Added processing time per tool call.")
+    latency_spread_ms: float = Field(
+        default=0.0, ge=0.0, description="Up to this much more processing time per call, drawn uniformly."
+    )
     async_processing_seconds: float = Field(
         default=1.0, ge=0.0, description="How long an asynchronous job (Prefer: respond-async) stays in progress."
     )

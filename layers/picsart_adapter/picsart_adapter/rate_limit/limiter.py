@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from picsart_adapter.conditional_write import Written, update_item, write_units_of
 from picsart_adapter.rate_limit import credits, updates
+from picsart_adapter.rate_limit.hot_item import THROTTLED, answer_write_skipped, is_throttle, throttled_denial
 from picsart_adapter.rate_limit.reset_header import read_reset_time
 from picsart_adapter.rate_limit.state import (
     ASSUMED_WRITE_MS,
@@ -65,6 +66,8 @@ class FleetRateLimiter:
         #: (a write each) (test_after_a_reset_a_busy_fleet_asks_for_grants_and_one_environment_opens_the_window,
         #: test_an_environment_alone_opens_each_window_without_a_failed_write_once_it_has_learned_to).
         self._others_open_windows = True
+        #: Until when (epoch s) this environment leaves the item alone: DynamoDB throttled it (hot_item.py).
+        self._throttled_until = 0.0
         #: DynamoDB write units this instance consumed (failed conditional writes are charged too).
         self.write_units = 0.0
         self.writes = 0
@@ -89,7 +92,16 @@ class FleetRateLimiter:
     def acquire(self) -> Grant | Denial:
         """Take one call from the fleet's budget, or learn when to come back. At most a few writes; none
         when this environment already knows the budget is spent: it stops calling for the batch
-        (test_after_the_reset_the_next_window_opens_with_the_learned_length)."""
+        (test_after_the_reset_the_next_window_opens_with_the_learned_length). The item throttled: a
+        `throttled` Denial, no call (test_a_throttled_acquire_is_a_short_jittered_denial_not_an_error)."""
+        try:
+            return self._acquire()
+        except ClientError as error:
+            return self._throttled(error, "acquire")
+
+    def _acquire(self) -> Grant | Denial:
+        if self._throttled_until > self._clock():
+            return Denial(self._throttled_until, THROTTLED)
         if self._view is None:
             # A new environment reads the item first (read units, not write units): while the fleet's probe is
             # out, a write would fail on the probe's budget.
@@ -135,6 +147,12 @@ class FleetRateLimiter:
 
         The window is known by its start: an answer confirming it in the meantime moves its reset, not its start.
         """
+        try:
+            return self._recount(grant)
+        except ClientError as error:
+            return self._throttled(error, "recount")
+
+    def _recount(self, grant: Grant) -> Grant | Denial | None:
         now_ms = self._now_ms()
         counted = self._second_counted(now_ms)
         window_start_ms = grant.state.window_start_ms
@@ -171,7 +189,10 @@ class FleetRateLimiter:
 
     def known_denial(self) -> Denial | None:
         """The refusal `acquire` would give from what this environment already knows (no read, no write):
-        work that cannot go yet is parked before anything is spent on it."""
+        work that cannot go yet is parked before anything is spent on it, and while the item is throttled, every
+        job is (test_an_environment_that_found_the_item_throttled_leaves_it_alone_for_a_while)."""
+        if self._throttled_until > self._clock():
+            return Denial(self._throttled_until, THROTTLED)
         return self._denial(self._view, self._now_ms()) if self._view is not None else None
 
     def place_in_line(self, denial: Denial) -> float:
@@ -187,7 +208,11 @@ class FleetRateLimiter:
             # Before the first answer the window is a probe: no line is planned on its guessed limit
             # (test_no_line_is_planned_on_a_guessed_window).
             return denial.retry_at
-        written = self._write(updates.place_update(view, now_ms))
+        try:
+            written = self._write(updates.place_update(view, now_ms))
+        except ClientError as error:
+            self._throttled(error, "place in line")
+            return denial.retry_at  # no place: it comes back at the reset and queues then
         if not written.written:
             self._view = LimiterState.from_item(written.item) if written.item else None
             return denial.retry_at  # the window moved on: come back at the reset, and queue then
@@ -268,7 +293,14 @@ class FleetRateLimiter:
             )
             if update is None:
                 return
-            written = self._write(update)
+            try:
+                written = self._write(update)
+            except ClientError as error:
+                if not is_throttle(error):
+                    raise
+                # The call is paid for: its job goes on (test_a_throttled_answer_write_is_skipped_not_failed).
+                answer_write_skipped()
+                return
             if written.written:
                 self._view = LimiterState.from_item(written.item or {})
                 return
@@ -279,8 +311,15 @@ class FleetRateLimiter:
         self._write_and_view(updates.block_update(until_ms))
 
     def _write_and_view(self, update: updates.ConditionalUpdate) -> None:
-        """One write whose outcome only refreshes the view: the item as written, or as it was."""
-        written = self._write(update)
+        """One write whose outcome only refreshes the view: the item as written, or as it was. Throttled, it is
+        skipped like an answer's write (test_a_throttled_answer_write_is_skipped_not_failed)."""
+        try:
+            written = self._write(update)
+        except ClientError as error:
+            if not is_throttle(error):
+                raise
+            answer_write_skipped()
+            return
         if written.written:
             self._view = LimiterState.from_item(written.item or {})
         else:
@@ -317,12 +356,22 @@ class FleetRateLimiter:
                 update.values,
                 returned="ALL_NEW",
             )
-        except ClientError:
-            self._write_ms = (self._clock() - started) * 1000
+        except ClientError as error:
+            if not is_throttle(error):  # a throttled write's time is the SDK's retries, not a write's
+                self._write_ms = (self._clock() - started) * 1000
             raise
         self._write_ms = (self._clock() - started) * 1000
         self.write_units += write_units_of(written.item or {})
         return written
+
+    def _throttled(self, error: ClientError, during: str) -> Denial:
+        """DynamoDB throttled the item (after the SDK's retries): no call now, and this environment leaves the
+        item alone until the denial's time. Any other error is raised."""
+        if not is_throttle(error):
+            raise error
+        denial = throttled_denial(self._clock(), during)
+        self._throttled_until = denial.retry_at
+        return denial
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
