@@ -66,13 +66,13 @@ def test_a_grant_waiting_for_its_second_is_held_by_a_429_another_environment_rec
         clock.now += seconds
 
     reads: list[bool] = []
-    read = waiting._read
+    read = waiting._item.read
 
     def counted_read() -> Any:
         reads.append(True)
         return read()
 
-    waiting._read = counted_read  # type: ignore[method-assign]
+    waiting._item.read = counted_read  # type: ignore[method-assign]
     budget = JobBudget(waiting, RetryPolicy(), clock, sleep, has_time_for=lambda _: True)
     job = Job(UploadedObject(bucket="input", key="uploads/a.png"), attempts_made=0, taken_up_at=clock.now)
     decision = budget.take(job)
@@ -112,7 +112,7 @@ def test_a_grant_whose_write_lasted_into_its_second_is_held_by_a_429_recorded_me
     waiting, recording = make(table, api_key, clock), make(table, api_key, clock)
     assert isinstance(recording.acquire(), Grant)
     reset = SECOND + 5.0
-    write = waiting._write
+    write = waiting._item.write
 
     def slow_write(update: Any) -> Any:
         written = write(update)
@@ -120,7 +120,7 @@ def test_a_grant_whose_write_lasted_into_its_second_is_held_by_a_429_recorded_me
         clock.now += 0.3
         return written
 
-    waiting._write = slow_write  # type: ignore[method-assign]
+    waiting._item.write = slow_write  # type: ignore[method-assign]
 
     def no_sleep(seconds: float) -> None:
         raise AssertionError(f"waited {seconds} s with its second begun already")

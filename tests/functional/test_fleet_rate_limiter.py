@@ -116,7 +116,7 @@ def test_the_fleets_first_call_opens_the_first_window_with_one_write(table: Any,
 
     # An environment that read the table before that write: its opening write fails, and it is refused.
     raced = make(table, api_key, clock)
-    raced._read = lambda: None  # type: ignore[method-assign]
+    raced._item.read = lambda: None  # type: ignore[method-assign]
     refused = raced.acquire()
     assert isinstance(refused, Denial), "one probe while the limit is unknown"
     assert raced.writes == 1

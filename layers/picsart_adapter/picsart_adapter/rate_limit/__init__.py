@@ -10,6 +10,7 @@ the quota and the spike arrest together. A refused call goes to the delay queue,
 - `reset_header`: reading `X-Picsart-RateLimit-Reset-Time` (its three forms).
 - `state`: the item (`LimiterState`), what a caller gets (`Grant`, `Denial`), and the pure calculations.
 - `updates`: the item's conditional updates, as pure builders.
+- `item`: `LimiterItem`, the item's read and conditional write (timed, units counted) and its throttles.
 - `limiter`: `FleetRateLimiter`, one environment's view of the item and its retries.
 """
 

@@ -1,6 +1,7 @@
 """`FleetRateLimiter`: one environment's side of the fleet's shared budget, its view of the item and its retries.
 
-What the item holds and what follows from it is in `state`; the writes, as conditional updates, in `updates`.
+What the item holds and what follows from it is in `state`; the writes, as conditional updates, in `updates`;
+reading and writing the item (timed, counted, throttled) in `item`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from picsart_adapter.conditional_write import Written, update_item, write_units_of
 from picsart_adapter.rate_limit import credits, updates
-from picsart_adapter.rate_limit.hot_item import THROTTLED, answer_write_skipped, is_throttle, throttled_denial
+from picsart_adapter.rate_limit.item import LimiterItem
 from picsart_adapter.rate_limit.reset_header import read_reset_time
 from picsart_adapter.rate_limit.state import (
-    ASSUMED_WRITE_MS,
     SEND_MARGIN_MS,
     SPIKE_ARREST_PER_SECOND,
     Denial,
@@ -25,7 +24,6 @@ from picsart_adapter.rate_limit.state import (
     LimiterState,
     denial_from,
     grant_in,
-    key_fingerprint,
     second_counted,
     turn,
 )
@@ -48,8 +46,7 @@ class FleetRateLimiter:
         clock: Callable[[], float] = time.time,
         credit_floors: Collection[int] = (),
     ) -> None:
-        self._table = table
-        self._api_key = api_key
+        self._item = LimiterItem(table, api_key, clock)
         self._spike = spike_per_second
         self._floor_ms = int(no_reset_floor_seconds * 1000)
         self._clock = clock
@@ -57,20 +54,22 @@ class FleetRateLimiter:
         self._credit_floors = frozenset(credit_floors)
         self._view_state: LimiterState | None = None
         self._view_at = 0.0
-        self._fingerprint: tuple[str, str] | None = None
-        #: How long this environment's last write to the item took (ms): how late a grant comes back.
-        self._write_ms = float(ASSUMED_WRITE_MS)
         #: Whether, when its view shows the window over, another invocation has as a rule opened the next one
         #: already (a busy fleet), so a grant is asked for rather than a window opened: learned from which of the
         #: two last failed. In a busy fleet, were every environment to open each window, all but one would fail
         #: (a write each) (test_after_a_reset_a_busy_fleet_asks_for_grants_and_one_environment_opens_the_window,
         #: test_an_environment_alone_opens_each_window_without_a_failed_write_once_it_has_learned_to).
         self._others_open_windows = True
-        #: Until when (epoch s) this environment leaves the item alone: DynamoDB throttled it (hot_item.py).
-        self._throttled_until = 0.0
-        #: DynamoDB write units this instance consumed (failed conditional writes are charged too).
-        self.write_units = 0.0
-        self.writes = 0
+
+    @property
+    def writes(self) -> int:
+        """Conditional writes this environment made to the item, failed ones too."""
+        return self._item.writes
+
+    @property
+    def write_units(self) -> float:
+        """DynamoDB write units this environment consumed (failed conditional writes are charged too)."""
+        return self._item.write_units
 
     @property
     def _view(self) -> LimiterState | None:
@@ -81,13 +80,6 @@ class FleetRateLimiter:
     def _view(self, view: LimiterState | None) -> None:
         self._view_state, self._view_at = view, self._clock()
 
-    @property
-    def _item_key(self) -> dict[str, str]:
-        key = self._api_key()
-        if self._fingerprint is None or self._fingerprint[0] != key:
-            self._fingerprint = (key, key_fingerprint(key))
-        return {"pk": f"ratelimit#{self._fingerprint[1]}", "sk": "state"}
-
     # -- before a call ---------------------------------------------------------------------------------
     def acquire(self) -> Grant | Denial:
         """Take one call from the fleet's budget, or learn when to come back. At most a few writes; none
@@ -97,15 +89,15 @@ class FleetRateLimiter:
         try:
             return self._acquire()
         except ClientError as error:
-            return self._throttled(error, "acquire")
+            return self._item.throttled(error, "acquire")
 
     def _acquire(self) -> Grant | Denial:
-        if self._throttled_until > self._clock():
-            return Denial(self._throttled_until, THROTTLED)
+        if (left_alone := self._item.left_alone()) is not None:
+            return left_alone
         if self._view is None:
             # A new environment reads the item first (read units, not write units): while the fleet's probe is
             # out, a write would fail on the probe's budget.
-            self._view = self._read()
+            self._view = self._item.read()
         if self._view is not None:
             denial = self._denial(self._view, self._now_ms())
             if denial is not None:
@@ -118,7 +110,7 @@ class FleetRateLimiter:
             # (test_the_fleets_first_call_opens_the_first_window_with_one_write).
             opening = view is None or (not view.window_open(now_ms) and not self._others_open_windows)
             build = updates.opening_update if opening else updates.grant_update
-            written = self._write(build(view, now_ms, counted, self._spike))
+            written = self._item.write(build(view, now_ms, counted, self._spike))
             if not written.written:
                 # Another invocation moved the state on: decide again from what it is now.
                 self._view = LimiterState.from_item(written.item) if written.item else None
@@ -150,7 +142,7 @@ class FleetRateLimiter:
         try:
             return self._recount(grant)
         except ClientError as error:
-            return self._throttled(error, "recount")
+            return self._item.throttled(error, "recount")
 
     def _recount(self, grant: Grant) -> Grant | Denial | None:
         now_ms = self._now_ms()
@@ -160,7 +152,7 @@ class FleetRateLimiter:
         arrival_by_ms = max(now_ms, counted * 1000) + SEND_MARGIN_MS
         if arrival_by_ms >= view.window_reset_ms:
             return None  # it would reach Picsart in the next window, which has not counted it
-        written = self._write(updates.recount_update(window_start_ms, arrival_by_ms, now_ms, counted, self._spike))
+        written = self._item.write(updates.recount_update(window_start_ms, arrival_by_ms, now_ms, counted, self._spike))
         if not written.written:
             if not written.item:
                 return None
@@ -179,7 +171,7 @@ class FleetRateLimiter:
         then sent straight after this look, so no call of the fleet is sent after a 429 was recorded except
         those whose last look came before it, in that second
         (test_a_grant_waiting_for_its_second_is_held_by_a_429_another_environment_recorded)."""
-        view = self._read()
+        view = self._item.read()
         if view is None:
             return None
         self._view = view
@@ -191,8 +183,8 @@ class FleetRateLimiter:
         """The refusal `acquire` would give from what this environment already knows (no read, no write):
         work that cannot go yet is parked before anything is spent on it, and while the item is throttled, every
         job is (test_an_environment_that_found_the_item_throttled_leaves_it_alone_for_a_while)."""
-        if self._throttled_until > self._clock():
-            return Denial(self._throttled_until, THROTTLED)
+        if (left_alone := self._item.left_alone()) is not None:
+            return left_alone
         return self._denial(self._view, self._now_ms()) if self._view is not None else None
 
     def place_in_line(self, denial: Denial) -> float:
@@ -209,9 +201,9 @@ class FleetRateLimiter:
             # (test_no_line_is_planned_on_a_guessed_window).
             return denial.retry_at
         try:
-            written = self._write(updates.place_update(view, now_ms))
+            written = self._item.write(updates.place_update(view, now_ms))
         except ClientError as error:
-            self._throttled(error, "place in line")
+            self._item.throttled(error, "place in line")
             return denial.retry_at  # no place: it comes back at the reset and queues then
         if not written.written:
             self._view = LimiterState.from_item(written.item) if written.item else None
@@ -252,7 +244,7 @@ class FleetRateLimiter:
         """The balance as the item had it at most `max_age_seconds` ago: this environment's view, read again
         (read units, no write) when older. None: no figure yet."""
         if self._view is None or self._clock() - self._view_at > max_age_seconds:
-            self._view = self._read()
+            self._view = self._item.read()
         return self._view.credits if self._view is not None else None
 
     def _observe_window(self, headers: RateLimitHeaders, throttled: bool, now: float) -> None:
@@ -293,14 +285,9 @@ class FleetRateLimiter:
             )
             if update is None:
                 return
-            try:
-                written = self._write(update)
-            except ClientError as error:
-                if not is_throttle(error):
-                    raise
-                # The call is paid for: its job goes on (test_a_throttled_answer_write_is_skipped_not_failed).
-                answer_write_skipped()
-                return
+            written = self._item.write_unless_throttled(update)
+            if written is None:
+                return  # the call is paid for: its job goes on (test_a_throttled_answer_write_is_skipped_not_failed)
             if written.written:
                 self._view = LimiterState.from_item(written.item or {})
                 return
@@ -313,12 +300,8 @@ class FleetRateLimiter:
     def _write_and_view(self, update: updates.ConditionalUpdate) -> None:
         """One write whose outcome only refreshes the view: the item as written, or as it was. Throttled, it is
         skipped like an answer's write (test_a_throttled_answer_write_is_skipped_not_failed)."""
-        try:
-            written = self._write(update)
-        except ClientError as error:
-            if not is_throttle(error):
-                raise
-            answer_write_skipped()
+        written = self._item.write_unless_throttled(update)
+        if written is None:
             return
         if written.written:
             self._view = LimiterState.from_item(written.item or {})
@@ -327,51 +310,13 @@ class FleetRateLimiter:
 
     # -- from the view, with this environment's write time and spike arrest ----------------------------
     def _second_counted(self, now_ms: int) -> int:
-        return second_counted(now_ms, self._write_ms)
+        return second_counted(now_ms, self._item.write_ms)
 
     def _denial(self, view: LimiterState, now_ms: int) -> Denial | None:
-        return denial_from(view, now_ms, self._write_ms, self._spike)
+        return denial_from(view, now_ms, self._item.write_ms, self._spike)
 
     def _turn(self, view: LimiterState, place: int) -> float:
-        return turn(view, place, self._write_ms, self._spike)
-
-    # -- DynamoDB --------------------------------------------------------------------------------------
-    def _read(self) -> LimiterState | None:
-        """The item as it is now (a consistent read)."""
-        item = self._table.get_item(Key=self._item_key, ConsistentRead=True).get("Item")
-        return LimiterState.from_item(item) if item else None
-
-    def _write(self, update: updates.ConditionalUpdate) -> Written:
-        """One conditional write, timed (`_write_ms`) and its units counted: DynamoDB charges a failed
-        conditional write like a write."""
-        self.writes += 1
-        started = self._clock()
-        try:
-            written = update_item(
-                self._table,
-                self._item_key,
-                update.update,
-                update.condition,
-                update.names,
-                update.values,
-                returned="ALL_NEW",
-            )
-        except ClientError as error:
-            if not is_throttle(error):  # a throttled write's time is the SDK's retries, not a write's
-                self._write_ms = (self._clock() - started) * 1000
-            raise
-        self._write_ms = (self._clock() - started) * 1000
-        self.write_units += write_units_of(written.item or {})
-        return written
-
-    def _throttled(self, error: ClientError, during: str) -> Denial:
-        """DynamoDB throttled the item (after the SDK's retries): no call now, and this environment leaves the
-        item alone until the denial's time. Any other error is raised."""
-        if not is_throttle(error):
-            raise error
-        denial = throttled_denial(self._clock(), during)
-        self._throttled_until = denial.retry_at
-        return denial
+        return turn(view, place, self._item.write_ms, self._spike)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
