@@ -83,6 +83,38 @@ class UploadOutcome:
     #: Each pipeline's record of the version, by pipeline name (empty when it reached no pipeline).
     pipelines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
+    @classmethod
+    def of_records(cls, key: str, records: list[dict[str, Any]]) -> UploadOutcome | None:
+        """Where the newest version stands, from the key's job records (oldest first), or None while it has
+        none. A version whose rule runs several pipelines has one record each: it has ended when every pipeline
+        of its rule has, and its status is `succeeded` when each succeeded, else the first other ending."""
+        if not records:
+            return None
+        record = records[-1]
+        version = split_sort_key(str(record.get("sk", "")))[0]
+        # A pipeline's record is named by its sort key, which every write carries; `rule_pipelines` may be on
+        # any of them (test_an_upload_has_not_ended_while_one_pipeline_record_lacks_the_rule_pipelines).
+        of_version = [(split_sort_key(str(r.get("sk", ""))), r) for r in records]
+        pipelines = {pipeline: r for (ref, pipeline), r in of_version if pipeline and ref == version}
+        status = str(record.get("status"))
+        if pipelines:
+            named = [str(name) for r in pipelines.values() for name in r.get("rule_pipelines") or []]
+            expected = list(dict.fromkeys([*named, *pipelines]))
+            statuses = [str(pipelines[name].get("status")) if name in pipelines else "processing" for name in expected]
+            unfinished = [each for each in statuses if each not in TERMINAL]
+            ended_otherwise = [each for each in statuses if each != "succeeded"]
+            status = (unfinished or ended_otherwise or ["succeeded"])[0]
+            record = next((r for r in pipelines.values() if str(r.get("status")) == status), record)
+        return cls(
+            key=key,
+            status=status,
+            reason=_text(record.get("reason")),
+            output_key=_text(record.get("output_key")),
+            picsart_correlation_id=_text(record.get("picsart_correlation_id")),
+            record=record,
+            pipelines=pipelines,
+        )
+
     @property
     def output_keys(self) -> dict[str, str]:
         return {name: str(r["output_key"]) for name, r in self.pipelines.items() if r.get("output_key")}
@@ -177,36 +209,8 @@ class LocalEnvironment:
         return key
 
     def outcome(self, key: str) -> UploadOutcome | None:
-        """Where the newest version of `key` stands, or None while it has no record. A version whose rule runs
-        several pipelines has one record each: it has ended when every pipeline of its rule has, and its status
-        is `succeeded` when each succeeded, else the first other ending."""
-        records = self.jobs.for_object(self.input_bucket, key)
-        if not records:
-            return None
-        record = records[-1]
-        version = split_sort_key(str(record.get("sk", "")))[0]
-        pipelines = {
-            str(r["pipeline"]): r
-            for r in records
-            if r.get("pipeline") and split_sort_key(str(r.get("sk", "")))[0] == version
-        }
-        status = str(record.get("status"))
-        if pipelines:
-            expected = list(record.get("rule_pipelines") or pipelines)
-            statuses = [str(pipelines[name].get("status")) if name in pipelines else "processing" for name in expected]
-            unfinished = [each for each in statuses if each not in TERMINAL]
-            ended_otherwise = [each for each in statuses if each != "succeeded"]
-            status = (unfinished or ended_otherwise or ["succeeded"])[0]
-            record = next((r for r in pipelines.values() if str(r.get("status")) == status), record)
-        return UploadOutcome(
-            key=key,
-            status=status,
-            reason=_text(record.get("reason")),
-            output_key=_text(record.get("output_key")),
-            picsart_correlation_id=_text(record.get("picsart_correlation_id")),
-            record=record,
-            pipelines=pipelines,
-        )
+        """Where the newest version of `key` stands, or None while it has no record."""
+        return UploadOutcome.of_records(key, self.jobs.for_object(self.input_bucket, key))
 
     def wait_for(self, keys: Iterable[str], timeout: float = 120.0) -> dict[str, UploadOutcome]:
         """Wait until every upload has ended (succeeded, failed, skipped or dead-lettered).

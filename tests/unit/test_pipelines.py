@@ -110,6 +110,27 @@ def test_a_rule_with_three_pipelines_makes_three_outputs() -> None:
     assert all(url == PRESIGNED_URL for _, url, _ in w.client.calls)
 
 
+def test_a_job_parked_before_it_starts_names_its_pipelines() -> None:
+    """The first write of a job's record may be its parking (the fleet's budget is spent): that record names
+    the rule, its pipeline and every pipeline of the rule, which tell whether the upload has ended."""
+    document = {
+        "rules": [{"name": "all", "pipelines": ["a", "b"]}],
+        "pipelines": {name: {"steps": [{"tool": "removebg"}]} for name in "ab"},
+    }
+    w = world(answer(500), rules=rules_of(document))
+    # The fleet is known to be out of budget for longer than this invocation waits: both park unstarted.
+    w.limiter.known = Denial(NOW + 30, "spike")
+
+    results = w.processor.process(UPLOAD)
+
+    assert [r.status for r in results] == [JobStatus.WAITING, JobStatus.WAITING]
+    assert w.jobs.started == []
+    assert [(r["ref"].pipeline, r["pipeline"], r["rule"], r["rule_pipelines"]) for r in w.jobs.finished] == [
+        ("a", "a", "all", ["a", "b"]),
+        ("b", "b", "all", ["a", "b"]),
+    ]
+
+
 def test_a_redelivered_event_costs_no_second_call_for_any_step() -> None:
     w = world(answer(500), rules=rules_of(THREE_STEPS))
     w.client.script = [step_answer(1), step_answer(2), step_answer(3)]

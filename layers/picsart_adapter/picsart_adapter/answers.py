@@ -206,10 +206,7 @@ class Answers:
         self._jobs.start(
             job.ref,
             {
-                "rule": job.rule.name if job.rule else "",
-                # Every pipeline the rule runs for this version: the upload has ended when each of them has.
-                "rule_pipelines": [each.name for each in job.rule.pipelines] if job.rule else [pipeline.name],
-                "pipeline": pipeline.name,
+                **job.record_identity,
                 "pipeline_hash": pipeline_hash(pipeline),
                 "steps": [step.tool for step in pipeline.steps],
                 "step": job.step + 1,

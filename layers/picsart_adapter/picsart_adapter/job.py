@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from picsart_adapter.delay_queue import RetryMessage
 from picsart_adapter.jobs import Attempt, JobRef
@@ -76,6 +77,19 @@ class Job:
     @property
     def pipeline_name(self) -> str | None:
         return self.pipeline.name if self.pipeline else None
+
+    @property
+    def record_identity(self) -> dict[str, Any]:
+        """What every write of its job record names, the first included (a job parked before it starts has a
+        record too): its rule, its pipeline, and every pipeline the rule runs for this version, since the upload
+        has ended when each of them has (test_a_job_parked_before_it_starts_names_its_pipelines)."""
+        if self.pipeline is None:
+            return {}
+        return {
+            "rule": self.rule_name or "",
+            "rule_pipelines": [each.name for each in self.rule.pipelines] if self.rule else [self.pipeline.name],
+            "pipeline": self.pipeline.name,
+        }
 
     @property
     def ref(self) -> JobRef:

@@ -218,7 +218,8 @@ class Parking:
             job.held_messages.append(message)
         if record:
             due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
-            self._jobs.finish(job.ref, JobStatus.WAITING, attempt, message.reason, {**(details or {}), "due_at": due})
+            details = {**job.record_identity, **(details or {}), "due_at": due}
+            self._jobs.finish(job.ref, JobStatus.WAITING, attempt, message.reason, details)
 
     @staticmethod
     def hold_messages(job: Job) -> None:
