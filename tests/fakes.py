@@ -15,7 +15,7 @@ import jsonschema
 from picsart_adapter.circuit import Admission, Closed, Probe, Tripped
 from picsart_adapter.completion_events import CompletionEvents
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
-from picsart_adapter.idempotency import FINAL, DuplicateInFlight
+from picsart_adapter.idempotency import DuplicateInFlight, is_kept
 from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus
 from picsart_adapter.observability import metrics
 from picsart_adapter.outcomes import Outcome
@@ -292,7 +292,7 @@ class FakeOnce:
             kept = self.final[key]
             return replace(kept, duplicate=True)
         result: JobResult = work()
-        if result.status in FINAL or result.transaction_id:
+        if is_kept(result):
             self.final[key] = result
         return result
 

@@ -243,6 +243,9 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--drops", type=float, default=0.02, help="share of dropped connections (default 0.02)")
     soak.add_argument("--slow", type=float, default=0.02, help="share of answers slower than --client-timeout")
     soak.add_argument("--bare-429", type=float, default=0.01, help="share of 429s without headers (default 0.01)")
+    soak.add_argument(
+        "--result-faults", type=float, default=0.02, help="share of result downloads answered 503 (default 0.02)"
+    )
     soak.add_argument("--client-timeout", type=float, default=2.0, help="PICSART_TIMEOUT_SECONDS (default 2)")
     soak.add_argument("--slow-seconds", type=float, default=4.0, help="how long a slow answer takes (default 4)")
     soak.add_argument("--kill-before-call", type=float, default=0.01, help="kill rate before the call (0.01)")
@@ -730,6 +733,7 @@ def _run_soak(args: argparse.Namespace) -> int:
         drop_connection_rate=args.drops,
         slow_answer_rate=args.slow,
         bare_429_rate=args.bare_429,
+        result_fault_rate=args.result_faults,
         client_timeout_s=args.client_timeout,
         slow_answer_s=args.slow_seconds,
         kill_before_call=args.kill_before_call,

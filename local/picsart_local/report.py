@@ -76,9 +76,12 @@ def _step_state(record: Mapping[str, Any], number: int, attempts: Sequence[Mappi
 def _attempt_lines(attempt: Mapping[str, Any]) -> list[str]:
     number = f"#{attempt.get('number', '?')}" + (f" poll {attempt['poll']}" if attempt.get("poll") else "")
     status = attempt.get("http_status")
+    if attempt.get("result_fetch"):
+        answer = "the answered result fetched again (no call)"
+    else:
+        answer = f"HTTP {status if status is not None else '(no answer)'}"
     lines = [
-        f"  - attempt {number} at {attempt.get('started_at', '?')}: "
-        f"HTTP {status if status is not None else '(no answer)'}, {attempt.get('outcome', '?')}",
+        f"  - attempt {number} at {attempt.get('started_at', '?')}: {answer}, {attempt.get('outcome', '?')}",
         f"      X-Picsart-Correlation-Id: {attempt.get('picsart_correlation_id') or '(none)'}",
     ]
     rate_limit = attempt.get("rate_limit") or {}

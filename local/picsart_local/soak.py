@@ -97,6 +97,8 @@ class SoakSettings:
     drop_connection_rate: float = 0.02
     slow_answer_rate: float = 0.02
     bare_429_rate: float = 0.01
+    #: Share of result downloads answered 503: the step is paid, and its result is fetched again with no call.
+    result_fault_rate: float = 0.02
     #: The adapter's client timeout (PICSART_TIMEOUT_SECONDS); slow answers take longer than this.
     client_timeout_s: float = 2.0
     slow_answer_s: float = 4.0
@@ -149,6 +151,7 @@ class SoakSettings:
             slow_answer_rate=self.slow_answer_rate,
             slow_answer_seconds=self.slow_answer_s,
             bare_429_rate=self.bare_429_rate,
+            result_fault_rate=self.result_fault_rate,
             seed=self.seed,
         )
 
@@ -265,7 +268,8 @@ def run_soak(
         f"soak: {settings.uploads} uploads, {settings.concurrency} at a time; faults: "
         f"{settings.server_error_rate:.0%} 500/503, {settings.drop_connection_rate:.0%} dropped, "
         f"{settings.slow_answer_rate:.0%} slower than the {settings.client_timeout_s:g} s client timeout, "
-        f"{settings.bare_429_rate:.0%} bare 429; kills: {settings.kill_before_call:.1%} before the call, "
+        f"{settings.bare_429_rate:.0%} bare 429, {settings.result_fault_rate:.0%} result downloads 503; "
+        f"kills: {settings.kill_before_call:.1%} before the call, "
         f"{settings.kill_after_call:.1%} after it, {settings.kill_after_output:.1%} after the output, "
         f"{settings.kill_after_event:.1%} after the completion event; "
         f"rules {settings.rules_file}: {_describe(rules)}"

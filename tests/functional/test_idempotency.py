@@ -92,6 +92,18 @@ def test_work_parked_for_a_retry_is_not_a_duplicate(once: OncePerStep, ref: Step
     assert (retried.status, retried.duplicate, work.runs) == (JobStatus.SUCCEEDED, False, 2)
 
 
+def test_a_step_answered_but_not_yet_fetched_is_kept_so_a_duplicate_pays_no_second_call(
+    once: OncePerStep, ref: StepKey
+) -> None:
+    """Picsart answered 200 and the result's download failed: the paid call is made, so a redelivered event
+    gets the kept result back (the parked message fetches the result itself)."""
+    answered = JobResult(JobStatus.WAITING, reason="transient: result download failed", answered=True)
+    work = Work(answered, SUCCEEDED)
+    once.run(ref, work)
+    again = once.run(ref, work)
+    assert (again.status, again.answered, again.duplicate, work.runs) == (JobStatus.WAITING, True, True, 1)
+
+
 def test_other_versions_of_the_same_key_are_separate(once: OncePerStep, ref: StepKey) -> None:
     work = Work(SUCCEEDED, SUCCEEDED)
     once.run(ref, work)

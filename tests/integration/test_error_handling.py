@@ -240,3 +240,33 @@ def test_report_prints_every_attempt_for_a_support_request(
     assert "Service Unavailable" in printed, "the error body"
     assert "X-Picsart-RateLimit-Limit:" in printed
     assert LOCAL_API_KEY not in printed
+
+
+def test_a_result_whose_download_failed_is_fetched_again_without_a_second_call(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Picsart answered 200 and its result server failed the download: the step is paid once, its result is
+    fetched again by the next attempt, and the output is stored."""
+    key = "fetch/photo.png"
+    with start_environment(tmp_path_factory, "fetch", emulator=EmulatorSettings(result_fault_rate=1.0)) as env:
+        assert env.emulator is not None
+        env.upload(key, png_bytes())
+
+        def failed_downloads() -> int:
+            assert env.emulator is not None
+            return sum(1 for c in env.emulator.calls() if c.path.startswith("/results/") and c.status == 503)
+
+        wait_until(lambda: failed_downloads() >= 1)
+        env.emulator.reconfigure(result_fault_rate=0.0)
+        outcome = env.wait_for([key], timeout=60)[key]
+        paid = tool_calls(env, 200)
+        downloads = [c.status for c in env.emulator.calls() if c.path.startswith("/results/")]
+    assert outcome.status == "succeeded", outcome
+    assert paid == 1, "the answered step is not called again"
+    assert downloads[-1] == 200
+    assert 503 in downloads
+    assert outcome.record is not None
+    attempts = outcome.record["attempts"]
+    assert attempts[0]["http_status"] == 200
+    assert "result download answered HTTP 503" in attempts[0]["error"]
+    assert attempts[-1]["result_fetch"] is True

@@ -55,3 +55,20 @@ def test_a_record_without_steps_lists_its_attempts_as_before() -> None:
     assert "version version:v1\n" in text
     assert "no rule matches it" in text
     assert "step " not in text
+
+
+def test_a_fetch_of_an_answered_result_is_not_reported_as_a_call() -> None:
+    record = {
+        "sk": "version:v1",
+        "status": "succeeded",
+        "attempts": [
+            {"number": 1, "started_at": "t1", "http_status": 200, "outcome": "success", "error": "download failed"},
+            {"number": 2, "started_at": "t2", "outcome": "success", "result_fetch": True},
+        ],
+    }
+    lines = support_report("input", "a.jpg", [record]).splitlines()
+    (first,) = [line for line in lines if "attempt #1" in line]
+    (fetch,) = [line for line in lines if "attempt #2" in line]
+    assert "HTTP 200" in first
+    assert "fetched again (no call)" in fetch
+    assert "HTTP" not in fetch

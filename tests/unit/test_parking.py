@@ -67,12 +67,45 @@ def test_no_answer_is_parked_as_transient() -> None:
     assert len(w.parked()) == 1
 
 
-def test_failed_result_download_is_retried_later() -> None:
+def test_a_failed_result_download_is_fetched_again_without_a_second_call() -> None:
+    """Picsart answered 200 and only the download of its result failed: the job is parked with the answer, and
+    its next attempt fetches the result and stores it without calling the tool again (paid once)."""
     w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
     result = only(w.processor.process(UPLOAD))
-    assert result.status is JobStatus.WAITING
+    assert (result.status, result.answered) == (JobStatus.WAITING, True)
     assert w.store.results == []
-    assert len(w.parked()) == 1
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    assert message.answered is not None
+    assert (message.answered.result_url, message.answered.correlation_id) == (SUCCESS_BODY["data"]["url"], "corr-200")
+    assert message.attempt == 1
+
+    w.client.result = b"\x89PNGfetched"
+    done = only(w.processor.resume(message.model_copy(update={"due_at": NOW})))
+
+    assert done.status is JobStatus.SUCCEEDED
+    assert len(w.client.calls) == 1, "the answered step is not called again"
+    assert w.client.downloads == [SUCCESS_BODY["data"]["url"]] * 2
+    assert w.store.results[0]["body"] == b"\x89PNGfetched"
+    assert w.store.results[0]["metadata"]["picsart-correlation-id"] == "corr-200"
+    fetch = w.jobs.finished[-1]["attempt"]
+    assert (fetch.number, fetch.result_fetch, fetch.http_status) == (2, True, None)
+
+
+def test_a_result_that_cannot_be_fetched_is_dead_lettered_once_its_attempts_are_used_up() -> None:
+    w = world(
+        answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 404"), max_attempts=2
+    )
+    only(w.processor.process(UPLOAD))
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+
+    ended = only(w.processor.resume(message.model_copy(update={"due_at": NOW})))
+
+    assert ended.status is JobStatus.FAILED
+    assert "result download answered HTTP 404" in (ended.reason or "")
+    assert len(w.client.calls) == 1
+    assert len(w.dead_lettered()) == 1
 
 
 def test_attempts_used_up_go_to_the_dead_letter_queue_with_the_reason() -> None:

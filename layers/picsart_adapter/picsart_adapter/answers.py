@@ -9,9 +9,10 @@ from dataclasses import replace
 
 from picsart_adapter.circuit import Admission, FleetCircuit, Probe
 from picsart_adapter.completion_events import CompletionEvents, job_event_detail
+from picsart_adapter.delay_queue import AnsweredStep
 from picsart_adapter.input_checks import Rejection
 from picsart_adapter.job import Job, ProcessorSettings, counted
-from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus, JobStore
+from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus, JobStore, utc_now_iso
 from picsart_adapter.observability import MetricUnit, logger, metrics
 from picsart_adapter.outcomes import Outcome
 from picsart_adapter.outputs import Outputs, output_metadata
@@ -139,19 +140,48 @@ class Answers:
     def _store_output(
         self, job: Job, attempt: Attempt, response: PicsartResponse, image_url: str | None = None, data: object = None
     ) -> JobResult:
+        answered = AnsweredStep(
+            result_url=image_url, data=data, correlation_id=response.correlation_id, http_status=response.status
+        )
+        return self._store_answered(job, attempt, answered)
+
+    def fetch_answered(self, job: Job) -> JobResult:
+        """Fetch and store what a step Picsart has answered made, after an earlier fetch failed: no second call
+        (test_a_failed_result_download_is_fetched_again_without_a_second_call)."""
+        answered = job.answered
+        assert answered is not None
+        self.start_record(job, job.attempts_made + 1)
+        attempt = Attempt(
+            number=job.attempts_made + 1,
+            started_at=utc_now_iso(),
+            outcome=Outcome.SUCCESS.value,
+            step=job.step + 1,
+            tool=job.current_step.tool,
+            picsart_correlation_id=answered.correlation_id,
+            result_fetch=True,
+        )
+        return self._store_answered(job, attempt, answered)
+
+    def _store_answered(self, job: Job, attempt: Attempt, answered: AnsweredStep) -> JobResult:
         """Download what the pipeline made and store it: the last step's image, or a data step's answer (with the
-        image of the step before it, whose result the data step has just read)."""
-        source = image_url or (job.input_url if job.step else None)
+        image of the step before it, whose result the data step has just read). A failed download parks the job
+        with the answer, and the answer is kept as the step's result (`JobResult.answered`)."""
+        source = answered.result_url or (job.input_url if job.step else None)
         try:
             image = self._client.download_result(source) if source else None
         except ResultDownloadError as error:
             attempt.error = str(error)
-            return self._parking.retry_later(job, counted(attempt, job), Outcome.TRANSIENT, None)
-        details: dict[str, object] = {"output_bucket": self._outputs.bucket, "http_status": response.status}
-        if image_url is not None and image is not None:
-            output_key = self._outputs.write_image(job, *image, output_metadata(job, response.correlation_id))
+            if attempt.result_fetch:
+                attempt.outcome = Outcome.TRANSIENT.value
+            job.answered = answered
+            parked = self._parking.retry_later(job, counted(attempt, job), Outcome.TRANSIENT, None)
+            return replace(parked, answered=parked.status is JobStatus.WAITING)
+        job.answered = None
+        details: dict[str, object] = {"output_bucket": self._outputs.bucket, "http_status": answered.http_status}
+        if answered.result_url is not None and image is not None:
+            output_key = self._outputs.write_image(job, *image, output_metadata(job, answered.correlation_id))
         else:
-            output_key, sidecar_key = self._outputs.write_data(job, data, response.correlation_id, image)
+            output_key, sidecar_key = self._outputs.write_data(job, answered.data, answered.correlation_id, image)
             details["sidecar_key"] = sidecar_key
         details["output_key"] = output_key
         self._jobs.finish(job.ref, JobStatus.SUCCEEDED, attempt, details=details)
@@ -160,8 +190,8 @@ class Answers:
         result = JobResult(
             JobStatus.SUCCEEDED,
             output_key=output_key,
-            picsart_correlation_id=response.correlation_id,
-            http_status=response.status,
+            picsart_correlation_id=answered.correlation_id,
+            http_status=answered.http_status,
             picsart_correlation_ids=job.correlation_ids,
             rule=job.rule_name,
             pipeline=job.pipeline_name,

@@ -26,6 +26,21 @@ MAX_DELAY_SECONDS = 900
 GIVEN_UP_ATTRIBUTE = "dead_lettered_by"
 
 
+class AnsweredStep(BaseModel):
+    """A step Picsart answered (200) whose output could not be stored because fetching what it made failed: what
+    the next attempt needs to fetch it again and store it with no second paid call."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    #: The image the step made (its `data.url`, exactly as Picsart gave it); None for a data step, whose image
+    #: is the step's own input.
+    result_url: str | None = None
+    #: A data step's answer (`data`), stored as the output.
+    data: Any = None
+    correlation_id: str | None = None
+    http_status: int = 200
+
+
 class RetryMessage(BaseModel):
     """One upload waiting for its next attempt."""
 
@@ -68,6 +83,8 @@ class RetryMessage(BaseModel):
     #: The operator's request that sent this work again (`picsart-local redrive` or `reprocess`, and when): a new
     #: run whose steps are called again even where an earlier run ended for good (`Job.step_key`).
     replay: str | None = None
+    #: The step is answered and only its output is still to be fetched (`AnsweredStep`).
+    answered: AnsweredStep | None = None
 
     def upload(self) -> UploadedObject:
         return UploadedObject(

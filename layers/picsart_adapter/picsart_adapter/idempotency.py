@@ -9,8 +9,8 @@ functions, so a duplicate from either source finds the same record:
 - finished (succeeded, or failed for good): the recorded result is returned and no call is made; a step before
   the last one keeps its result's URL, which the next step takes up;
 - in progress in another invocation: `DuplicateInFlight` is raised and the caller parks the duplicate;
-- accepted by an asynchronous tool (its result is being polled): kept too, since the call that costs
-  credits was made;
+- accepted by an asynchronous tool (its result is being polled), or answered with a result that could not be
+  fetched yet (`AnsweredStep`): kept too, since the call that costs credits was made;
 - not finished (parked in the delay queue to try again): the record is deleted, so the retry after a
   failure is not mistaken for a duplicate.
 A changed pipeline has another hash, so its steps are new work; a renamed one is not.
@@ -108,9 +108,14 @@ class OncePerStep:
         return JobResult.from_record(answer)
 
 
+def is_kept(result: JobResult) -> bool:
+    """Whether a step's result is kept as its record (final, or a paid call made whose result comes later)."""
+    return result.status in FINAL or result.transaction_id is not None or result.answered
+
+
 def _run_work(version: dict[str, str | int], work: Callable[[], JobResult]) -> dict[str, Any]:
     result = work()
-    if result.status not in FINAL and result.transaction_id is None:
+    if not is_kept(result):
         raise _NotFinal(result)
     return asdict(result)
 

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from picsart_adapter.delay_queue import RetryMessage
+from picsart_adapter.delay_queue import AnsweredStep, RetryMessage
 from picsart_adapter.jobs import Attempt, JobRef
 from picsart_adapter.rules import Pipeline, Rule, Rules, Step, pipeline_hash
 from picsart_adapter.s3_events import UploadedObject
@@ -69,6 +69,8 @@ class Job:
     rerun_reason: str | None = None
     #: The operator's request that sent this work again (`RetryMessage.replay`), None for the first run.
     replay: str | None = None
+    #: The step is answered and only what it made is still to be fetched and stored (no second call).
+    answered: AnsweredStep | None = None
 
     @property
     def rule_name(self) -> str | None:
@@ -190,6 +192,7 @@ class Job:
             step_correlation_ids=self.step_correlation_ids,
             reruns=self.reruns,
             replay=self.replay,
+            answered=self.answered,
         )
 
 

@@ -55,6 +55,9 @@ class JobResult:
     result_url: str | None = None
     #: The step (1-based) this result is of.
     step: int | None = None
+    #: Picsart answered the step and its output is fetched later (`AnsweredStep`): kept as the step's result, so
+    #: a redelivered step is not called again.
+    answered: bool = False
 
     @classmethod
     def from_record(cls, record: dict[str, Any], duplicate: bool = False) -> JobResult:
@@ -72,6 +75,7 @@ class JobResult:
             pipeline=record.get("pipeline"),
             result_url=record.get("result_url"),
             step=int(record["step"]) if record.get("step") is not None else None,
+            answered=bool(record.get("answered")),
         )
 
 
@@ -116,6 +120,8 @@ class Attempt:
     tool: str | None = None
     #: Set on a request for an asynchronous job's result: which poll this was.
     poll: int | None = None
+    #: Set on a fetch of what an answered step made, after an earlier fetch failed (no call to Picsart).
+    result_fetch: bool | None = None
     http_status: int | None = None
     picsart_correlation_id: str | None = None
     duration_ms: int | None = None

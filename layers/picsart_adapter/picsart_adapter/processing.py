@@ -134,6 +134,7 @@ class UploadProcessor:
             step_correlation_ids=list(message.step_correlation_ids),
             reruns=message.reruns,
             replay=message.replay,
+            answered=message.answered,
         )
         if message.pipeline is None:
             # Not matched to a rule yet (parked by an older version of the adapter, or driven back from the
@@ -232,6 +233,11 @@ class UploadProcessor:
         record, an idempotency record or S3 reads. The budget itself is taken right before the call."""
         # A configuration fault or spent credits seen anywhere in the fleet stops every call until a probe
         # shows it is fixed: the guide warns that hammering through 4xx answers can suspend an integration.
+        if job.answered is not None:
+            # Picsart answered this step already: only what it made is fetched, with no call and no budget.
+            if job.stored is None and (skipped := self._check(job)):
+                return skipped
+            return self._answers.fetch_answered(job)
         admission = self._circuit.admit()
         if isinstance(admission, Open):
             return self._parking.hold_for_circuit(job, admission)

@@ -37,7 +37,8 @@ Every answer on a ``/tools/1.0`` path carries ``X-Picsart-Correlation-Id``,
 ``X-Picsart-RateLimit-Limit``, ``-Available``, ``-Reset-Time`` and ``X-Picsart-Credit-Available``,
 except the bare-429 fault (correlation id only) and dropped connections.
 
-Besides the API, the gateway answers ``GET /results/<id>.<ext>`` (results, no key needed, like a CDN).
+Besides the API, the gateway answers ``GET /results/<id>.<ext>`` (results, no key needed, like a CDN); a share
+``result_fault_rate`` of those downloads is answered 503 (the result stays there for the next download).
 Result URLs are built from the request's ``Host`` header, so a client that reached the emulator under
 another name (e.g. from a container) can also fetch the result, and a result URL is a valid ``image_url``
 for the next call.
@@ -245,6 +246,10 @@ class Gateway:
             )
             response.headers["Allow"] = "GET, HEAD"
             return response
+        if self.state.draw_result_fault():
+            return self.answers.error(
+                ApiError(503, "Service Unavailable (injected result fault)"), call, with_rate_headers=False
+            )
         response = Response(result.data, status=200, mimetype=result.content_type)
         response.headers["Cache-Control"] = "public, max-age=86400"
         return response

@@ -50,6 +50,9 @@ class EmulatorSettings(BaseModel):
     slow_answer_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     slow_answer_seconds: float = Field(default=35.0, ge=0.0)
     bare_429_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    result_fault_rate: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Share of result downloads answered 503, as a CDN can fail."
+    )
     seed: int | None = None
 
     @classmethod

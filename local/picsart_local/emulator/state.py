@@ -172,6 +172,11 @@ class GatewayState:
             bare_429=draws[4] < s.bare_429_rate,
         )
 
+    def draw_result_fault(self) -> bool:
+        """Whether one result download is answered 503 (its own draw, so the API's draws keep their order)."""
+        with self._lock:
+            return self._rng.random() < self._settings.result_fault_rate
+
     def snapshot(self, now: float) -> RateSnapshot:
         """The window as it stands, without counting a request."""
         with self._lock:
