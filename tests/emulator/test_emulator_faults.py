@@ -91,3 +91,22 @@ def test_seeded_faults_repeat_after_reset(make_api: Callable[..., Api]) -> None:
 
 def test_zero_rates_never_fault(api: Api) -> None:
     assert {api.balance().status for _ in range(20)} == {200}
+
+
+def test_a_result_fault_fails_the_download_and_the_result_stays(make_api: Callable[..., Api]) -> None:
+    api = make_api(result_fault_rate=1.0)
+    answer = api.removebg()
+    assert answer.status == 200
+    url = answer.json()["data"]["url"]
+
+    assert api.http.request("GET", url).status == 503
+    api.emulator.reconfigure(result_fault_rate=0.0)
+    assert api.fetch_result(answer).size[0] > 0
+
+
+def test_a_result_fault_spares_the_result_read_as_the_next_calls_input(make_api: Callable[..., Api]) -> None:
+    """Picsart reads its own result given as `image_url`; only a client's download can fail."""
+    api = make_api(result_fault_rate=1.0)
+    first = api.removebg()
+    second = api.post("upscale", {"image_url": first.json()["data"]["url"], "upscale_factor": "2"})
+    assert second.status == 200, second.data

@@ -38,7 +38,8 @@ Every answer on a ``/tools/1.0`` path carries ``X-Picsart-Correlation-Id``,
 except the bare-429 fault (correlation id only) and dropped connections.
 
 Besides the API, the gateway answers ``GET /results/<id>.<ext>`` (results, no key needed, like a CDN); a share
-``result_fault_rate`` of those downloads is answered 503 (the result stays there for the next download).
+``result_fault_rate`` of those downloads is answered 503 (the result stays there for the next download); the
+emulator's own fetch of a result given as the next call's ``image_url`` is spared, as Picsart reads its own.
 Result URLs are built from the request's ``Host`` header, so a client that reached the emulator under
 another name (e.g. from a container) can also fetch the result, and a result URL is a valid ``image_url``
 for the next call.
@@ -246,7 +247,7 @@ class Gateway:
             )
             response.headers["Allow"] = "GET, HEAD"
             return response
-        if self.state.draw_result_fault():
+        if request.headers.get("User-Agent") != imaging.FETCH_USER_AGENT and self.state.draw_result_fault():
             return self.answers.error(
                 ApiError(503, "Service Unavailable (injected result fault)"), call, with_rate_headers=False
             )

@@ -44,6 +44,11 @@ _ENCODINGS: dict[OutputFormat, tuple[str, str, str]] = {
 }
 
 
+#: The User-Agent of the emulator's own fetches: a result given as the next call's `image_url` is read by
+#: Picsart itself, not downloaded by a client, so the result fault (`result_fault_rate`) spares it.
+FETCH_USER_AGENT = "picsart-emulator-fetch"
+
+
 def fetch(pool: urllib3.PoolManager, url: str, field: str, max_bytes: int) -> bytes:
     """GET an input image. Failure or a non-2xx answer -> 400; more than ``max_bytes`` -> 413.
 
@@ -55,6 +60,7 @@ def fetch(pool: urllib3.PoolManager, url: str, field: str, max_bytes: int) -> by
             "GET",
             url,
             preload_content=False,
+            headers={"User-Agent": FETCH_USER_AGENT},
             retries=retries,
             timeout=urllib3.Timeout(connect=FETCH_TIMEOUT_SECONDS, read=FETCH_TIMEOUT_SECONDS),
         )
