@@ -584,6 +584,16 @@ def account(
 
     counts = step_counts([c.status for c in calls], traced, steps, needed)
     by_status = Counter(str(c.status) for c in calls)
+    # Result downloads (the adapter's, and Picsart's own reads of a result given as the next step's input), and
+    # the attempts that fetched an answered step's result again with no call after a failed download.
+    downloads = Counter(str(c.status) for c in env.emulator.calls() if c.path.startswith("/results/"))
+    fetched_again = sum(
+        1
+        for records in records_by_key.values()
+        for record in records
+        for attempt in record.get("attempts") or []
+        if attempt.get("result_fetch")
+    )
     late: Counter[StepOf] = Counter()
     timeout_ms = settings.client_timeout_s * 1000
     for call, of in zip(calls, traced, strict=True):
@@ -682,6 +692,7 @@ def account(
             "max_successes_per_step_of_a_version": max(successes_by_version.values(), default=0),
             "presigned_url_expires_seconds": dict(expires),
         },
+        "result_downloads": {"by_status": dict(sorted(downloads.items())), "fetched_again": fetched_again},
         "duplicate_successes": {
             "versions_with_2_or_more": len(duplicated),
             "with_a_kill_after_a_successful_call": sum(1 for of in duplicated if kills_after_success[of]),
@@ -825,6 +836,11 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
         f"{calls['versions_with_every_step']} versions with every step "
         f"({calls['late_successes']} answered after the client timeout, "
         f"{calls['untraced']} not traced to an upload and step)"
+    )
+    results = f["result_downloads"]
+    yield (
+        f"result downloads   {results['by_status']}; {results['fetched_again']} answered steps' results fetched "
+        "again with no call"
     )
     yield (
         f"2+ successes       {duplicates['versions_with_2_or_more']} steps of a version: "

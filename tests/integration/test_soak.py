@@ -108,6 +108,8 @@ def soaked(tmp_path_factory: pytest.TempPathFactory) -> Soaked:
         kill_after_call=KILL_RATE,
         kill_after_output=KILL_RATE,
         kill_after_event=KILL_RATE,
+        # Raised so that some of so few uploads' downloads fail (80 downloads: none fails one run in thousands).
+        result_fault_rate=0.1,
         # A killed job's idempotency lease lasts until its invocation's deadline: shorter, so it ends sooner.
         function_timeout_s=20,
         parameters={"PresignedUrlTtlSeconds": str(PRESIGNED_TTL_S)},
@@ -190,6 +192,15 @@ def test_duplicate_successful_calls_only_where_a_kill_or_a_fault_made_them_neces
     # A kill after a successful call is at the output's write, after the last step: the first step kept its
     # result in its idempotency record, so it is never called again for it.
     assert by_step[0]["with_a_kill_after_a_successful_call"] == 0
+
+
+def test_a_failed_result_download_is_fetched_again_and_the_step_paid_once(soaked: Soaked) -> None:
+    figures = soaked.report.figures
+    downloads = figures["result_downloads"]
+    assert downloads["by_status"].get("503", 0) > 0, "the result fault hit some downloads"
+    assert downloads["fetched_again"] > 0
+    # A step paid twice after a failed download would be an extra successful call no kill or late answer explains.
+    assert figures["duplicate_successes"]["unexplained"] == 0
 
 
 def test_every_ended_job_has_exactly_one_completion_event(soaked: Soaked) -> None:
