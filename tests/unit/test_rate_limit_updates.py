@@ -123,26 +123,26 @@ def test_a_place_in_line_is_a_unit_beyond_the_limit_of_the_window_it_knows() -> 
 def test_confirming_a_guess_sets_the_reset_and_raises_the_count_only() -> None:
     guess = LimiterState(window_reset_ms=NOW_MS + 10_000, window_start_ms=NOW_MS, window_ms=10_000, limit=60, granted=6)
     reset_ms = NOW_MS + 10_300
-    confirm = updates.confirm_update(guess, reset_ms, limit=60, used=8, credits=900)
+    confirm = updates.confirm_update(guess, reset_ms, limit=60, used=8)
     assert conditions(confirm) == ["provisional = :true", SAME_START, "window_start_ms < :reset", "granted < :used"]
     assert "granted = :used" in confirm.update
     assert "window_ms" not in confirm.update, "a longer measure is not kept"
-    assert (confirm.values[":reset"], confirm.values[":credits"], confirm.values[":limit"]) == (reset_ms, 900, 60)
-    fewer = updates.confirm_update(guess, reset_ms, limit=60, used=2, credits=None)
+    assert (confirm.values[":reset"], confirm.values[":limit"]) == (reset_ms, 60)
+    assert "credits" not in confirm.update, "the credits have writes of their own"
+    fewer = updates.confirm_update(guess, reset_ms, limit=60, used=2)
     assert "granted" not in fewer.update, "never lowered"
     assert "granted < :used" not in fewer.condition
-    assert "credits" not in fewer.update
 
 
 def test_confirming_keeps_a_shorter_window_length_or_a_new_plans() -> None:
     guess = LimiterState(window_reset_ms=NOW_MS + 10_000, window_start_ms=NOW_MS, window_ms=10_000, limit=60)
-    assert updates.confirm_update(guess, NOW_MS + 9_000, 60, None, None).values[":window_ms"] == 9_000
-    assert updates.confirm_update(guess, NOW_MS + 30_000, 100, None, None).values[":window_ms"] == 30_000
+    assert updates.confirm_update(guess, NOW_MS + 9_000, 60, None).values[":window_ms"] == 9_000
+    assert updates.confirm_update(guess, NOW_MS + 30_000, 100, None).values[":window_ms"] == 30_000
 
 
 def test_an_answer_from_the_next_window_opens_it_with_its_count_and_the_line() -> None:
     reset_ms = VIEW.window_reset_ms + 10_000
-    answer = updates.next_window_update(VIEW, reset_ms, limit=60, used=3, credits=None, received_ms=NOW_MS + 6_100)
+    answer = updates.next_window_update(VIEW, reset_ms, limit=60, used=3, received_ms=NOW_MS + 6_100)
     assert conditions(answer) == ["provisional = :false", SAME_RESET, "window_start_ms = :view_start"]
     assert "granted = :used, window_start_ms = :received, line_before = :line_before" in answer.update
     assert (answer.values[":used"], answer.values[":received"], answer.values[":known"]) == (
@@ -162,21 +162,19 @@ def test_correcting_the_count_needs_the_same_window_and_a_lower_count() -> None:
 def test_which_answer_is_written() -> None:
     def answer(view: LimiterState, reset_ms: int, used: int | None, **flags: bool) -> ConditionalUpdate | None:
         flags = {"confirming": True, "throttled": False, **flags}
-        return updates.answer_update(view, reset_ms, 60, used, None, NOW_MS, NOW_MS, **flags)
+        return updates.answer_update(view, reset_ms, 60, used, NOW_MS, NOW_MS, **flags)
 
     same_reset = VIEW.window_reset_ms
     assert answer(VIEW, same_reset, 40) is None, "nothing new: not written"
     assert answer(VIEW, same_reset, 60) == updates.correct_update(VIEW, 60), "the window is spent"
     assert answer(VIEW, same_reset - 5_000, 60) is None, "an older window's answer"
-    assert answer(VIEW, same_reset + 9_000, 3) == updates.next_window_update(
-        VIEW, same_reset + 9_000, 60, 3, None, NOW_MS
-    )
+    assert answer(VIEW, same_reset + 9_000, 3) == updates.next_window_update(VIEW, same_reset + 9_000, 60, 3, NOW_MS)
     guess = LimiterState(window_reset_ms=NOW_MS + 5_000, window_start_ms=NOW_MS - 1_000, granted=8)
     assert answer(guess, NOW_MS - 2_000, 1) is None, "the window before's cannot confirm a guess"
     assert answer(guess, NOW_MS + 6_000, 1, confirming=False) is None, "left to the first calls' answers"
     assert answer(guess, NOW_MS + 6_000, 1, confirming=False, throttled=True) is not None, "a 429 is always told"
-    assert answer(guess, NOW_MS + 6_000, 1) == updates.confirm_update(guess, NOW_MS + 6_000, 60, 1, None)
-    assert updates.answer_update(None, NOW_MS, 60, 1, None, NOW_MS, NOW_MS, confirming=True, throttled=False) is None
+    assert answer(guess, NOW_MS + 6_000, 1) == updates.confirm_update(guess, NOW_MS + 6_000, 60, 1)
+    assert updates.answer_update(None, NOW_MS, 60, 1, NOW_MS, NOW_MS, confirming=True, throttled=False) is None
 
 
 def test_blocking_only_moves_the_block_later() -> None:

@@ -277,7 +277,6 @@ class FleetRateLimiter:
                 reset_ms,
                 limit,
                 used,
-                None,  # the credits: written on their own, when they matter (`credits`)
                 now_ms,
                 self._now_ms(),
                 confirming=confirming,

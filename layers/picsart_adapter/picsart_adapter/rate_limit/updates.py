@@ -186,7 +186,6 @@ def answer_update(
     reset_ms: int,
     limit: int | None,
     used: int | None,
-    credits: int | None,
     received_ms: int,
     now_ms: int,
     *,
@@ -213,20 +212,18 @@ def answer_update(
     if view.provisional and not confirming and not throttled:
         return None  # the answers to the window's first calls confirm it
     if view.provisional:
-        return confirm_update(view, reset_ms, limit, used, credits)
+        return confirm_update(view, reset_ms, limit, used)
     if reset_ms > view.window_reset_ms + _SAME_WINDOW_MS:
-        return next_window_update(view, reset_ms, limit, used, credits, received_ms)
+        return next_window_update(view, reset_ms, limit, used, received_ms)
     if used is not None and limit is not None and used >= limit > view.granted and view.window_open(now_ms):
         return correct_update(view, used)
     return None
 
 
-def confirm_update(
-    view: LimiterState, reset_ms: int, limit: int | None, used: int | None, credits: int | None
-) -> ConditionalUpdate:
+def confirm_update(view: LimiterState, reset_ms: int, limit: int | None, used: int | None) -> ConditionalUpdate:
     """Confirm the guessed window the fleet opened, with Picsart's reset; an answer from the window before
     cannot (its reset is before this window's start)."""
-    sets, names, values = _answer_sets(reset_ms, limit, credits)
+    sets, names, values = _answer_sets(reset_ms, limit)
     values[":start"] = view.window_start_ms
     parts = ["provisional = :true", SAME_START, "window_start_ms < :reset"]
     values[":true"] = True
@@ -249,11 +246,11 @@ def confirm_update(
 
 
 def next_window_update(
-    view: LimiterState, reset_ms: int, limit: int | None, used: int | None, credits: int | None, received_ms: int
+    view: LimiterState, reset_ms: int, limit: int | None, used: int | None, received_ms: int
 ) -> ConditionalUpdate:
     """An answer from a window the fleet has not opened yet (the call crossed the reset). It is a new window: a
     new start too (grants of the last one are not counted again in it), the line carried."""
-    sets, names, values = _answer_sets(reset_ms, limit, credits)
+    sets, names, values = _answer_sets(reset_ms, limit)
     values[":known"] = view.window_reset_ms
     carried, same_window = _carry_line(view, values)
     values[":used"] = used if used is not None else 1
@@ -288,11 +285,9 @@ def block_update(until_ms: int) -> ConditionalUpdate:
     )
 
 
-def _answer_sets(
-    reset_ms: int, limit: int | None, credits: int | None
-) -> tuple[list[str], dict[str, str], dict[str, Any]]:
-    """What any answer that is written sets: its reset (confirmed), and its limit and credits when it told them.
-    The limiter passes no credits: the figure has its own writes, conditional on the stored one (`credits`)."""
+def _answer_sets(reset_ms: int, limit: int | None) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """What any answer that is written sets: its reset (confirmed), and its limit when it told it. Not the
+    credits: the figure has its own writes, conditional on the stored one (`credits`)."""
     values: dict[str, Any] = {":reset": reset_ms, ":false": False}
     names = {"#provisional": "provisional"}
     sets = ["window_reset_ms = :reset", "#provisional = :false"]
@@ -300,7 +295,4 @@ def _answer_sets(
         names["#limit"] = "limit"
         values[":limit"] = limit
         sets.append("#limit = :limit")
-    if credits is not None:
-        values[":credits"] = credits
-        sets.append("credits = :credits")
     return sets, names, values
