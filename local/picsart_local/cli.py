@@ -693,15 +693,16 @@ def _run_bench(args: argparse.Namespace) -> int:
         skip_layer_size=args.skip_layer_size,
         progress=not args.no_progress,
         docs=args.docs,
-        command=_bench_command(args),
+        command=_command_line(args),
     )
     run_bench(options)
     return 0
 
 
-def _bench_command(args: argparse.Namespace) -> str:
-    """The bench's command line as given, for the docs page: the options that differ from their defaults."""
-    defaults = vars(_parser().parse_args(["bench"]))
+def _command_line(args: argparse.Namespace, always: tuple[str, ...] = ()) -> str:
+    """A command's line as given, for the docs page its figures go to: the options that differ from their
+    defaults, and those named in `always` (which shape the figures) whatever their value."""
+    defaults = vars(_parser().parse_args([args.command]))
     leading = ("template", "log_dir", "parameter_overrides", "rules")  # the options that come before the command
     options = [name for name in vars(args) if name not in {*leading, "command", "run"}]
     words = ["picsart-local"]
@@ -709,7 +710,7 @@ def _bench_command(args: argparse.Namespace) -> str:
         value = getattr(args, name)
         if name == "command":
             words.append(value)
-        elif value != defaults.get(name) and value is not None and value is not False:
+        elif (value != defaults.get(name) or name in always) and value is not None and value is not False:
             flag = "--" + name.replace("_", "-")
             for item in value if isinstance(value, list) else [value]:
                 shown = f"{item:g}" if isinstance(item, float) else str(item)
@@ -810,23 +811,10 @@ def _run_burst(args: argparse.Namespace) -> int:
         template_path=base.template_path,
         progress=not args.no_progress,
         docs=args.docs,
-        command=_burst_command(args),
+        command=_command_line(args, always=("uploads", "time_scale")),
     )
     run_burst(options)
     return 0
-
-
-def _burst_command(args: argparse.Namespace) -> str:
-    """The burst's command as the docs page shows it: the settings that shape the figures."""
-    parts = ["picsart-local burst", f"--uploads {args.uploads}", f"--time-scale {args.time_scale:g}"]
-    if args.no_item_cap:
-        parts.append("--no-item-cap")
-    for name, value in (("item-wcu", args.item_wcu), ("item-rcu", args.item_rcu)):
-        if value is not None:
-            parts.append(f"--{name} {value:g}")
-    if args.capped_items:
-        parts.append(f"--capped-items {args.capped_items}")
-    return " ".join(parts)
 
 
 def add_item_throttle_arguments(parser: argparse.ArgumentParser, scaled: bool = False) -> None:

@@ -34,7 +34,7 @@ from picsart_local.bench.strategies import (
     plan_strategy,
 )
 from picsart_local.cfn_template import load_template, resolve_template
-from picsart_local.cli import _bench_command, _parser, main
+from picsart_local.cli import _command_line, _parser, main
 
 from .conftest import REAL_TEMPLATE
 
@@ -403,7 +403,7 @@ def test_the_bench_command_refuses_a_docs_page_without_markers_before_it_runs(
 
 def test_the_command_on_the_docs_page_is_the_one_given() -> None:
     def command(*argv: str) -> str:
-        return _bench_command(_parser().parse_args(argv))
+        return _command_line(_parser().parse_args(argv))
 
     assert (
         command("bench", "--out", "out", "--docs", "docs/benchmark.md")
@@ -412,6 +412,11 @@ def test_the_command_on_the_docs_page_is_the_one_given() -> None:
     assert (
         command("--parameter-overrides", "PicsartTool=upscale", "bench", "--window", "5", "--skip-cold-start")
         == "picsart-local --parameter-overrides PicsartTool=upscale bench --window 5 --skip-cold-start"
+    )
+    burst = _parser().parse_args(["burst", "--item-wcu", "20", "--capped-items", "ratelimit,circuit"])
+    assert (
+        _command_line(burst, always=("uploads", "time_scale"))
+        == "picsart-local burst --uploads 10000 --time-scale 1 --item-wcu 20 --capped-items ratelimit,circuit"
     )
 
 
