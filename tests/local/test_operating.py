@@ -16,7 +16,7 @@ from botocore.config import Config
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from picsart_adapter.delay_queue import GIVEN_UP_ATTRIBUTE, RetryMessage
+from picsart_adapter.delay_queue import GIVEN_UP_ATTRIBUTE, AnsweredStep, RetryMessage
 from picsart_adapter.jobs import JobRef
 from picsart_adapter.rate_limit import LimiterState
 from picsart_local import redrive, reprocess
@@ -71,6 +71,16 @@ def test_work_the_adapter_gave_up_goes_back_as_a_new_run_with_its_attempts_reset
     assert (back.replay, back.due_at, back.pipeline, back.step) == ("redrive X", NOW, "p", 0)
     assert back.reason == f"redrive X: {reason}"
     assert letter.reopened == (JobRef("input", "uploads/a.png", "version:v1", "p"),)
+
+
+def test_given_up_work_keeps_what_its_paid_call_left() -> None:
+    """A transaction to poll, or a step answered whose result could not be fetched: sent back, it is polled or
+    fetched again rather than paid for twice."""
+    answered = AnsweredStep(result_url="https://results.example/r.png", correlation_id="c1")
+    parked = job(transaction_id="tx-1", answered=answered)
+    letter = redrive.classify(message(parked.model_dump_json(), {"reason": "x", GIVEN_UP_ATTRIBUTE: "a"}), NOW, "R")
+    (back,) = letter.outgoing
+    assert (back.transaction_id, back.answered, back.replay) == ("tx-1", answered, "R")
 
 
 def test_work_sqs_moved_after_its_receives_goes_back_as_it_is() -> None:
