@@ -10,13 +10,14 @@ not raced for.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from picsart_adapter.job import Job
 from picsart_adapter.job_budget import JobBudget
-from picsart_adapter.rate_limit import Denial, Grant
+from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant
 from picsart_adapter.retry_policy import RetryPolicy
 from picsart_adapter.s3_events import UploadedObject
 
@@ -24,6 +25,22 @@ from .conftest import Clock
 from .test_fleet_rate_limiter import T0, headers, learn_window, make, stored
 
 SECOND = float(int(T0))
+
+
+def late_in_a_second(table: Any, api_key: str) -> Clock:
+    """A fleet that knows its 60 s window of 100 calls, 0.9 s into a wall-clock second: a grant now is counted in
+    the next second and waits for it."""
+    clock = Clock(SECOND - 3)
+    learn_window(table, api_key, clock, limit=100, window_s=60)
+    clock.now = SECOND + 0.9
+    return clock
+
+
+def take_budget(limiter: FleetRateLimiter, clock: Clock, sleep: Callable[[float], None], key: str) -> Grant | Denial:
+    """One job's `JobBudget.take` through `limiter`, sleeping with `sleep`."""
+    budget = JobBudget(limiter, RetryPolicy(), clock, sleep, has_time_for=lambda _: True)
+    job = Job(UploadedObject(bucket="input", key=key), attempts_made=0, taken_up_at=clock.now)
+    return budget.take(job)
 
 
 def test_a_429_with_a_reset_holds_the_whole_fleet_until_that_reset(table: Any, api_key: str) -> None:
@@ -53,9 +70,7 @@ def test_a_grant_waiting_for_its_second_is_held_by_a_429_another_environment_rec
     429 whose reset is 4 s away: the waiting call is not sent, it is refused until that reset (the job is parked
     until then, no attempt counted: test_a_grant_waiting_for_its_second_is_parked_by_a_429_recorded_meanwhile).
     The second look is one read, no write."""
-    clock = Clock(SECOND - 3)
-    learn_window(table, api_key, clock, limit=100, window_s=60)
-    clock.now = SECOND + 0.9
+    clock = late_in_a_second(table, api_key)
     waiting, recording = make(table, api_key, clock), make(table, api_key, clock)
     assert isinstance(recording.acquire(), Grant)
     reset = SECOND + 5.0
@@ -73,9 +88,7 @@ def test_a_grant_waiting_for_its_second_is_held_by_a_429_another_environment_rec
         return read()
 
     waiting._item.read = counted_read  # type: ignore[method-assign]
-    budget = JobBudget(waiting, RetryPolicy(), clock, sleep, has_time_for=lambda _: True)
-    job = Job(UploadedObject(bucket="input", key="uploads/a.png"), attempts_made=0, taken_up_at=clock.now)
-    decision = budget.take(job)
+    decision = take_budget(waiting, clock, sleep, "uploads/a.png")
     assert isinstance(decision, Denial), "the waiting call is not sent"
     assert (decision.reason, decision.retry_at) == ("blocked", pytest.approx(reset + 0.001, abs=0.002))
     assert (waiting.writes, len(reads)) == (1, 2), "its grant's write, then a first read and the second look"
@@ -85,17 +98,13 @@ def test_a_grant_waiting_for_its_second_is_held_by_a_429_another_environment_rec
 
 
 def test_a_grant_that_waited_for_its_second_goes_when_no_429_was_recorded(table: Any, api_key: str) -> None:
-    clock = Clock(SECOND - 3)
-    learn_window(table, api_key, clock, limit=100, window_s=60)
-    clock.now = SECOND + 0.9
+    clock = late_in_a_second(table, api_key)
     waiting = make(table, api_key, clock)
 
     def sleep(seconds: float) -> None:
         clock.now += seconds
 
-    budget = JobBudget(waiting, RetryPolicy(), clock, sleep, has_time_for=lambda _: True)
-    job = Job(UploadedObject(bucket="input", key="uploads/b.png"), attempts_made=0, taken_up_at=clock.now)
-    decision = budget.take(job)
+    decision = take_budget(waiting, clock, sleep, "uploads/b.png")
     assert isinstance(decision, Grant)
     assert clock.now == pytest.approx(SECOND + 1), "sent in the second it was counted in"
 
@@ -106,9 +115,7 @@ def test_a_grant_whose_write_lasted_into_its_second_is_held_by_a_429_recorded_me
     """A slow write: asked at .9 s, the grant is counted in the next second, and its write comes back 0.2 s into
     it, with nothing left to wait for. Its look began in the second before, and another environment recorded a 429
     while the write was on its way back: the call looks again before it goes, and is held until the reset."""
-    clock = Clock(SECOND - 3)
-    learn_window(table, api_key, clock, limit=100, window_s=60)
-    clock.now = SECOND + 0.9
+    clock = late_in_a_second(table, api_key)
     waiting, recording = make(table, api_key, clock), make(table, api_key, clock)
     assert isinstance(recording.acquire(), Grant)
     reset = SECOND + 5.0
@@ -125,8 +132,6 @@ def test_a_grant_whose_write_lasted_into_its_second_is_held_by_a_429_recorded_me
     def no_sleep(seconds: float) -> None:
         raise AssertionError(f"waited {seconds} s with its second begun already")
 
-    budget = JobBudget(waiting, RetryPolicy(), clock, no_sleep, has_time_for=lambda _: True)
-    job = Job(UploadedObject(bucket="input", key="uploads/c.png"), attempts_made=0, taken_up_at=clock.now)
-    decision = budget.take(job)
+    decision = take_budget(waiting, clock, no_sleep, "uploads/c.png")
     assert isinstance(decision, Denial), "the call is not sent"
     assert (decision.reason, decision.retry_at) == ("blocked", pytest.approx(reset + 0.001, abs=0.002))
