@@ -92,6 +92,22 @@ def test_a_failed_result_download_is_fetched_again_without_a_second_call() -> No
     assert (fetch.number, fetch.result_fetch, fetch.http_status) == (2, True, None)
 
 
+def test_an_answer_parked_for_a_pipeline_that_changed_since_is_not_stored() -> None:
+    """The pipeline's definition changed while the answered job waited: its answer is of the old definition, and
+    the pipeline runs again as it is now (a call), not the old answer stored."""
+    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
+    only(w.processor.process(UPLOAD))
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"])
+    w.client.result = b"\x89PNGnew"
+
+    done = only(w.processor.resume(message.model_copy(update={"due_at": NOW, "pipeline_hash": "an older one"})))
+
+    assert done.status is JobStatus.SUCCEEDED
+    assert len(w.client.calls) == 2, "run again: the old answer is not reused"
+    assert w.jobs.finished[-1]["attempt"].result_fetch is None
+
+
 def test_a_result_that_cannot_be_fetched_is_dead_lettered_once_its_attempts_are_used_up() -> None:
     w = world(
         answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 404"), max_attempts=2

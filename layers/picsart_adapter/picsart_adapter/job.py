@@ -162,7 +162,7 @@ class Job:
         self.rerun_reason = reason
         self.step, self.input_url, self.input_url_at = 0, None, None
         self.step_correlation_ids = []
-        self.attempts_made, self.polls, self.transaction_id = 0, 0, None
+        self.attempts_made, self.polls, self.transaction_id, self.answered = 0, 0, None, None
         self.reruns += 1
 
     def message(self, due_at: float, reason: str, attempts_made: int | None = None) -> RetryMessage:
