@@ -239,6 +239,9 @@ def _parser() -> argparse.ArgumentParser:
     soak.add_argument("--uploads", type=int, default=2000, help="uploads (default 2000)")
     soak.add_argument("--concurrency", type=int, default=16, help="upload function environments (default 16)")
     soak.add_argument("--upload-threads", type=int, default=8, help="threads putting objects (default 8)")
+    soak.add_argument(
+        "--max-backlog", type=int, default=400, help="uploads put and not yet taken up, at most (default 400)"
+    )
     soak.add_argument("--server-errors", type=float, default=0.05, help="share of 500/503 answers (default 0.05)")
     soak.add_argument("--drops", type=float, default=0.02, help="share of dropped connections (default 0.02)")
     soak.add_argument("--slow", type=float, default=0.02, help="share of answers slower than --client-timeout")
@@ -730,6 +733,7 @@ def _run_soak(args: argparse.Namespace) -> int:
         uploads=args.uploads,
         concurrency=args.concurrency,
         upload_threads=args.upload_threads,
+        max_backlog=args.max_backlog,
         server_error_rate=args.server_errors,
         drop_connection_rate=args.drops,
         slow_answer_rate=args.slow,

@@ -92,6 +92,11 @@ class SoakSettings:
     concurrency: int = 16
     #: Threads putting objects into the input bucket.
     upload_threads: int = 8
+    #: Uploads put and not yet taken up by the upload function at most; the uploader waits while there are as
+    #: many. Locally S3's asynchronous invocations queue in moto's SQS, whose every send and receive walks the
+    #: whole queue: a backlog of thousands slows the whole stack down (docs/decisions.md, F3). In AWS the
+    #: backlog costs nothing, so a bound changes what the soak shows only by pacing the arrivals.
+    max_backlog: int = 400
     #: Share of Picsart answers that are 500 or 503 (half each).
     server_error_rate: float = 0.05
     drop_connection_rate: float = 0.02
@@ -136,8 +141,8 @@ class SoakSettings:
     item_throttle: ThrottleLimits | None = None
 
     def __post_init__(self) -> None:
-        if self.uploads < 1 or self.concurrency < 1 or self.upload_threads < 1:
-            raise ValueError("uploads, concurrency and upload threads must be at least 1")
+        if self.uploads < 1 or self.concurrency < 1 or self.upload_threads < 1 or self.max_backlog < 1:
+            raise ValueError("uploads, concurrency, upload threads and the backlog must be at least 1")
         if self.slow_answer_s <= self.client_timeout_s:
             raise ValueError("slow answers must take longer than the client timeout")
 
@@ -315,6 +320,7 @@ def run_soak(
             else:
                 uploader.join(timeout=max(0.1, next_progress - time.monotonic()))
             if time.monotonic() >= next_progress:
+                tap.drain()  # taken as they come: a long queue in moto slows every send to it
                 echo(_progress(env, settings, len(versions), time.monotonic() - ready))
                 next_progress = time.monotonic() + settings.progress_every_s
         settled_at = time.monotonic()
@@ -387,8 +393,12 @@ def _upload_all(
     body = _image(settings)
     s3 = env.client("s3")
     bucket = env.input_bucket
+    runner = env.runner
+    assert runner is not None
 
     def put(key: str) -> None:
+        while len(versions) - runner.counters().invocations.get("UploadFunction", 0) >= settings.max_backlog:
+            time.sleep(0.2)
         answer = s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="image/png")
         versions[key] = answer.get("VersionId")
 

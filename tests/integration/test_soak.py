@@ -108,6 +108,8 @@ def soaked(tmp_path_factory: pytest.TempPathFactory) -> Soaked:
         kill_after_call=KILL_RATE,
         kill_after_output=KILL_RATE,
         kill_after_event=KILL_RATE,
+        # The uploader waits for the upload function to take up what it put: the bound is reached and left.
+        max_backlog=CONCURRENCY,
         # Raised so that some of so few uploads' downloads fail (80 downloads: none fails one run in thousands).
         result_fault_rate=0.1,
         # A killed job's idempotency lease lasts until its invocation's deadline: shorter, so it ends sooner.
