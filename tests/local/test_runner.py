@@ -150,6 +150,40 @@ def test_kill_ends_an_invocation_in_progress(fixture_stack: LocalStack, tmp_path
     assert after.cold_start
 
 
+class _WorkerSlowToEnd:
+    """A worker process that is still running when the wait for its end is over."""
+
+    exitcode: int | None = None
+
+    def __init__(self) -> None:
+        self.killed = False
+
+    def is_alive(self) -> bool:
+        return True
+
+    def kill(self) -> None:
+        self.killed = True
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        raise ValueError("Cannot close a process while it is still running.")
+
+
+def test_a_worker_slow_to_end_is_left_unclosed_rather_than_failing_the_invocation(
+    fixture_stack: LocalStack, tmp_path: Path
+) -> None:
+    """On a loaded machine a killed worker can outlast the wait; closing it then raised, and the S3 notification
+    the invocation carried failed to deliver."""
+    with environment_of(fixture_stack, "OnUpload", tmp_path) as environment:
+        slow = _WorkerSlowToEnd()
+        environment._process = slow  # type: ignore[assignment]
+        assert environment._end_process() == "without an exit status"
+        assert slow.killed
+        assert environment._process is None
+
+
 def test_an_import_error_is_the_invocations_error(fixture_stack: LocalStack, tmp_path: Path) -> None:
     function = dataclasses.replace(fixture_stack.template.function("OnUpload"), handler="no_such_module.handler")
     with ExecutionEnvironment(function, fixture_stack.function_environment("OnUpload"), tmp_path) as environment:
