@@ -92,6 +92,41 @@ def test_a_failed_result_download_is_fetched_again_without_a_second_call() -> No
     assert (fetch.number, fetch.result_fetch, fetch.http_status) == (2, True, None)
 
 
+def test_a_redelivered_fetch_stores_the_result_once() -> None:
+    """SQS delivers the parked message again after a fetch that stored the output (its invocation ended with
+    another job of the batch): the second delivery stores nothing and puts no second event."""
+    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
+    only(w.processor.process(UPLOAD))
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"]).model_copy(update={"due_at": NOW})
+    w.client.result = b"\x89PNGfetched"
+
+    first = only(w.processor.resume(message))
+    again = only(w.processor.resume(message))
+
+    assert (first.status, first.duplicate) == (JobStatus.SUCCEEDED, False)
+    assert (again.status, again.duplicate) == (JobStatus.SUCCEEDED, True)
+    assert len(w.store.results) == 1
+    assert len(w.events.received) == 1
+    assert len(w.client.calls) == 1
+
+
+def test_a_fetch_that_fails_again_is_tried_again() -> None:
+    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
+    only(w.processor.process(UPLOAD))
+    (parked,) = w.parked()
+    message = RetryMessage.model_validate_json(parked["MessageBody"]).model_copy(update={"due_at": NOW})
+    assert only(w.processor.resume(message)).status is JobStatus.WAITING, "the result server still fails"
+    (_, again) = w.parked()
+    w.client.result = b"\x89PNGfetched"
+
+    retry = RetryMessage.model_validate_json(again["MessageBody"]).model_copy(update={"due_at": NOW})
+    done = only(w.processor.resume(retry))
+
+    assert (done.status, done.duplicate) == (JobStatus.SUCCEEDED, False)
+    assert len(w.client.calls) == 1
+
+
 def test_an_answer_parked_for_a_pipeline_that_changed_since_is_not_stored() -> None:
     """The pipeline's definition changed while the answered job waited: its answer is of the old definition, and
     the pipeline runs again as it is now (a call), not the old answer stored."""

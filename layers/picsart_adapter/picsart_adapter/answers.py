@@ -175,7 +175,8 @@ class Answers:
                 attempt.outcome = Outcome.TRANSIENT.value
             job.answered = answered
             parked = self._parking.retry_later(job, counted(attempt, job), Outcome.TRANSIENT, None)
-            return replace(parked, answered=parked.status is JobStatus.WAITING)
+            # The call's own answer is kept as the step's result; a failed fetch is not final, and is tried again.
+            return replace(parked, answered=parked.status is JobStatus.WAITING and not attempt.result_fetch)
         job.answered = None
         details: dict[str, object] = {"output_bucket": self._outputs.bucket, "http_status": answered.http_status}
         if answered.result_url is not None and image is not None:

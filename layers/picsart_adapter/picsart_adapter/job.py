@@ -81,6 +81,12 @@ class Job:
         return self.pipeline.name if self.pipeline else None
 
     @property
+    def result_fetch_key(self) -> dict[str, str | int]:
+        """The once-per-step key of fetching an answered step's result: it is stored, and its event put, once
+        however often the parked message arrives (test_a_redelivered_fetch_stores_the_result_once)."""
+        return {**self.step_key, "result_fetch": 1}
+
+    @property
     def record_identity(self) -> dict[str, Any]:
         """What every write of its job record names, the first included (a job parked before it starts has a
         record too): its rule, its pipeline, and every pipeline the rule runs for this version, since the upload

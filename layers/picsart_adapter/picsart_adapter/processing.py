@@ -17,7 +17,7 @@ version, pipeline definition and step (`idempotency`), the call, its answer thro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from picsart_adapter.answers import Answers
@@ -237,7 +237,7 @@ class UploadProcessor:
             # Picsart answered this step already: only what it made is fetched, with no call and no budget.
             if job.stored is None and (skipped := self._check(job)):
                 return skipped
-            return self._answers.fetch_answered(job)
+            return self._run_once(job, job.result_fetch_key, lambda: self._answers.fetch_answered(job))
         admission = self._circuit.admit()
         if isinstance(admission, Open):
             return self._parking.hold_for_circuit(job, admission)
@@ -261,18 +261,30 @@ class UploadProcessor:
         if job.transaction_id is not None:
             # The call that costs credits was made and accepted: only its result is fetched now.
             return self._poll(job, admission)
-        # S3 and SQS deliver at least once: a step that has its final result costs no second call. What is
-        # parked while the step is held is sent once it is released, whatever path leaves the section.
+        return self._run_once(job, job.step_key, lambda: self._call_tool(job, admission), admission)
+
+    def _run_once(
+        self,
+        job: Job,
+        key: Mapping[str, str | int],
+        work: Callable[[], JobResult],
+        admission: Admission | None = None,
+    ) -> JobResult:
+        """Run `work` once for `key`: S3 and SQS deliver at least once, and a step that has its final result costs
+        no second call, nor a fetched result a second output and event. What is parked while the key is held is
+        sent once it is released, whatever path leaves the section. An admission not used goes back."""
         self._parking.hold_messages(job)
         try:
-            result = self._once.run(job.step_key, lambda: self._call_tool(job, admission))
+            result = self._once.run(key, work)
         except DuplicateInFlight:
-            self._unused(admission)
+            if admission is not None:
+                self._unused(admission)
             return self._parking.park_duplicate(job)
         finally:
             self._parking.send_held_messages(job)
         if result.duplicate:
-            self._unused(admission)
+            if admission is not None:
+                self._unused(admission)
             logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
             metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
         return result
