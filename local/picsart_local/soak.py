@@ -36,6 +36,7 @@ are printed and written to `out/soak.json`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -51,6 +52,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr
 from pydantic import ValidationError
 
+from picsart_adapter.completion_events import PUT_FAILED_MESSAGE
 from picsart_adapter.config import rules_path
 from picsart_adapter.delay_queue import RetryMessage
 from picsart_adapter.jobs import split_sort_key
@@ -81,6 +83,8 @@ FINAL = frozenset({"succeeded", "failed", "skipped"})
 KILLS_AFTER_SUCCESS = frozenset({"after_call", "after_output", "after_event"})
 #: Kill points after which a job's completion event was put: the job is worked on again and puts a second one.
 KILLS_AFTER_EVENT = frozenset({"after_event"})
+#: The message the adapter logs for every answer it receives (`Answers.observe`), with its correlation id.
+ANSWER_LOGGED = '"message":"Picsart answered"'
 #: What the soak uploads: PNG images, without metadata (what the rules match on).
 UPLOAD_CONTENT_TYPE = "image/png"
 
@@ -606,8 +610,13 @@ def account(
     )
     late: Counter[StepOf] = Counter()
     timeout_ms = settings.client_timeout_s * 1000
+    # Every answer the adapter receives is logged with its correlation id, before anything else is done with it. A
+    # successful call whose id no function logged was answered after the client gave up: its server time is over
+    # the timeout, or, on a loaded machine, the request waited to be read for longer than the emulator times.
+    received = answers_logged(settings.log_dir)
     for call, of in zip(calls, traced, strict=True):
-        if call.status == 200 and of is not None and call.duration_ms >= timeout_ms:
+        never_seen = call.duration_ms >= timeout_ms or call.correlation_id not in received
+        if call.status == 200 and of is not None and never_seen:
             late[of] += 1  # answered after the client had given up: the adapter never saw it
     kills = read_crash_log(settings.crash_log)
     kills_after_success: Counter[StepOf] = Counter()
@@ -844,7 +853,7 @@ def summary_lines(report: SoakReport) -> Iterable[str]:
     yield (
         f"successful calls   {calls['successful']}, by step {calls['successful_by_step']}; "
         f"{calls['versions_with_every_step']} versions with every step "
-        f"({calls['late_successes']} answered after the client timeout, "
+        f"({calls['late_successes']} answered after the client gave up, "
         f"{calls['untraced']} not traced to an upload and step)"
     )
     results = f["result_downloads"]
@@ -910,7 +919,9 @@ def account_completion_events(
     for invocation in env.runner.history():
         if invocation.result.error_type == "Sandbox.Timedout":
             timed_out.update(_event_keys(invocation.event))
-    figures = completion_event_figures(report.uploads, events, kills_after_event, timed_out)
+    figures = completion_event_figures(
+        report.uploads, events, kills_after_event, timed_out, retried_puts(settings.log_dir)
+    )
     report.figures["completion_events"] = {**figures, "undelivered_logged": _undelivered_logged(settings.log_dir)}
 
 
@@ -919,11 +930,13 @@ def completion_event_figures(
     events: list[dict[str, Any]],
     kills_after_event: Counter[str],
     timed_out: Counter[str],
+    retried: Counter[str] | None = None,
 ) -> dict[str, Any]:
     """Exactly one completion event per job that ended: each job whose record ended it (succeeded, failed, among
     them dead-lettered by the adapter, or skipped; `upload_entry`) is matched to the events naming its key and
-    pipeline. A job with none is a lost event; a job with more is explained by a kill after its event was put, or
-    by an invocation cut at its timeout (per key), and is unexplained otherwise. A job that reached a dead-letter
+    pipeline. A job with none is a lost event; a job with more is explained by a kill after its event was put, by
+    an invocation cut at its timeout, or by a put tried again after one that raised (`retried`; per key), and is
+    unexplained otherwise. A job that reached a dead-letter
     queue with no code running (Lambda gave up on its S3 event, SQS moved its message) has no event by design."""
     received = Counter((str(e["detail"]["key"]), e["detail"].get("pipeline")) for e in events)
     ended: list[tuple[str, str | None]] = []
@@ -941,7 +954,9 @@ def completion_event_figures(
                 dead_lettered_without_code.append((key, name))
     without = [job for job in ended if received[job] == 0]
     twice = [job for job in ended if received[job] > 1]
-    unexplained = [job for job in twice if received[job] - 1 > kills_after_event[job[0]] + timed_out[job[0]]]
+    retried = retried or Counter()
+    explained = {job: kills_after_event[job[0]] + timed_out[job[0]] + retried[job[0]] for job in twice}
+    unexplained = [job for job in twice if received[job] - 1 > explained[job]]
     ended_set = set(ended)
     return {
         "received": len(events),
@@ -954,6 +969,7 @@ def completion_event_figures(
         "extra_events": sum(received[job] - 1 for job in twice),
         "with_a_kill_after_the_event": sum(1 for job in twice if kills_after_event[job[0]]),
         "with_a_timed_out_invocation": sum(1 for job in twice if timed_out[job[0]]),
+        "with_a_put_tried_again": sum(1 for job in twice if retried[job[0]]),
         "unexplained": len(unexplained),
         "unexplained_keys": [_job_name(job) for job in unexplained],
         "events_of_no_ended_job": sum(count for job, count in received.items() if job not in ended_set),
@@ -965,6 +981,29 @@ def completion_event_figures(
 def _job_name(job: tuple[str, str | None]) -> str:
     key, pipeline = job
     return f"{key} ({pipeline})" if pipeline else key
+
+
+def answers_logged(log_dir: Path) -> set[str]:
+    """The correlation ids of every Picsart answer a function logged as received (`ANSWER_LOGGED`)."""
+    ids: set[str] = set()
+    for path in log_dir.rglob("*.log"):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if ANSWER_LOGGED in line:
+                with contextlib.suppress(ValueError):
+                    ids.add(str(json.loads(line).get("picsart_correlation_id")))
+    return ids
+
+
+def retried_puts(log_dir: Path) -> Counter[str]:
+    """Per key, the completion-event puts that raised and were tried again (each logged `PUT_FAILED_MESSAGE`):
+    one whose answer was lost may have been delivered, and its next try delivers the event again."""
+    tried: Counter[str] = Counter()
+    for path in log_dir.rglob("*.log"):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if PUT_FAILED_MESSAGE in line:
+                with contextlib.suppress(ValueError):
+                    tried[str(json.loads(line).get("event_key"))] += 1
+    return tried
 
 
 def _undelivered_logged(log_dir: Path) -> int:
@@ -995,6 +1034,7 @@ def completion_event_lines(figures: dict[str, Any] | None) -> Iterable[str]:
         f"jobs: {figures['jobs_with_one_event']} with one, {figures['jobs_without_an_event']} without, "
         f"{figures['jobs_with_2_or_more']} with 2+ ({figures['with_a_kill_after_the_event']} with a kill after "
         f"the event, {figures['with_a_timed_out_invocation']} with a timed-out invocation, "
+        f"{figures['with_a_put_tried_again']} with a put tried again, "
         f"{figures['unexplained']} unexplained); {figures['events_of_no_ended_job']} of no ended job; "
         f"{figures['dead_lettered_without_code']} dead-lettered by Lambda or SQS (no event by design); "
         f"{figures['undelivered_logged']} undelivered"

@@ -22,6 +22,7 @@ import pytest
 import urllib3
 from botocore.config import Config
 
+from picsart_adapter.completion_events import PUT_FAILED_MESSAGE
 from picsart_adapter.rules import parse_rules
 from picsart_local.bench.pipeline import SOAK_PIPELINE, PipelineStep, rules_document
 from picsart_local.cli import main
@@ -31,8 +32,10 @@ from picsart_local.soak import (
     DeadLetter,
     SoakReport,
     SoakSettings,
+    answers_logged,
     completion_event_figures,
     leaks_in,
+    retried_puts,
     run_soak,
     scan_table,
     upload_entry,
@@ -413,3 +416,17 @@ def test_completion_events_are_matched_to_the_jobs_that_ended() -> None:
     explained = completion_event_figures(uploads, events, Counter({"b.png": 1}), Counter())
     assert (explained["unexplained"], explained["with_a_kill_after_the_event"]) == (0, 1)
     assert completion_event_figures(uploads, events, Counter(), Counter({"b.png": 1}))["unexplained"] == 0
+    tried_again = completion_event_figures(uploads, events, Counter(), Counter(), Counter({"b.png": 1}))
+    assert (tried_again["unexplained"], tried_again["with_a_put_tried_again"]) == (0, 1)
+
+
+def test_the_logs_tell_the_answers_received_and_the_puts_tried_again(tmp_path: Path) -> None:
+    """As the adapter logs them (Powertools' JSON lines): an answer received, and a put that raised."""
+    answered = {"level": "INFO", "message": "Picsart answered", "picsart_correlation_id": "c1", "key": "a.png"}
+    put_failed = {"level": "WARNING", "message": PUT_FAILED_MESSAGE, "event_key": "b.png", "error": "ReadTimeout"}
+    log = tmp_path / "soak" / "RetryFunction-0001.log"
+    log.parent.mkdir()
+    lines = [json.dumps(answered, separators=(",", ":")), json.dumps(put_failed, separators=(",", ":")), "START x"]
+    log.write_text("\n".join(lines) + "\n")
+    assert answers_logged(tmp_path) == {"c1"}
+    assert retried_puts(tmp_path) == Counter({"b.png": 1})

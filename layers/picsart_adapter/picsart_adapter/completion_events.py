@@ -47,6 +47,8 @@ SCHEMA_VERSION: Final = "1"
 #: How often one event is tried in all, and the first pause between tries (doubling).
 PUT_TRIES: Final = 3
 FIRST_BACKOFF_SECONDS: Final = 0.2
+#: Logged for each try of a put that raised; the soak counts them per key (`soak.retried_puts`).
+PUT_FAILED_MESSAGE: Final = "completion event put failed"
 #: A reason longer than this is cut: EventBridge takes 256 KB per entry, and a reason is for people.
 MAX_REASON_CHARS: Final = 2000
 _URL_QUERY = re.compile(r"(https?://[^\s?#'\"]+)\?[^\s'\"]*")
@@ -182,6 +184,9 @@ class CompletionEvents:
                 answer = self._client.put_events(Entries=[entry])
             except Exception as raised:  # whatever the SDK raises, the job's end stands
                 error = f"{type(raised).__name__}: {raised}"
+                # A put whose answer was lost (a read timeout) may have been delivered: the next try can deliver
+                # the event a second time. PutEvents takes no idempotency token, so this is said where it happens.
+                logger.warning(PUT_FAILED_MESSAGE, extra={"error": error, "event_key": detail.get("key")})
                 continue
             (outcome,) = answer.get("Entries") or [{}]
             if not answer.get("FailedEntryCount") and outcome.get("EventId"):
