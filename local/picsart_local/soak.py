@@ -43,7 +43,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -985,25 +985,22 @@ def _job_name(job: tuple[str, str | None]) -> str:
 
 def answers_logged(log_dir: Path) -> set[str]:
     """The correlation ids of every Picsart answer a function logged as received (`ANSWER_LOGGED`)."""
-    ids: set[str] = set()
-    for path in log_dir.rglob("*.log"):
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if ANSWER_LOGGED in line:
-                with contextlib.suppress(ValueError):
-                    ids.add(str(json.loads(line).get("picsart_correlation_id")))
-    return ids
+    return {str(line.get("picsart_correlation_id")) for line in _logged(log_dir, ANSWER_LOGGED)}
 
 
 def retried_puts(log_dir: Path) -> Counter[str]:
     """Per key, the completion-event puts that raised and were tried again (each logged `PUT_FAILED_MESSAGE`):
     one whose answer was lost may have been delivered, and its next try delivers the event again."""
-    tried: Counter[str] = Counter()
+    return Counter(str(line.get("event_key")) for line in _logged(log_dir, PUT_FAILED_MESSAGE))
+
+
+def _logged(log_dir: Path, text: str) -> Iterator[dict[str, Any]]:
+    """The functions' JSON log lines under `log_dir` that contain `text` (Lambda's own lines are not JSON)."""
     for path in log_dir.rglob("*.log"):
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            if PUT_FAILED_MESSAGE in line:
+            if text in line:
                 with contextlib.suppress(ValueError):
-                    tried[str(json.loads(line).get("event_key"))] += 1
-    return tried
+                    yield json.loads(line)
 
 
 def _undelivered_logged(log_dir: Path) -> int:

@@ -47,7 +47,8 @@ SCHEMA_VERSION: Final = "1"
 #: How often one event is tried in all, and the first pause between tries (doubling).
 PUT_TRIES: Final = 3
 FIRST_BACKOFF_SECONDS: Final = 0.2
-#: Logged for each try of a put that raised; the soak counts them per key (`soak.retried_puts`).
+#: Logged, with the event's key, for each try of a put that raised: that try may have delivered the event, so the
+#: next one can deliver it twice (test_a_refused_put_is_tried_again_and_the_job_ends_as_it_did).
 PUT_FAILED_MESSAGE: Final = "completion event put failed"
 #: A reason longer than this is cut: EventBridge takes 256 KB per entry, and a reason is for people.
 MAX_REASON_CHARS: Final = 2000
