@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,18 @@ from picsart_adapter.parking import MAX_IN_FLIGHT_SECONDS
 from picsart_adapter.picsart_client import PicsartTransportError, ResultDownloadError
 from picsart_adapter.rate_limit import Denial
 from picsart_adapter.retry_policy import MAX_POLLS, RESET_SPREAD_SECONDS
-from tests.fakes import ACCEPTED_BODY, NOW, SUCCESS_BODY, UPLOAD, answer, fresh_metrics, only, parked_message, world
+from tests.fakes import (
+    ACCEPTED_BODY,
+    NOW,
+    SUCCESS_BODY,
+    UPLOAD,
+    World,
+    answer,
+    fresh_metrics,
+    only,
+    parked_message,
+    world,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -92,13 +104,24 @@ def test_a_failed_result_download_is_fetched_again_without_a_second_call() -> No
     assert (fetch.number, fetch.result_fetch, fetch.http_status) == (2, True, None)
 
 
+def answered_but_not_fetched(error: str = "result download answered HTTP 503", max_attempts: int = 6) -> World:
+    """Picsart answered 200 and the download of its result failed with `error`: the job is parked."""
+    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError(error), max_attempts=max_attempts)
+    only(w.processor.process(UPLOAD))
+    return w
+
+
+def due_now(parked: dict[str, Any]) -> RetryMessage:
+    """A parked message as the retry function takes it up once it is due."""
+    return RetryMessage.model_validate_json(parked["MessageBody"]).model_copy(update={"due_at": NOW})
+
+
 def test_a_redelivered_fetch_stores_the_result_once() -> None:
     """SQS delivers the parked message again after a fetch that stored the output (its invocation ended with
     another job of the batch): the second delivery stores nothing and puts no second event."""
-    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
-    only(w.processor.process(UPLOAD))
+    w = answered_but_not_fetched()
     (parked,) = w.parked()
-    message = RetryMessage.model_validate_json(parked["MessageBody"]).model_copy(update={"due_at": NOW})
+    message = due_now(parked)
     w.client.result = b"\x89PNGfetched"
 
     first = only(w.processor.resume(message))
@@ -112,16 +135,13 @@ def test_a_redelivered_fetch_stores_the_result_once() -> None:
 
 
 def test_a_fetch_that_fails_again_is_tried_again() -> None:
-    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
-    only(w.processor.process(UPLOAD))
+    w = answered_but_not_fetched()
     (parked,) = w.parked()
-    message = RetryMessage.model_validate_json(parked["MessageBody"]).model_copy(update={"due_at": NOW})
-    assert only(w.processor.resume(message)).status is JobStatus.WAITING, "the result server still fails"
+    assert only(w.processor.resume(due_now(parked))).status is JobStatus.WAITING, "the result server still fails"
     (_, again) = w.parked()
     w.client.result = b"\x89PNGfetched"
 
-    retry = RetryMessage.model_validate_json(again["MessageBody"]).model_copy(update={"due_at": NOW})
-    done = only(w.processor.resume(retry))
+    done = only(w.processor.resume(due_now(again)))
 
     assert (done.status, done.duplicate) == (JobStatus.SUCCEEDED, False)
     assert len(w.client.calls) == 1
@@ -130,13 +150,11 @@ def test_a_fetch_that_fails_again_is_tried_again() -> None:
 def test_an_answer_parked_for_a_pipeline_that_changed_since_is_not_stored() -> None:
     """The pipeline's definition changed while the answered job waited: its answer is of the old definition, and
     the pipeline runs again as it is now (a call), not the old answer stored."""
-    w = world(answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 503"))
-    only(w.processor.process(UPLOAD))
+    w = answered_but_not_fetched()
     (parked,) = w.parked()
-    message = RetryMessage.model_validate_json(parked["MessageBody"])
     w.client.result = b"\x89PNGnew"
 
-    done = only(w.processor.resume(message.model_copy(update={"due_at": NOW, "pipeline_hash": "an older one"})))
+    done = only(w.processor.resume(due_now(parked).model_copy(update={"pipeline_hash": "an older one"})))
 
     assert done.status is JobStatus.SUCCEEDED
     assert len(w.client.calls) == 2, "run again: the old answer is not reused"
@@ -144,14 +162,10 @@ def test_an_answer_parked_for_a_pipeline_that_changed_since_is_not_stored() -> N
 
 
 def test_a_result_that_cannot_be_fetched_is_dead_lettered_once_its_attempts_are_used_up() -> None:
-    w = world(
-        answer(200, SUCCESS_BODY), result=ResultDownloadError("result download answered HTTP 404"), max_attempts=2
-    )
-    only(w.processor.process(UPLOAD))
+    w = answered_but_not_fetched("result download answered HTTP 404", max_attempts=2)
     (parked,) = w.parked()
-    message = RetryMessage.model_validate_json(parked["MessageBody"])
 
-    ended = only(w.processor.resume(message.model_copy(update={"due_at": NOW})))
+    ended = only(w.processor.resume(due_now(parked)))
 
     assert ended.status is JobStatus.FAILED
     assert "result download answered HTTP 404" in (ended.reason or "")
