@@ -208,11 +208,31 @@ def test_a_configuration_fault_or_spent_credits_opens_the_circuit_and_waits_for_
     (parked,) = w.parked()
     message = RetryMessage.model_validate_json(parked["MessageBody"])
     assert w.circuit.probe_at <= message.due_at <= w.circuit.probe_at + RESET_SPREAD_SECONDS
-    assert message.attempt == 1, "the call was made: it counts"
+    assert (message.attempt, message.circuit_refusals) == (1, 1), "the call was made, and the fault is the fleet's"
     final = w.jobs.finished[-1]
     assert final["attempt"].http_status == status
     assert json.loads(final["attempt"].error_body)["detail"] == "check the key"
     assert _metric_names() >= {"CircuitOpened", "PicsartClientErrors"}
+
+
+def test_a_refusal_the_circuit_holds_spends_none_of_the_jobs_attempts() -> None:
+    """A job that meets the fleet's fault on each of its probes keeps waiting with the others: its refused calls
+    are recorded and numbered, and only the attempts that were its own count towards MAX_ATTEMPTS."""
+    w = world(answer(402, {"code": 402, "message": "Payment Required"}), admission=Probe(lease_ms=1), max_attempts=3)
+    message = parked_message(
+        bucket="input", key="uploads/photo.jpg", attempt=5, circuit_refusals=3, due_at=NOW, reason="credits"
+    )
+    assert only(w.processor.resume(message)).status is JobStatus.WAITING
+    assert w.dead_lettered() == []
+    parked = RetryMessage.model_validate_json(only(w.parked())["MessageBody"])
+    assert (parked.attempt, parked.circuit_refusals) == (6, 4)
+    assert w.jobs.finished[-1]["attempt"].number == 6
+
+    # Its own failures still run out: two before, a third now.
+    w = world(answer(503, {"code": 503, "message": "Service Unavailable"}), max_attempts=3)
+    assert only(w.processor.resume(parked.model_copy(update={"due_at": NOW}))).status is JobStatus.FAILED
+    (dead,) = w.dead_lettered()
+    assert "gave up after 7 attempts" in json.loads(dead["MessageBody"])["reason"]
 
 
 def test_a_probe_reports_its_answer_to_the_circuit() -> None:

@@ -72,6 +72,8 @@ class Answers:
             return self._fail(job, attempt, response, f"Picsart answered 202 to the synchronous {tool.name} tool")
         if outcome.retryable:
             if outcome in {Outcome.CONFIGURATION, Outcome.CREDITS} and tripped:
+                # The fleet's fault, held by the circuit: the job waits for the probe with every other job.
+                job.circuit_refusals += 1
                 reset_at: float | None = tripped.probe_at
             else:
                 reset_at = parse_reset_time(response.rate_limit.reset_time, self._clock())

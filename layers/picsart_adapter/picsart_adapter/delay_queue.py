@@ -53,6 +53,9 @@ class RetryMessage(BaseModel):
     s3_request_id: str | None = None
     #: Attempts already made.
     attempt: int = Field(ge=0)
+    #: Of those, the calls refused for the fleet's fault (a configuration fault or spent credits, which open the
+    #: circuit): they do not count towards `MAX_ATTEMPTS` (`Job.circuit_refusals`).
+    circuit_refusals: int = Field(default=0, ge=0)
     #: Epoch seconds at which the next attempt may start.
     due_at: float
     reason: str

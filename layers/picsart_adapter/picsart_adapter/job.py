@@ -38,6 +38,12 @@ class Job:
     upload: UploadedObject
     attempts_made: int
     correlation_ids: list[str] = field(default_factory=list)
+    #: Of the attempts made, the calls refused for the fleet's fault (a configuration fault or spent credits, met
+    #: by the call that opened the circuit or by a probe). They are recorded like any attempt and do not count
+    #: towards `max_attempts`: every other job waits for the probe without an attempt, and a job that happens to
+    #: probe again and again is not dead-lettered for a fault that is not its own
+    #: (test_a_refusal_the_circuit_holds_spends_none_of_the_jobs_attempts).
+    circuit_refusals: int = 0
     #: The object as S3 describes it now (read once a call is to be made, or first thing for a new upload).
     stored: StoredObject | None = None
     #: Taken up again from the delay queue (its job record exists already).
@@ -160,7 +166,7 @@ class Job:
         self.step_correlation_ids.append(correlation_id or "")
         self.step += 1
         self.input_url, self.input_url_at = result_url, now
-        self.attempts_made, self.polls, self.transaction_id = 0, 0, None
+        self.attempts_made, self.polls, self.transaction_id, self.circuit_refusals = 0, 0, None, 0
         self.in_line, self.turn_at, self.in_flight_since = False, None, None
 
     def run_again(self, reason: str) -> None:
@@ -169,6 +175,7 @@ class Job:
         self.step, self.input_url, self.input_url_at = 0, None, None
         self.step_correlation_ids = []
         self.attempts_made, self.polls, self.transaction_id, self.answered = 0, 0, None, None
+        self.circuit_refusals = 0
         self.reruns += 1
 
     def message(self, due_at: float, reason: str, attempts_made: int | None = None) -> RetryMessage:
@@ -181,6 +188,7 @@ class Job:
             etag=known.etag,
             s3_request_id=self.upload.s3_request_id,
             attempt=self.attempts_made if attempts_made is None else attempts_made,
+            circuit_refusals=self.circuit_refusals,
             due_at=due_at,
             reason=reason,
             picsart_correlation_ids=self.correlation_ids,

@@ -74,7 +74,8 @@ class Parking:
         )
 
     def retry_later(self, job: Job, attempt: Attempt, outcome: Outcome, reset_at: float | None) -> JobResult:
-        """Park the job in the delay queue, or dead-letter it when its attempts are used up."""
+        """Park the job in the delay queue, or dead-letter it when its attempts are used up (the calls refused
+        for the fleet's fault, `Job.circuit_refusals`, do not count)."""
         now = self._clock()
         status_text = attempt.error or (f"HTTP {attempt.http_status}" if attempt.http_status else "no answer")
         message = job.message(
@@ -83,7 +84,7 @@ class Parking:
             attempts_made=attempt.number,
         )
         details = {"http_status": attempt.http_status} if attempt.http_status else {}
-        if attempt.number >= self._settings.max_attempts:
+        if attempt.number - job.circuit_refusals >= self._settings.max_attempts:
             where = f"{job.step_label}: " if job.pipeline else ""
             reason = f"{where}gave up after {attempt.number} attempts; last: {message.reason}"
             return self._dead_letter(job, message, attempt, reason, details)

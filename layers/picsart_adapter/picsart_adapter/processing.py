@@ -120,6 +120,7 @@ class UploadProcessor:
             message.upload(),
             message.attempt,
             list(message.picsart_correlation_ids),
+            circuit_refusals=message.circuit_refusals,
             # A bare upload (no pipeline yet) may have no record of its pipelines: it is taken up as a new one.
             resumed=message.pipeline is not None,
             transaction_id=message.transaction_id,
