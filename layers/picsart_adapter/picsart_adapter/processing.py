@@ -9,9 +9,9 @@ or — attempts used up — in the dead-letter queue with its reason (`failed`).
 
 Each step goes through the same sequence: the fleet's circuit (no calls while a configuration fault or spent
 credits stand), the rule's credit floor (`credit_floor`), the fleet's rate-limit budget (`job_budget`), once per
-version, pipeline definition and step (`idempotency`), the call, its answer through the one table of outcomes
-(`outcomes.classify`, `answers`), and the next step, the output stored, or the work parked with its step
-(`parking`).
+version, pipeline definition and step (`idempotency`), the call (`step_request`), its answer through the one
+table of outcomes (`outcomes.classify`, `answers`), and the next step, the output stored, or the work parked with
+its step (`parking`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from picsart_adapter.answers import Answers
-from picsart_adapter.circuit import Admission, FleetCircuit, Open, Probe
+from picsart_adapter.circuit import Admission, FleetCircuit, Open
 from picsart_adapter.completion_events import CompletionEvents
 from picsart_adapter.credit_floor import CreditFloor
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
@@ -33,18 +33,18 @@ from picsart_adapter.input_checks import (
     check_step_input,
     sniff_image_format,
 )
-from picsart_adapter.job import Job, ProcessorSettings, counted
+from picsart_adapter.job import Job, ProcessorSettings
 from picsart_adapter.job_budget import JobBudget
-from picsart_adapter.jobs import Attempt, JobResult, JobStatus, JobStore, utc_now_iso
-from picsart_adapter.observability import MetricUnit, logger, metrics, tracer
-from picsart_adapter.outcomes import Outcome, classify
+from picsart_adapter.jobs import JobResult, JobStatus, JobStore
+from picsart_adapter.observability import MetricUnit, logger, metrics
 from picsart_adapter.outputs import Outputs
 from picsart_adapter.parking import Parking
-from picsart_adapter.picsart_client import PicsartClient, PicsartResponse, PicsartTransportError
-from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant
+from picsart_adapter.picsart_client import PicsartClient
+from picsart_adapter.rate_limit import FleetRateLimiter
 from picsart_adapter.retry_policy import RetryPolicy
 from picsart_adapter.rules import Match, match_upload, pipeline_hash
 from picsart_adapter.s3_events import UploadedObject
+from picsart_adapter.step_request import StepRequest
 from picsart_adapter.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -81,7 +81,6 @@ class UploadProcessor:
         self._settings = settings
         self._store = store
         self._queue = queue
-        self._client = client
         self._limiter = limiter
         self._circuit = circuit
         self._credit_floor = CreditFloor(limiter, settings.credit_floor_hold_seconds)
@@ -94,6 +93,18 @@ class UploadProcessor:
         events = events or CompletionEvents(None)
         self._parking = Parking(settings, queue, jobs, retry_policy, self._budget, outputs, clock, events)
         self._answers = Answers(settings, outputs, jobs, client, circuit, self._parking, clock, events)
+        self._request = StepRequest(
+            settings,
+            store,
+            client,
+            limiter,
+            circuit,
+            self._budget,
+            self._credit_floor,
+            self._parking,
+            self._answers,
+            clock,
+        )
 
     def register_lambda_context(self, context: LambdaContext) -> None:
         """Called by the handlers at each invocation: work in progress is known to end with it, and a short
@@ -243,26 +254,26 @@ class UploadProcessor:
         if isinstance(admission, Open):
             return self._parking.hold_for_circuit(job, admission)
         if (reached := self._credit_floor.before_grant(job)) is not None:
-            self._unused(admission)
+            self._request.give_back(admission)
             return self._parking.hold_for_credit_floor(job, reached)
         known = self._limiter.known_denial()
         if known is not None:
             self._budget.join_line(job, known)
         if known is not None and not self._budget.can_wait_once_prepared(job, known):
-            self._unused(admission)
+            self._request.give_back(admission)
             return self._parking.defer(job, known)
         if job.stored is None and (skipped := self._check(job)):
-            self._unused(admission)
+            self._request.give_back(admission)
             return skipped
         step, stored = job.current_step, job.stored
         assert stored is not None
         if job.step == 0 and (too_big := check_step_input(step.tool, step.parameters, stored.head)):
-            self._unused(admission)
+            self._request.give_back(admission)
             return self._answers.skip(job.ref, too_big, stored, rule=job.rule_name)
         if job.transaction_id is not None:
             # The call that costs credits was made and accepted: only its result is fetched now.
-            return self._poll(job, admission)
-        return self._run_once(job, job.step_key, lambda: self._call_tool(job, admission), admission)
+            return self._request.poll(job, admission)
+        return self._run_once(job, job.step_key, lambda: self._request.call_tool(job, admission), admission)
 
     def _run_once(
         self,
@@ -279,116 +290,13 @@ class UploadProcessor:
             result = self._once.run(key, work)
         except DuplicateInFlight:
             if admission is not None:
-                self._unused(admission)
+                self._request.give_back(admission)
             return self._parking.park_duplicate(job)
         finally:
             self._parking.send_held_messages(job)
         if result.duplicate:
             if admission is not None:
-                self._unused(admission)
+                self._request.give_back(admission)
             logger.info("already handled; no call made", extra={"version_ref": job.ref.version_ref})
             metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
         return result
-
-    def _acquire(self, job: Job, admission: Admission) -> Grant | JobResult:
-        """The fleet's budget for the call about to be made (`JobBudget.take`), or the job parked until it
-        returns."""
-        decision = self._budget.take(job)
-        if isinstance(decision, Denial):
-            self._unused(admission)
-            return self._parking.defer(job, decision, record=True)
-        if (reached := self._credit_floor.after_grant(job, decision.state)) is not None:
-            # The balance reached the rule's floor since this environment's view: the unit goes unused.
-            self._unused(admission)
-            return self._parking.hold_for_credit_floor(job, reached, record=True)
-        if isinstance(admission, Probe):
-            logger.info("probing Picsart: the fleet's circuit is open")
-        return decision
-
-    def _unused(self, admission: Admission) -> None:
-        """An admission not used for a call: a probe's turn goes back (a budget unit stays spent)."""
-        if isinstance(admission, Probe):
-            self._circuit.record(admission, None, None, "the probe's call was not made")
-
-    # -- the requests ----------------------------------------------------------------------------------
-    def _call_tool(self, job: Job, admission: Admission) -> JobResult:
-        step, stored = job.current_step, job.stored
-        assert stored is not None
-        self._answers.start_record(job, job.attempts_made + 1)
-        if job.step == 0:
-            image_url = self._store.presigned_get_url(stored, self._settings.presigned_url_ttl_seconds)
-        else:
-            # The step before's result, exactly as Picsart gave it: the guide forbids taking result URLs apart,
-            # and the intermediate image never passes through Lambda or S3.
-            assert job.input_url is not None, "a step after the first has the step before's result as input"
-            image_url = job.input_url
-        grant = self._acquire(job, admission)
-        if isinstance(grant, JobResult):
-            return grant
-        attempt = Attempt(
-            number=job.attempts_made + 1, started_at=utc_now_iso(), outcome="", step=job.step + 1, tool=step.tool
-        )
-        call = lambda: self._client.call_tool(step.catalogued, image_url, step.parameters)  # noqa: E731
-        return self._send(job, admission, attempt, f"## picsart.{step.tool}", call)
-
-    def _poll(self, job: Job, admission: Admission) -> JobResult:
-        """Ask for the result of an asynchronous job Picsart accepted."""
-        step, transaction_id = job.current_step, job.transaction_id
-        assert transaction_id is not None
-        self._answers.start_record(job, job.attempts_made)
-        grant = self._acquire(job, admission)
-        if isinstance(grant, JobResult):
-            return grant
-        job.polls += 1
-        attempt = Attempt(
-            number=job.attempts_made,
-            started_at=utc_now_iso(),
-            outcome="",
-            poll=job.polls,
-            step=job.step + 1,
-            tool=step.tool,
-        )
-        poll = lambda: self._client.poll(step.catalogued, transaction_id)  # noqa: E731
-        return self._send(job, admission, attempt, f"## picsart.{step.tool}.poll", poll)
-
-    def _send(
-        self,
-        job: Job,
-        admission: Admission,
-        attempt: Attempt,
-        subsegment_name: str,
-        request: Callable[[], PicsartResponse],
-    ) -> JobResult:
-        """Make one request and take its answer through the table of outcomes."""
-        with tracer.provider.in_subsegment(subsegment_name) as subsegment:
-            try:
-                response = request()
-            except PicsartTransportError as error:
-                subsegment.put_annotation("picsart_outcome", Outcome.TRANSIENT.value)
-                attempt.outcome, attempt.error = Outcome.TRANSIENT.value, f"no answer from Picsart ({error})"
-                self._circuit.record(admission, None, None, attempt.error)
-                metrics.add_metric(name="PicsartNoAnswer", unit=MetricUnit.Count, value=1)
-                metrics.add_metric(name="PicsartServerErrors", unit=MetricUnit.Count, value=1)
-                logger.warning("Picsart gave no answer", extra={"attempt": attempt.number, "error": str(error)})
-                return self._parking.retry_later(job, counted(attempt, job), Outcome.TRANSIENT, None)
-            outcome = classify(response.status)
-            if attempt.poll and response.status == 404:
-                # An unknown transaction (expired, or lost on Picsart's side) is not a wrong deployment:
-                # the job is sent again.
-                outcome, job.transaction_id, job.polls = Outcome.TRANSIENT, None, 0
-            # Every answer, success or error, tells the fleet where the rate limit stands.
-            self._limiter.observe(
-                response.rate_limit,
-                throttled=outcome is Outcome.THROTTLED,
-                sent_at=self._clock() - response.duration_ms / 1000,
-            )
-            subsegment.put_annotation("picsart_status", str(response.status))
-            subsegment.put_annotation("picsart_outcome", outcome.value)
-            if response.correlation_id:
-                subsegment.put_annotation("picsart_correlation_id", response.correlation_id)
-        if outcome not in {Outcome.SUCCESS, Outcome.ACCEPTED}:
-            attempt.error_body = response.raw_body
-        self._answers.observe(response, outcome, attempt)
-        if response.correlation_id:
-            job.correlation_ids.append(response.correlation_id)
-        return self._answers.handle(job, admission, attempt, response, outcome)
