@@ -203,7 +203,9 @@ def test_the_same_event_twice_costs_one_call(tmp_path_factory: pytest.TempPathFa
 def test_an_asynchronous_tool_is_polled_through_the_delay_queue(tmp_path_factory: pytest.TempPathFactory) -> None:
     """202 + transaction_id: the adapter keeps the id and polls later; no Lambda sleeps through the wait."""
     parameters = {"PicsartTool": "ultra-upscale", "PicsartToolParameters": '{"upscale_factor": 2}'}
-    emulator = EmulatorSettings(async_processing_seconds=5.0)
+    # Long enough that the first poll (due a second after the 202, from a retry environment's cold start on a
+    # loaded machine) still finds the job processing.
+    emulator = EmulatorSettings(async_processing_seconds=10.0)
     with start_environment(tmp_path_factory, "ultra", emulator=emulator, parameters=parameters) as env:
         env.upload("ultra/small.jpg", jpeg_bytes())
         outcome = env.wait_for(["ultra/small.jpg"], timeout=60)["ultra/small.jpg"]

@@ -59,6 +59,8 @@ def fail_an_upload_invocation(env: LocalEnvironment, key: str) -> None:
     destination does after the invocation and its retries failed (the runner's `_send_to_dead_letter_queue`)."""
     assert env.runner is not None
     assert env.stack is not None
+    # Stopped mid-invocation, a job dead-lettered a moment ago could lose its record's last write.
+    env.runner.wait_idle(timeout=60)
     env.runner.stop()
     env.upload(key, png_bytes())
     sqs = env.client("sqs")
@@ -131,6 +133,9 @@ def test_reprocess_runs_a_changed_pipeline_and_skips_the_unchanged_one(
         for key in keys:
             env.upload(key, png_bytes())
         assert {o.status for o in env.wait_for(keys, timeout=60).values()} == {"succeeded"}
+        # A record says succeeded before its invocation has put the event and kept the step's result: shutting
+        # the environments down then would kill it, and Lambda's retry would run "white" anew with the new rules.
+        env.runner.wait_idle(timeout=60)
         before = {key: {r["pipeline"]: r for r in env.jobs.for_object(env.input_bucket, key)} for key in keys}
         calls_before = tool_calls(env)
         # The "white" pipeline changes and is deployed: new execution environments read the new rules.
