@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
     from picsart_adapter.balance_check import BalanceCheck
+    from picsart_adapter.completion_events import PutsEvents
     from picsart_adapter.processing import UploadProcessor
     from picsart_adapter.rate_limit import FleetRateLimiter
 
@@ -66,7 +67,6 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
     from picsart_adapter.storage import ObjectStore
 
     session = boto3.session.Session()
-    events_config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"})
     table = session.resource("dynamodb").Table(settings.jobs_table)
     hot_items = hot_items_table(session, settings)
     api_key = SecretApiKey(settings.api_key_secret)
@@ -106,10 +106,21 @@ def build_processor(settings: AdapterSettings) -> UploadProcessor:
         ),
         # A plain client: the table resource's own client would serialize Powertools' typed values again.
         once=OncePerStep(settings.jobs_table, session.client("dynamodb")),
-        # Short timeouts and one SDK retry: CompletionEvents tries again itself, and a bus out of reach must not
-        # hold the invocation for the SDK's default minute per connection.
-        events=CompletionEvents(session.client("events", config=events_config), settings.event_bus_name),
+        events=CompletionEvents(events_client(session), settings.event_bus_name),
     )
+
+
+def events_client(session: Session) -> PutsEvents:
+    """The EventBridge client completion events are put with. Short timeouts: a bus out of reach must not hold the
+    invocation for the SDK's default minute per connection. No retry of the SDK's own: `CompletionEvents` tries
+    again itself and logs each try that raised, and a try whose answer was lost may have delivered the event, so
+    every second delivery is one the logs name
+    (test_each_try_of_a_put_is_one_request_and_each_failed_one_is_logged)."""
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 1})
+    client: PutsEvents = session.client("events", config=config)
+    return client
 
 
 def hot_items_table(session: Session, settings: AdapterSettings) -> Table:
