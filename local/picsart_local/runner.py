@@ -60,6 +60,10 @@ _ISOLATION_ENVIRONMENT: Final = {
     "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
 }
 _worker_numbers = count(1)
+#: Held while a worker starts and while an ended worker's exit status is read. `Process.start` reaps every ended
+#: child of the process first; a thread that waits for the same child meanwhile finds it reaped, and reads no exit
+#: status until the starting thread has recorded it (test_an_exit_status_reaped_by_a_starting_worker_is_read).
+_REAPING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,8 @@ class ExecutionEnvironment:
             name=f"lambda-{self.function.logical_id}",
             daemon=True,
         )
-        process.start()
+        with _REAPING:
+            process.start()
         child.close()  # only the worker holds its end, so its death reads as EOF here
         self._process, self._connection = process, parent
         started = time.perf_counter()
@@ -323,7 +328,8 @@ class ExecutionEnvironment:
             # not ended is left unclosed, since closing a running process raises and would fail the delivery
             # (test_a_worker_slow_to_end_is_left_unclosed_rather_than_failing_the_invocation).
             process.join(PROCESS_END_SECONDS)
-            code = process.exitcode
+            with _REAPING:
+                code = process.exitcode
             if code is not None and code < 0:
                 name = signal.Signals(-code).name.removeprefix("SIG").lower()
                 reason = f"with error: signal: {'killed' if name == 'kill' else name}"

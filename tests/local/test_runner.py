@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from moto.sqs.models import Message
 
+from picsart_local import runner
 from picsart_local.runner import (
     ExecutionEnvironment,
     InvocationResult,
@@ -182,6 +183,42 @@ def test_a_worker_slow_to_end_is_left_unclosed_rather_than_failing_the_invocatio
         assert environment._end_process() == "without an exit status"
         assert slow.killed
         assert environment._process is None
+
+
+class _WorkerReapedByAStart:
+    """A killed worker that another thread's `Process.start` reaped: its exit status is there once that thread
+    has recorded it."""
+
+    def __init__(self) -> None:
+        self.recorded: int | None = None
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.recorded
+
+    def is_alive(self) -> bool:
+        return False
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_exit_status_reaped_by_a_starting_worker_is_read(fixture_stack: LocalStack, tmp_path: Path) -> None:
+    """A kill read as "without an exit status" is not told from a handler that failed (the soak counted one)."""
+    with environment_of(fixture_stack, "OnUpload", tmp_path) as environment:
+        worker = _WorkerReapedByAStart()
+        environment._process = worker  # type: ignore[assignment]
+        ended: list[str] = []
+        with runner._REAPING:  # another worker is starting, and reaps this one
+            reader = threading.Thread(target=lambda: ended.append(environment._end_process()))
+            reader.start()
+            time.sleep(0.2)
+            worker.recorded = 1
+        reader.join(timeout=10)
+        assert ended == ["with error: exit status 1"]
 
 
 def test_an_import_error_is_the_invocations_error(fixture_stack: LocalStack, tmp_path: Path) -> None:
