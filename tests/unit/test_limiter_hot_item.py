@@ -11,8 +11,14 @@ from picsart_adapter.delay_queue import RetryMessage
 from picsart_adapter.jobs import JobStatus
 from picsart_adapter.observability import metrics
 from picsart_adapter.rate_limit import Denial
-from picsart_adapter.rate_limit.hot_item import THROTTLED, throttled_denial
-from tests.fakes import NOW, SUCCESS_BODY, UPLOAD, answer, fresh_metrics, only, world
+from picsart_adapter.rate_limit.hot_item import (
+    THROTTLED,
+    THROTTLED_BACKOFF_SECONDS,
+    THROTTLED_MAX_SPREAD_SECONDS,
+    throttled_denial,
+    throttled_job_due_at,
+)
+from tests.fakes import NOW, SUCCESS_BODY, UPLOAD, answer, fresh_metrics, only, parked_message, world
 
 
 @pytest.fixture(autouse=True)
@@ -50,3 +56,35 @@ def test_a_throttled_circuit_read_holds_the_job_like_an_open_circuit() -> None:
     assert result.status is JobStatus.WAITING
     assert w.client.calls == []
     assert "throttled" in (result.reason or "")
+
+
+def test_a_job_throttled_again_and_again_comes_back_within_a_doubling_spread() -> None:
+    """Parked by the hundred and all back within seconds, jobs would keep the item over its cap (decisions H6)."""
+    import random
+
+    class Highest(random.Random):
+        def random(self) -> float:
+            return 1.0
+
+    latest = [throttled_job_due_at(NOW, in_a_row, Highest()) - NOW for in_a_row in range(1, 8)]
+    assert latest == [5.0, 8.0, 14.0, 26.0, 50.0, 62.0, 62.0]
+    assert THROTTLED_BACKOFF_SECONDS + THROTTLED_MAX_SPREAD_SECONDS == 62.0
+    assert throttled_job_due_at(NOW, 9, random.Random(0)) >= NOW + THROTTLED_BACKOFF_SECONDS
+
+
+def test_the_throttles_in_a_row_ride_on_the_message_and_a_grant_ends_the_run() -> None:
+    w = world(answer(200, SUCCESS_BODY), denial=Denial(retry_at=NOW + 2.5, reason=THROTTLED))
+    message = parked_message(bucket="input", key="uploads/photo.jpg", attempt=0, due_at=NOW, reason="throttled")
+    for in_a_row in (1, 2, 3, 4):
+        assert only(w.processor.resume(message)) is not None
+        message = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+        assert message.throttled_in_a_row == in_a_row
+        assert message.due_at >= NOW + 2.5
+        message = message.model_copy(update={"due_at": NOW})
+    assert w.client.calls == []
+
+    w = world(answer(503, {"code": 503, "message": "Service Unavailable"}))
+    assert only(w.processor.resume(message)).status is JobStatus.WAITING
+    assert len(w.client.calls) == 1
+    parked = RetryMessage.model_validate_json(only(w.parked())["MessageBody"])
+    assert parked.throttled_in_a_row == 0, "a grant ends the run of throttles"

@@ -44,6 +44,8 @@ class Job:
     #: probe again and again is not dead-lettered for a fault that is not its own
     #: (test_a_refusal_the_circuit_holds_spends_none_of_the_jobs_attempts).
     circuit_refusals: int = 0
+    #: Throttles of the fleet's limiter item met in a row (`RetryMessage.throttled_in_a_row`).
+    throttled_in_a_row: int = 0
     #: The object as S3 describes it now (read once a call is to be made, or first thing for a new upload).
     stored: StoredObject | None = None
     #: Taken up again from the delay queue (its job record exists already).
@@ -189,6 +191,7 @@ class Job:
             s3_request_id=self.upload.s3_request_id,
             attempt=self.attempts_made if attempts_made is None else attempts_made,
             circuit_refusals=self.circuit_refusals,
+            throttled_in_a_row=self.throttled_in_a_row,
             due_at=due_at,
             reason=reason,
             picsart_correlation_ids=self.correlation_ids,

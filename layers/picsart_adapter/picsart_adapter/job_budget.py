@@ -9,6 +9,7 @@ from collections.abc import Callable
 from picsart_adapter.job import Job
 from picsart_adapter.observability import MetricUnit, metrics
 from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant
+from picsart_adapter.rate_limit.hot_item import THROTTLED, throttled_job_due_at
 from picsart_adapter.retry_policy import RetryPolicy
 
 __all__ = [
@@ -143,6 +144,9 @@ class JobBudget:
     def due_back_at(self, job: Job, denial: Denial, now: float) -> float:
         """When work refused `denial` is due back: for quota, its place in the fleet's line (taken now if it has
         none) less the lead it needs to be prepared by its turn; otherwise when the budget returns."""
+        if denial.reason == THROTTLED:
+            job.throttled_in_a_row += 1
+            return max(denial.retry_at, throttled_job_due_at(now, job.throttled_in_a_row))
         self.join_line(job, denial)
         if denial.reason == "quota" and job.turn_at is not None and job.turn_at > now:
             # Its place in the fleet's line, still ahead: the window and the moment this job's budget will be

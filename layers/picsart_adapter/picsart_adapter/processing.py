@@ -132,6 +132,7 @@ class UploadProcessor:
             message.attempt,
             list(message.picsart_correlation_ids),
             circuit_refusals=message.circuit_refusals,
+            throttled_in_a_row=message.throttled_in_a_row,
             # A bare upload (no pipeline yet) may have no record of its pipelines: it is taken up as a new one.
             resumed=message.pipeline is not None,
             transaction_id=message.transaction_id,

@@ -106,6 +106,7 @@ class StepRequest:
         if isinstance(decision, Denial):
             self.give_back(admission)
             return self._parking.defer(job, decision, record=True)
+        job.throttled_in_a_row = 0
         if (reached := self._credit_floor.after_grant(job, decision.state)) is not None:
             # The balance reached the rule's floor since this environment's view: the unit goes unused.
             self.give_back(admission)

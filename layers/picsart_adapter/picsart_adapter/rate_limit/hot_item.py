@@ -4,8 +4,9 @@ throttling error, which the SDK retries (`LIMITER_SDK_ATTEMPTS`, standard mode) 
 
 What the limiter does then (docs/hot-item.md):
 - before a call (a grant, a recount, a place in the line, the first read): no call, no attempt; the job is parked
-  in the delay queue for a short, jittered delay (`throttled_denial`), and this environment parks the rest of its
-  work for as long without touching the item (`FleetRateLimiter.known_denial`);
+  in the delay queue for a short, jittered delay (`throttled_denial`) whose spread doubles with each throttle the
+  job meets in a row (`throttled_job_due_at`), and this environment parks the rest of its work for as long without
+  touching the item (`FleetRateLimiter.known_denial`);
 - after an answer (recording its headers): the write is skipped; the answer is paid for and the job goes on.
 Each time: the metric `LimiterThrottled` (dimension-free, with `LimiterAnswerWritesSkipped` for skipped answer
 writes) and a warning naming the limiter item as throttled
@@ -27,10 +28,12 @@ __all__ = [
     "THROTTLED",
     "THROTTLED_BACKOFF_SECONDS",
     "THROTTLED_JITTER_SECONDS",
+    "THROTTLED_MAX_SPREAD_SECONDS",
     "THROTTLE_ERROR_CODES",
     "answer_write_skipped",
     "is_throttle",
     "throttled_denial",
+    "throttled_job_due_at",
 ]
 
 #: The codes DynamoDB throttles a data-plane request with: a partition over its cap (on-demand tables too),
@@ -48,6 +51,8 @@ THROTTLED: Final = "throttled"
 #: goes through the delay queue, not a sleep on the hot item), and spread so that it does not return as a crowd.
 THROTTLED_BACKOFF_SECONDS: Final = 2.0
 THROTTLED_JITTER_SECONDS: Final = 3.0
+#: The longest spread a job throttled again and again comes back within (`throttled_job_due_at`).
+THROTTLED_MAX_SPREAD_SECONDS: Final = 60.0
 
 _RNG = random.Random()
 
@@ -65,6 +70,16 @@ def throttled_denial(now: float, during: str, rng: random.Random | None = None) 
         extra={"limiter_item": "throttled", "during": during, "retry_in_seconds": round(retry_at - now, 3)},
     )
     return Denial(retry_at, THROTTLED)
+
+
+def throttled_job_due_at(now: float, in_a_row: int, rng: random.Random | None = None) -> float:
+    """When a job parked by its `in_a_row`-th throttle in a row comes back: after THROTTLED_BACKOFF_SECONDS, within
+    a spread that doubles with each throttle, up to THROTTLED_MAX_SPREAD_SECONDS. Parked by the hundred and all back
+    within seconds, jobs keep asking the item for many times its cap, and it refuses every one of them: the spread
+    grows until their asks fall below the cap (decisions H6;
+    test_a_job_throttled_again_and_again_comes_back_within_a_doubling_spread)."""
+    spread = min(THROTTLED_MAX_SPREAD_SECONDS, THROTTLED_JITTER_SECONDS * 2.0 ** max(0, in_a_row - 1))
+    return now + THROTTLED_BACKOFF_SECONDS + (rng or _RNG).random() * spread
 
 
 def answer_write_skipped() -> None:
