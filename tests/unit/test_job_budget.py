@@ -22,6 +22,7 @@ from picsart_adapter.job_budget import (
 )
 from picsart_adapter.jobs import JobStatus
 from picsart_adapter.rate_limit import Denial, Grant, LimiterState
+from picsart_adapter.rate_limit.hot_item import GRANT_EXPIRED, THROTTLED_BACKOFF_SECONDS
 from picsart_adapter.retry_policy import RESET_SPREAD_SECONDS
 from tests.fakes import (
     NOW,
@@ -284,4 +285,14 @@ def test_a_grant_that_keeps_expiring_parks_the_job_rather_than_risk_a_429() -> N
     w.limiter.recounts = [expired] * MAX_RECOUNTS
     assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
     assert w.client.calls == []
-    assert "grant expired" in RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"]).reason
+    parked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    assert GRANT_EXPIRED in parked.reason
+    # The item answers too slowly to serve the load: coming back a second later adds to it (decisions H6).
+    assert parked.throttled_in_a_row == 1
+    assert parked.due_at >= NOW + THROTTLED_BACKOFF_SECONDS
+
+    again = world(answer(200, SUCCESS_BODY), clock=Clock())
+    again.limiter.script = [expired]
+    again.limiter.recounts = [expired] * MAX_RECOUNTS
+    assert only(again.processor.resume(parked.model_copy(update={"due_at": NOW}))).status is JobStatus.WAITING
+    assert RetryMessage.model_validate_json(again.parked()[-1]["MessageBody"]).throttled_in_a_row == 2

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from picsart_adapter.observability import MetricUnit, logger, metrics
 from picsart_adapter.picsart_client import PicsartClient, PicsartResponse, PicsartTransportError
 from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant
+from picsart_adapter.rate_limit.hot_item import GRANT_EXPIRED
 
 __all__ = ["MAX_WAIT_SECONDS", "BalanceCheck", "BalanceResult"]
 
@@ -113,7 +114,7 @@ class BalanceCheck:
                 return decision
             self._sleep(max(0.0, wait))
             decision = self._limiter.acquire()
-        return Denial(self._clock() + 1.0, "spike (grant expired)")
+        return Denial(self._clock() + 1.0, GRANT_EXPIRED)
 
 
 def _balance_of(response: PicsartResponse) -> int | None:

@@ -56,8 +56,8 @@ class RetryMessage(BaseModel):
     #: Of those, the calls refused for the fleet's fault (a configuration fault or spent credits, which open the
     #: circuit): they do not count towards `MAX_ATTEMPTS` (`Job.circuit_refusals`).
     circuit_refusals: int = Field(default=0, ge=0)
-    #: Throttles of the fleet's limiter item this job met in a row, each widening its next wait
-    #: (`hot_item.throttled_job_due_at`); a grant ends the run.
+    #: Throttles of the fleet's limiter item (or grants expired in its slow writes, `hot_item.ITEM_PRESSURE`) this
+    #: job met in a row, each widening its next wait (`hot_item.throttled_job_due_at`); a grant ends the run.
     throttled_in_a_row: int = Field(default=0, ge=0)
     #: Epoch seconds at which the next attempt may start.
     due_at: float

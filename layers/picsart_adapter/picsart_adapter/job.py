@@ -44,7 +44,8 @@ class Job:
     #: probe again and again is not dead-lettered for a fault that is not its own
     #: (test_a_refusal_the_circuit_holds_spends_none_of_the_jobs_attempts).
     circuit_refusals: int = 0
-    #: Throttles of the fleet's limiter item met in a row (`RetryMessage.throttled_in_a_row`).
+    #: Throttles of the fleet's limiter item, or grants expired in its slow writes, met in a row
+    #: (`RetryMessage.throttled_in_a_row`).
     throttled_in_a_row: int = 0
     #: The object as S3 describes it now (read once a call is to be made, or first thing for a new upload).
     stored: StoredObject | None = None

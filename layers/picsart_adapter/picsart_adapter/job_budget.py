@@ -9,7 +9,7 @@ from collections.abc import Callable
 from picsart_adapter.job import Job
 from picsart_adapter.observability import MetricUnit, metrics
 from picsart_adapter.rate_limit import Denial, FleetRateLimiter, Grant
-from picsart_adapter.rate_limit.hot_item import THROTTLED, throttled_job_due_at
+from picsart_adapter.rate_limit.hot_item import GRANT_EXPIRED, ITEM_PRESSURE, throttled_job_due_at
 from picsart_adapter.retry_policy import RetryPolicy
 
 __all__ = [
@@ -102,7 +102,7 @@ class JobBudget:
             # test_a_grant_whose_write_lasted_into_its_second_is_held_by_a_429_recorded_meanwhile).
             decision = self._limiter.recheck() or decision
         if isinstance(decision, Grant) and self._clock() > decision.valid_until:
-            decision = Denial(self._clock() + 1.0, "spike (grant expired)")
+            decision = Denial(self._clock() + 1.0, GRANT_EXPIRED)
         return decision
 
     @staticmethod
@@ -143,8 +143,9 @@ class JobBudget:
 
     def due_back_at(self, job: Job, denial: Denial, now: float) -> float:
         """When work refused `denial` is due back: for quota, its place in the fleet's line (taken now if it has
-        none) less the lead it needs to be prepared by its turn; otherwise when the budget returns."""
-        if denial.reason == THROTTLED:
+        none) less the lead it needs to be prepared by its turn; for an item under pressure, within a spread that
+        widens with each such refusal in a row; otherwise when the budget returns."""
+        if denial.reason in ITEM_PRESSURE:
             job.throttled_in_a_row += 1
             return max(denial.retry_at, throttled_job_due_at(now, job.throttled_in_a_row))
         self.join_line(job, denial)

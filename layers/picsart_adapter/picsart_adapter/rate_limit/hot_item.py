@@ -24,6 +24,8 @@ from picsart_adapter.observability import MetricUnit, logger, metrics
 from picsart_adapter.rate_limit.state import Denial
 
 __all__ = [
+    "GRANT_EXPIRED",
+    "ITEM_PRESSURE",
     "LIMITER_SDK_ATTEMPTS",
     "THROTTLED",
     "THROTTLED_BACKOFF_SECONDS",
@@ -47,6 +49,14 @@ THROTTLE_ERROR_CODES: Final = frozenset(
 LIMITER_SDK_ATTEMPTS: Final = 3
 #: Denial reason of work that found the limiter's item throttled.
 THROTTLED: Final = "throttled"
+#: Denial reason of work whose grant expired in its own writes, counted again each time (`JobBudget.take`): the
+#: item answered too slowly for the call to reach Picsart in the second it was counted in.
+GRANT_EXPIRED: Final = "spike (grant expired)"
+#: The denials that tell of an item under more load than it serves: work parked by them comes back within a
+#: spread that widens with each one met in a row (`throttled_job_due_at`). A slow write is the other face of a
+#: throttle: the SDK's own retries of a throttled request, or a partition answering late, end the grant's second
+#: before the write returns (decisions H6; test_a_grant_that_keeps_expiring_parks_the_job_rather_than_risk_a_429).
+ITEM_PRESSURE: Final = frozenset({THROTTLED, GRANT_EXPIRED})
 #: Throttled work comes back after this long plus up to THROTTLED_JITTER_SECONDS: longer than a short wait (it
 #: goes through the delay queue, not a sleep on the hot item), and spread so that it does not return as a crowd.
 THROTTLED_BACKOFF_SECONDS: Final = 2.0
