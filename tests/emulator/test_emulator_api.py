@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import urllib3
 
+from picsart_local.emulator.imaging import EncodedImage
+from picsart_local.emulator.results import ResultStore
+
 from .support import API_KEY, FIVE_HEADERS, Api
 
 
@@ -459,3 +462,26 @@ def test_error_bodies_are_json(api: Api) -> None:
 
     assert response.headers["Content-Type"] == "application/json"
     assert json.loads(response.data)["code"] == 404
+
+
+def test_a_result_is_served_for_its_lifetime_however_many_follow() -> None:
+    """A pipeline's later step fetches the first step's result URL after minutes of waiting, when thousands of
+    later results were stored (Picsart keeps result URLs about 24 hours)."""
+    store = ResultStore(lambda: 86_400.0)
+    first = store.put(EncodedImage(b"first", "png", "image/png"))
+    for _ in range(5_000):
+        store.put(EncodedImage(b"later", "png", "image/png"))
+    kept = store.get(first)
+    assert kept is not None
+    assert kept.data == b"first"
+
+
+def test_a_result_past_its_lifetime_is_gone(api: Api) -> None:
+    response = api.removebg()
+    assert response.status == 200, response.data
+    assert api.fetch_result(response).size == (160, 120), "served within its lifetime"
+
+    api.emulator.reconfigure(result_lifetime_seconds=1e-6)  # read at each use: the result is now past it
+    gone = api.http.request("GET", response.json()["data"]["url"])
+
+    assert gone.status == 404

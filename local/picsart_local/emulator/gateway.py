@@ -86,7 +86,7 @@ class Gateway:
     def __init__(self, state: GatewayState, stopping: threading.Event) -> None:
         self.state = state
         self.answers = Answers(state)
-        self.results = ResultStore()
+        self.results = ResultStore(lambda: self.state.settings.result_lifetime_seconds)
         self.transactions = Transactions()
         self._pool = urllib3.PoolManager(num_pools=16, maxsize=16)
         self._stopping = stopping

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 from .imaging import EncodedImage
 
@@ -14,36 +15,58 @@ _TRANSACTION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class ResultStore:
-    """Results kept in memory, dropping the oldest beyond a count or a total size."""
+    """Results kept in memory for as long as Picsart keeps a result URL valid (`lifetime_seconds`, read at each use
+    so that a reconfigured emulator applies it at once), the oldest dropped first beyond a total size that guards
+    the process's memory. Work that waits minutes between two steps of a pipeline (a soak whose limiter item is
+    capped) passes the first step's result URL on long after thousands of later results were stored
+    (test_a_result_is_served_for_its_lifetime_however_many_follow, test_a_result_past_its_lifetime_is_gone)."""
 
-    def __init__(self, max_items: int = 2000, max_bytes: int = 512 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        lifetime_seconds: Callable[[], float],
+        max_bytes: int = 1024 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[str, EncodedImage] = OrderedDict()
+        #: Oldest first: id -> (stored at, result).
+        self._items: OrderedDict[str, tuple[float, EncodedImage]] = OrderedDict()
         self._bytes = 0
-        self._max_items = max_items
+        self._lifetime_seconds = lifetime_seconds
         self._max_bytes = max_bytes
+        self._clock = clock
 
     def put(self, result: EncodedImage) -> str:
         """Store a result; return its opaque id."""
         result_id = uuid.uuid4().hex
         with self._lock:
-            self._items[result_id] = result
+            self._items[result_id] = (self._clock(), result)
             self._bytes += len(result.data)
-            while len(self._items) > 1 and (len(self._items) > self._max_items or self._bytes > self._max_bytes):
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= len(dropped.data)
+            self._drop_expired_and_excess()
         return result_id
 
     def get(self, result_id: str) -> EncodedImage | None:
-        """A stored result, or None if unknown or dropped."""
+        """A stored result, or None if unknown, past its lifetime or dropped."""
         with self._lock:
-            return self._items.get(result_id)
+            self._drop_expired_and_excess()
+            kept = self._items.get(result_id)
+            return kept[1] if kept is not None else None
 
     def clear(self) -> None:
         """Drop all results."""
         with self._lock:
             self._items.clear()
             self._bytes = 0
+
+    def _drop_expired_and_excess(self) -> None:
+        """Drop the oldest results while they are past their lifetime or the total size is over (lock held)."""
+        expired_before = self._clock() - self._lifetime_seconds()
+        while self._items:
+            stored_at, oldest = next(iter(self._items.values()))
+            over_size = self._bytes > self._max_bytes and len(self._items) > 1
+            if stored_at >= expired_before and not over_size:
+                return
+            self._items.popitem(last=False)
+            self._bytes -= len(oldest.data)
 
 
 class Transactions:

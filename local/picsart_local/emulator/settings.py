@@ -53,6 +53,11 @@ class EmulatorSettings(BaseModel):
     result_fault_rate: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Share of result downloads answered 503, as a CDN can fail."
     )
+    result_lifetime_seconds: float = Field(
+        default=86_400.0,
+        gt=0.0,
+        description="How long a result URL is served: about 24 hours at Picsart (FACTS.md, Responses).",
+    )
     seed: int | None = None
 
     @classmethod
