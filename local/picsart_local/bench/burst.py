@@ -171,8 +171,11 @@ def burst_figures(result: dict[str, Any], options: BurstOptions) -> dict[str, An
         "ddb_write_units_per_upload": result["ddb_write_units"] / uploads,
         "ddb_read_units_per_upload": result["ddb_read_units"] / uploads,
         "ddb_limiter_write_units_per_upload": result["ddb_write_units_by_partition"].get("ratelimit", 0.0) / uploads,
+        # Each environment's first read and each waiting grant's second look (`FleetRateLimiter.recheck`).
+        "ddb_limiter_read_units_per_upload": result["ddb_read_units_by_partition"].get("ratelimit", 0.0) / uploads,
         # Per real second: the run's count in one of its seconds covers 1/scale real seconds.
         "limiter_peak_writes_per_s": result["ddb_limiter_peak_writes_per_s"] * scale,
+        "limiter_peak_reads_per_s": result["ddb_limiter_peak_reads_per_s"] * scale,
         # Counted by the cap's model: a throttled request never reaches moto's handler, nor the meter behind it.
         "ddb_throttled_requests": sum(result["ddb_throttled_by_partition"].values()),
         "ddb_throttled_by_partition": result["ddb_throttled_by_partition"],
@@ -261,7 +264,9 @@ def extrapolate(figures: dict[str, Any], uploads: int, arrivals_per_s: float | N
     for name in ("finished", "lost", "calls", "duplicate_calls", "http_429", "arrival_s", "ddb_throttled_requests"):
         out.pop(name, None)
     if arrivals_per_s is None:
-        out.pop("limiter_peak_writes_per_s", None)  # all at once: as fast as Lambda takes them up
+        # All at once: as fast as Lambda takes them up.
+        out.pop("limiter_peak_writes_per_s", None)
+        out.pop("limiter_peak_reads_per_s", None)
     out["cost_per_1000_uploads_usd"] = cost_per_1000(out)
     return out
 

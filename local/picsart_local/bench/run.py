@@ -432,6 +432,9 @@ def summarize(
             (r.partition or "other", r.write_units or 0.0) for r in by_functions if r.write_units
         ),
         "ddb_read_units": read_units,
+        "ddb_read_units_by_partition": _total(
+            (r.partition or "other", r.read_units or 0.0) for r in by_functions if r.read_units
+        ),
         "ddb_write_units_per_call": metrics.ratio(write_units, len(calls)) or 0.0,
         "ddb_limiter_write_units_per_call": metrics.ratio(limiter_units, len(calls)) or 0.0,
         "ddb_read_units_per_call": metrics.ratio(read_units, len(calls)) or 0.0,
