@@ -21,25 +21,19 @@ class ResultStore:
     capped) passes the first step's result URL on long after thousands of later results were stored
     (test_a_result_is_served_for_its_lifetime_however_many_follow, test_a_result_past_its_lifetime_is_gone)."""
 
-    def __init__(
-        self,
-        lifetime_seconds: Callable[[], float],
-        max_bytes: int = 1024 * 1024 * 1024,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, lifetime_seconds: Callable[[], float], max_bytes: int = 1024 * 1024 * 1024) -> None:
         self._lock = threading.Lock()
         #: Oldest first: id -> (stored at, result).
         self._items: OrderedDict[str, tuple[float, EncodedImage]] = OrderedDict()
         self._bytes = 0
         self._lifetime_seconds = lifetime_seconds
         self._max_bytes = max_bytes
-        self._clock = clock
 
     def put(self, result: EncodedImage) -> str:
         """Store a result; return its opaque id."""
         result_id = uuid.uuid4().hex
         with self._lock:
-            self._items[result_id] = (self._clock(), result)
+            self._items[result_id] = (time.monotonic(), result)
             self._bytes += len(result.data)
             self._drop_expired_and_excess()
         return result_id
@@ -59,7 +53,7 @@ class ResultStore:
 
     def _drop_expired_and_excess(self) -> None:
         """Drop the oldest results while they are past their lifetime or the total size is over (lock held)."""
-        expired_before = self._clock() - self._lifetime_seconds()
+        expired_before = time.monotonic() - self._lifetime_seconds()
         while self._items:
             stored_at, oldest = next(iter(self._items.values()))
             over_size = self._bytes > self._max_bytes and len(self._items) > 1
