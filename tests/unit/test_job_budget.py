@@ -149,6 +149,25 @@ def test_work_that_had_a_place_in_line_and_came_early_keeps_its_turn() -> None:
     assert parked.in_line
 
 
+def test_work_whose_turn_the_reset_has_passed_is_due_at_the_reset_not_at_once() -> None:
+    """Back early for its turn, work finds its window's reset later than that turn (the window began late).
+    Parked for the turn, it would be due at once and go round the queue again and again, an invocation and a
+    message each time, until the reset was a short wait away: it is due at the reset, at the head of the line."""
+    w = world(answer(200, SUCCESS_BODY))
+    w.limiter.known = Denial(retry_at=NOW + 6, reason="quota")
+    message = parked_message(
+        bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", in_line=True
+    )
+    only(w.processor.resume(message.model_copy(update={"turn_at": NOW + 1})))
+    assert (len(w.parked()), w.store.described, w.limiter.acquired) == (1, 0, 0), "parked before any read or write"
+    parked = RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"])
+    lead = ASSUMED_PREPARATION_SECONDS + DELAY_ROUNDING_SECONDS
+    assert NOW + 6 - lead <= parked.due_at <= NOW + 6 + RESET_SPREAD_SECONDS - lead
+    assert parked.turn_at is not None
+    assert parked.turn_at >= NOW + 6
+    assert parked.in_line
+
+
 def test_a_budget_back_within_a_short_wait_is_waited_for_not_parked() -> None:
     """The spike arrest's next second, or a reset about to happen: a delay-queue hop would take longer."""
     clock = Clock()

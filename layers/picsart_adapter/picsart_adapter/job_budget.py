@@ -149,13 +149,21 @@ class JobBudget:
             job.throttled_in_a_row += 1
             return max(denial.retry_at, throttled_job_due_at(now, job.throttled_in_a_row))
         self.join_line(job, denial)
-        if denial.reason == "quota" and job.turn_at is not None and job.turn_at > now:
+        if (
+            denial.reason == "quota"
+            and job.turn_at is not None
+            and job.turn_at > now
+            and job.turn_at >= denial.retry_at
+        ):
             # Its place in the fleet's line, still ahead: the window and the moment this job's budget will be
             # there.
             budget_back_at = job.turn_at
         else:
-            # For quota: it had a place, and came before its window did (windows start with their first call,
-            # so they drift later than planned): it keeps its turn at the head, right after the reset.
+            # For quota: it had a place, and its window had not begun by then (windows start with their first
+            # call, so they drift later than planned), whether it came back to find that or learnt it before its
+            # turn: it keeps its turn at the head, right after the reset. Due back for a turn the reset has
+            # passed, it would be due at once, and go round the queue again and again until the reset was a
+            # short wait away (test_work_whose_turn_the_reset_has_passed_is_due_at_the_reset_not_at_once).
             budget_back_at = self._retry_policy.after_budget_returns(denial.retry_at, now)
         lead = 0.0
         if denial.reason == "quota":
