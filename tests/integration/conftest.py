@@ -4,14 +4,15 @@ the runner playing Lambda. Each module gets its own environment, stopped when th
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from picsart_local.emulator import EmulatorSettings
-from picsart_local.environment import LocalEnvironment, LocalOptions
+from picsart_local.environment import LocalEnvironment, LocalOptions, UploadOutcome
 from picsart_local.moto_throttle import ThrottleLimits
 from picsart_local.samples import product_photo
 
@@ -73,3 +74,34 @@ def open_image(data: bytes) -> Image.Image:
 
 def log_lines(log_dir: Path) -> list[str]:
     return [line for path in sorted(log_dir.rglob("*.log")) for line in path.read_text().splitlines()]
+
+
+def not_succeeded(env: LocalEnvironment, outcomes: Mapping[str, UploadOutcome]) -> dict[str, list[str]]:
+    """Each upload that did not succeed: where it ended, the runner's counts of failed invocations, and the
+    last lines its functions logged about it. Asserted equal to {} so that a rare failure explains itself
+    in CI's output rather than as a bare set of statuses."""
+    found: dict[str, list[str]] = {}
+    for key, outcome in outcomes.items():
+        if outcome.status == "succeeded":
+            continue
+        record = outcome.record or {}
+        found[key] = [f"{outcome.status}: {outcome.reason}; record status {record.get('status')!r}"]
+        for line in log_lines(env.options.log_dir):
+            if key in line and line.startswith("{"):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("key") == key:
+                    found[key].append(
+                        " ".join(
+                            str(entry[field])
+                            for field in ("timestamp", "function_name", "message", "reason", "delay_seconds")
+                            if field in entry
+                        )
+                    )
+        del found[key][1:-12]
+    if found and env.runner is not None:
+        counters = env.runner.counters()
+        found["(runner)"] = [
+            f"errors {dict(counters.errors)}, timeouts {dict(counters.timeouts)}, "
+            f"batch item failures {dict(counters.batch_item_failures)}"
+        ]
+    return found
