@@ -23,6 +23,7 @@ from picsart_adapter.parking import MAX_IN_FLIGHT_SECONDS
 from picsart_adapter.picsart_client import PicsartTransportError, ResultDownloadError
 from picsart_adapter.rate_limit import Denial
 from picsart_adapter.retry_policy import MAX_POLLS, RESET_SPREAD_SECONDS
+from picsart_adapter.rules import parse_rules
 from tests.fakes import (
     ACCEPTED_BODY,
     NOW,
@@ -225,6 +226,34 @@ def test_a_new_upload_that_must_wait_is_recorded_as_waiting() -> None:
     only(w.processor.process(UPLOAD))
     assert w.store.described == 1, "checked before any budget is asked for"
     assert w.jobs.finished[-1]["status"] is JobStatus.WAITING
+
+
+CUTOUT = {"steps": [{"tool": "removebg", "parameters": {"output_type": "cutout"}}]}
+
+
+@pytest.mark.parametrize("held_by", ["known quota denial", "open circuit", "credit floor"])
+def test_a_new_upload_is_recorded_as_waiting_before_its_message_can_be_taken(held_by: str) -> None:
+    """Another environment may take the message as soon as it is sent and finish the job: a waiting record
+    written after that would overwrite its ending, and the upload would read as waiting for good."""
+    floored = {"rules": [{"name": "r", "pipelines": ["cut"], "credit_floor": 500}], "pipelines": {"cut": CUTOUT}}
+    w = world(
+        answer(200, SUCCESS_BODY),
+        admission=Open(retry_at=NOW + 120, reason="HTTP 401: bad key") if held_by == "open circuit" else None,
+        rules=parse_rules(json.dumps(floored)) if held_by == "credit floor" else None,
+    )
+    if held_by == "known quota denial":
+        w.limiter.known = Denial(retry_at=NOW + 10, reason="quota")
+    w.limiter.credits = 500
+    written_when_sent: list[list[JobStatus]] = []
+    send = w.sqs.send_message
+
+    def sending(**kwargs: Any) -> dict[str, str]:
+        written_when_sent.append([record["status"] for record in w.jobs.finished])
+        return send(**kwargs)
+
+    w.sqs.send_message = sending  # type: ignore[method-assign]
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.WAITING
+    assert written_when_sent == [[JobStatus.WAITING]], "recorded as waiting, then sent"
 
 
 def test_an_open_circuit_parks_the_job_without_a_call_an_attempt_or_budget() -> None:

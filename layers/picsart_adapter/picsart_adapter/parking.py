@@ -210,17 +210,22 @@ class Parking:
         details: dict[str, Any] | None = None,
         record: bool = True,
     ) -> None:
-        """Send the job to the delay queue and record it as waiting until its due time. Work that waits
+        """Record the job as waiting until its due time, then send it to the delay queue. Work that waits
         again without an attempt (resumed before its budget returned) keeps the record it has: a write
-        per wait would cost more than it tells."""
-        if job.held_messages is None:
-            self._send_parked(message, now)
-        else:
-            job.held_messages.append(message)
+        per wait would cost more than it tells.
+
+        The record comes first: another environment may take the message as soon as it is sent and end the
+        job, and a waiting record written after that would overwrite the ending for good
+        (test_a_new_upload_is_recorded_as_waiting_before_its_message_can_be_taken). An invocation that ends
+        between the two leaves its own event or message undeleted, so the work is delivered again."""
         if record:
             due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
             details = {**job.record_identity, **(details or {}), "due_at": due}
             self._jobs.finish(job.ref, JobStatus.WAITING, attempt, message.reason, details)
+        if job.held_messages is None:
+            self._send_parked(message, now)
+        else:
+            job.held_messages.append(message)
 
     @staticmethod
     def hold_messages(job: Job) -> None:
