@@ -16,7 +16,7 @@ from picsart_adapter.circuit import Admission, Closed, Probe, Tripped
 from picsart_adapter.completion_events import CompletionEvents
 from picsart_adapter.delay_queue import DelayQueue, RetryMessage
 from picsart_adapter.idempotency import DuplicateInFlight, is_kept
-from picsart_adapter.jobs import Attempt, JobRef, JobResult, JobStatus
+from picsart_adapter.jobs import ENDED, Attempt, JobRef, JobResult, JobStatus
 from picsart_adapter.observability import metrics
 from picsart_adapter.outcomes import Outcome
 from picsart_adapter.picsart_client import PicsartResponse, RateLimitHeaders, parse_response
@@ -93,6 +93,16 @@ class FakeJobs:
         details: dict[str, Any] | None = None,
     ) -> None:
         self.finished.append({"ref": ref, "status": status, "attempt": attempt, "reason": reason, **(details or {})})
+
+    def record_waiting(
+        self, ref: JobRef, attempt: Attempt | None, reason: str, details: dict[str, Any]
+    ) -> JobStatus | None:
+        """As JobStore's: an ended record is kept, and its ending returned."""
+        mine = [record["status"] for record in self.finished if record["ref"] == ref]
+        if mine and mine[-1] in ENDED:
+            return cast(JobStatus, mine[-1])
+        self.finish(ref, JobStatus.WAITING, attempt, reason, details)
+        return None
 
     def get(self, ref: JobRef) -> dict[str, Any] | None:
         """The record as the last write left its status (enough for what reads it)."""

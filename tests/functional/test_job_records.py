@@ -30,3 +30,22 @@ def test_a_finished_record_keeps_every_attempt_but_not_the_wait_it_had(table: An
     assert "reason" not in record
     assert [a["http_status"] for a in record["attempts"]] == [503, 200]
     assert record["completed_at"]
+
+
+def test_a_waiting_record_is_written_unless_the_record_has_ended(table: Any) -> None:
+    """A late or duplicate "waiting" must not undo an ending (DynamoDB's condition, not a read first)."""
+    jobs = JobStore(table)
+    ref = JobRef("input", f"uploads/{uuid.uuid4()}.png", "version:v1")
+    assert jobs.record_waiting(ref, None, "rate limit: quota", {"due_at": "2026-01-01T00:00:05Z"}) is None
+    assert jobs.record_waiting(ref, None, "rate limit: quota", {"due_at": "2026-01-01T00:00:09Z"}) is None
+    waiting = jobs.get(ref)
+    assert waiting is not None
+    assert (waiting["status"], waiting["due_at"]) == ("waiting", "2026-01-01T00:00:09Z")
+
+    for ended in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED):
+        jobs.finish(ref, ended, reason=None if ended is JobStatus.SUCCEEDED else "why")
+        assert jobs.record_waiting(ref, None, "rate limit: quota", {"due_at": "2026-01-01T00:01:00Z"}) is ended
+        record = jobs.get(ref)
+        assert record is not None
+        assert record["status"] == ended.value, "the ending stays"
+        assert "due_at" not in record

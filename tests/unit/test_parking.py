@@ -256,6 +256,20 @@ def test_a_new_upload_is_recorded_as_waiting_before_its_message_can_be_taken(hel
     assert written_when_sent == [[JobStatus.WAITING]], "recorded as waiting, then sent"
 
 
+def test_a_duplicate_event_of_a_finished_upload_leaves_its_record_as_it_ended() -> None:
+    """S3 may deliver an event twice. The second, met by an environment that knows the budget is spent, is parked
+    before its once-per-step section: its waiting record would stand for good over the ending (its message's
+    resume is a duplicate that writes nothing). The ending is kept and nothing is sent."""
+    w = world(answer(200, SUCCESS_BODY))
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
+    w.limiter.known = Denial(retry_at=NOW + 10, reason="quota")
+    again = only(w.processor.process(UPLOAD))
+    assert (again.status, again.duplicate) == (JobStatus.SUCCEEDED, True)
+    assert w.jobs.get(w.jobs.finished[-1]["ref"]) == {"status": "succeeded"}
+    assert w.parked() == [], "nothing parked for a job that has ended"
+    assert len(w.client.calls) == 1
+
+
 def test_an_open_circuit_parks_the_job_without_a_call_an_attempt_or_budget() -> None:
     w = world(answer(200, SUCCESS_BODY), admission=Open(retry_at=NOW + 120, reason="HTTP 401: bad key"))
     result = only(w.processor.process(UPLOAD, attempts_made=1))

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from boto3.dynamodb.conditions import Key
 
-from picsart_adapter.conditional_write import update_item
+from picsart_adapter.conditional_write import Written, update_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -31,6 +31,10 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # permanent: Picsart refused this input, or attempts ran out (then also dead-lettered)
     SKIPPED = "skipped"  # never sent: not an image Picsart accepts, empty, too large, or gone
+
+
+#: Where a job ends: nothing the job does afterwards changes its status (an operator's redrive reopens it).
+ENDED: Final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -167,13 +171,24 @@ class JobStore:
         values: dict[str, Any] = {"status": status.value, **(details or {})}
         if reason is not None:
             values["reason"] = reason
-        if status in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED}:
+        if status in ENDED:
             values["completed_at"] = utc_now_iso()
         # What described an earlier wait would mislead a reader of the finished record.
         stale = [] if status is JobStatus.WAITING else ["due_at"]
         if status is JobStatus.SUCCEEDED:
             stale.append("reason")
         self._update(ref, values, attempt, remove=[name for name in stale if name not in values])
+
+    def record_waiting(
+        self, ref: JobRef, attempt: Attempt | None, reason: str, details: dict[str, Any]
+    ) -> JobStatus | None:
+        """Record the job as parked until `details["due_at"]`, unless its record has ended: then the ending stays,
+        and is returned. A job parked before its once-per-step section may have ended elsewhere (an S3 event
+        delivered again after the upload was processed), and a write that came late must not undo an ending
+        (test_a_duplicate_event_of_a_finished_upload_leaves_its_record_as_it_ended)."""
+        values = {"status": JobStatus.WAITING.value, "reason": reason, **details}
+        written = self._update(ref, values, attempt, unless_ended=True)
+        return None if written.written else JobStatus(str((written.item or {}).get("status")))
 
     def reopen(self, ref: JobRef, reason: str, details: dict[str, Any]) -> None:
         """An operator sent the job to the delay queue again (`picsart-local redrive` or `reprocess`): it is
@@ -182,8 +197,13 @@ class JobStore:
         self._update(ref, values, remove=["completed_at", "dead_lettered"])
 
     def _update(
-        self, ref: JobRef, values: dict[str, Any], attempt: Attempt | None = None, remove: list[str] | None = None
-    ) -> None:
+        self,
+        ref: JobRef,
+        values: dict[str, Any],
+        attempt: Attempt | None = None,
+        remove: list[str] | None = None,
+        unless_ended: bool = False,
+    ) -> Written:
         now = utc_now_iso()
         names: dict[str, str] = {"#created_at": "created_at", "#expiration": "expiration"}
         expr_values: dict[str, Any] = {
@@ -217,10 +237,17 @@ class JobStore:
         for index, name in enumerate(remove or []):
             names[f"#r{index}"] = name
             removals.append(f"#r{index}")
-        update_item(
+        condition = None
+        if unless_ended:
+            names["#status"] = "status"
+            expr_values.update({f":ended{index}": status.value for index, status in enumerate(ENDED)})
+            ended = ", ".join(f":ended{index}" for index in range(len(ENDED)))
+            condition = f"attribute_not_exists(#status) OR NOT (#status IN ({ended}))"
+        return update_item(
             self._table,
             ref.item_key,
             "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removals) if removals else ""),
+            condition,
             names=names,
             values=expr_values,
         )

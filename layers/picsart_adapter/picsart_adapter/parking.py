@@ -62,7 +62,8 @@ class Parking:
             return self._dead_letter(job, job.message(now, reason), attempt, reason, {})
         reason = f"accepted: polling transaction {transaction_id}"
         message = job.message(self._retry_policy.poll_due_at(job.polls, now), reason)
-        self._park(job, message, now, attempt, {"transaction_id": transaction_id})
+        if (ended := self._park(job, message, now, attempt, {"transaction_id": transaction_id})) is not None:
+            return ended
         metrics.add_metric(name="JobsPolling", unit=MetricUnit.Count, value=1)
         return JobResult(
             JobStatus.WAITING,
@@ -88,7 +89,8 @@ class Parking:
             where = f"{job.step_label}: " if job.pipeline else ""
             reason = f"{where}gave up after {attempt.number} attempts; last: {message.reason}"
             return self._dead_letter(job, message, attempt, reason, details)
-        self._park(job, message, now, attempt, details)
+        if (ended := self._park(job, message, now, attempt, details)) is not None:
+            return ended
         metrics.add_metric(name="JobsDelayed", unit=MetricUnit.Count, value=1)
         return JobResult(
             JobStatus.WAITING,
@@ -136,7 +138,8 @@ class Parking:
             else f"the fleet's {denial.reason} budget is spent"
         )
         message = job.message(due_at, f"rate limit: {why}")
-        self._park(job, message, now, record=record or not job.resumed)
+        if (ended := self._park(job, message, now, record=record or not job.resumed)) is not None:
+            return ended
         metrics.add_metric(name="CallsDeferred", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -146,7 +149,8 @@ class Parking:
         message = job.message(
             self._retry_policy.after_budget_returns(circuit.retry_at, now), f"circuit open: {circuit.reason}"
         )
-        self._park(job, message, now, record=not job.resumed)
+        if (ended := self._park(job, message, now, record=not job.resumed)) is not None:
+            return ended
         metrics.add_metric(name="CircuitBlocked", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -157,7 +161,9 @@ class Parking:
         processing (`record`), and keeps the attempts made."""
         now = self._clock()
         message = job.message(now + self._settings.credit_floor_hold_seconds, reached.reason)
-        self._park(job, message, now, details={"attempt_count": job.attempts_made}, record=record or not job.resumed)
+        details = {"attempt_count": job.attempts_made}
+        if (ended := self._park(job, message, now, details=details, record=record or not job.resumed)) is not None:
+            return ended
         metrics.add_metric(name="HeldForCreditFloor", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -209,23 +215,36 @@ class Parking:
         attempt: Attempt | None = None,
         details: dict[str, Any] | None = None,
         record: bool = True,
-    ) -> None:
-        """Record the job as waiting until its due time, then send it to the delay queue. Work that waits
-        again without an attempt (resumed before its budget returned) keeps the record it has: a write
-        per wait would cost more than it tells.
+    ) -> JobResult | None:
+        """Record the job as waiting until its due time, then send it to the delay queue; None once parked.
+        Work that waits again without an attempt (resumed before its budget returned) keeps the record it has:
+        a write per wait would cost more than it tells.
 
         The record comes first: another environment may take the message as soon as it is sent and end the
         job, and a waiting record written after that would overwrite the ending for good
         (test_a_new_upload_is_recorded_as_waiting_before_its_message_can_be_taken). An invocation that ends
-        between the two leaves its own event or message undeleted, so the work is delivered again."""
+        between the two leaves its own event or message undeleted, so the work is delivered again. A record
+        that has ended already (an S3 event delivered again after the upload was processed) is kept, nothing
+        is sent, and the ending is returned."""
         if record:
             due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
             details = {**job.record_identity, **(details or {}), "due_at": due}
-            self._jobs.finish(job.ref, JobStatus.WAITING, attempt, message.reason, details)
+            if (ended := self._jobs.record_waiting(job.ref, attempt, message.reason, details)) is not None:
+                logger.info("the job had ended already: its record is kept, and nothing is parked")
+                metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+                return JobResult(
+                    ended,
+                    reason=f"already {ended.value}: nothing parked",
+                    duplicate=True,
+                    picsart_correlation_ids=job.correlation_ids,
+                    rule=job.rule_name,
+                    pipeline=job.pipeline_name,
+                )
         if job.held_messages is None:
             self._send_parked(message, now)
         else:
             job.held_messages.append(message)
+        return None
 
     @staticmethod
     def hold_messages(job: Job) -> None:
