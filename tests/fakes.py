@@ -23,7 +23,7 @@ from picsart_adapter.picsart_client import PicsartResponse, RateLimitHeaders, pa
 from picsart_adapter.processing import ProcessorSettings, UploadProcessor
 from picsart_adapter.rate_limit import Denial, Grant, LimiterState
 from picsart_adapter.retry_policy import RetryPolicy
-from picsart_adapter.rules import Rules, default_rules, pipeline_hash
+from picsart_adapter.rules import Rules, default_rules, parse_rules, pipeline_hash
 from picsart_adapter.s3_events import UploadedObject
 from picsart_adapter.storage import StoredObject
 from picsart_adapter.tools import TOOLS, RemoveBackgroundParameters, Tool, ToolParameters
@@ -80,9 +80,12 @@ class FakeStore:
 class FakeJobs:
     started: list[dict[str, Any]] = field(default_factory=list)
     finished: list[dict[str, Any]] = field(default_factory=list)
+    #: Each record's status as its last write (start or finish) left it.
+    statuses: dict[JobRef, JobStatus] = field(default_factory=dict)
 
     def start(self, ref: JobRef, details: dict[str, Any]) -> None:
         self.started.append({"ref": ref, **details})
+        self.statuses[ref] = JobStatus.PROCESSING
 
     def finish(
         self,
@@ -93,14 +96,19 @@ class FakeJobs:
         details: dict[str, Any] | None = None,
     ) -> None:
         self.finished.append({"ref": ref, "status": status, "attempt": attempt, "reason": reason, **(details or {})})
+        self.statuses[ref] = status
 
     def record_waiting(
-        self, ref: JobRef, attempt: Attempt | None, reason: str, details: dict[str, Any]
-    ) -> JobStatus | None:
-        """As JobStore's: an ended record is kept, and its ending returned."""
-        mine = [record["status"] for record in self.finished if record["ref"] == ref]
-        if mine and mine[-1] in ENDED:
-            return cast(JobStatus, mine[-1])
+        self,
+        ref: JobRef,
+        attempt: Attempt | None,
+        reason: str,
+        details: dict[str, Any],
+        keep_ending: bool = True,
+    ) -> dict[str, Any] | None:
+        """As JobStore's: with `keep_ending`, an ended record is kept and returned."""
+        if keep_ending and self.statuses.get(ref) in ENDED:
+            return {"status": self.statuses[ref].value}
         self.finish(ref, JobStatus.WAITING, attempt, reason, details)
         return None
 
@@ -436,6 +444,19 @@ def only(results: list[JobResult] | None) -> JobResult:
         return cast(JobResult, None)
     assert len(results) == 1, f"expected one pipeline's result, got {results}"
     return results[0]
+
+
+#: The credit floor `floored_rules` sets by default.
+FLOOR = 500
+
+
+def floored_rules(floor: int | None = FLOOR, tool: str = "removebg") -> Rules:
+    """One rule, "keep-credits", that keeps the fleet's last `floor` credits (none: no floor), one step of `tool`."""
+    rule: dict[str, object] = {"name": "keep-credits", "pipelines": ["cut"]}
+    if floor is not None:
+        rule["credit_floor"] = floor
+    steps = [{"tool": tool, **({"parameters": {"output_type": "cutout"}} if tool == "removebg" else {})}]
+    return parse_rules(json.dumps({"rules": [rule], "pipelines": {"cut": {"steps": steps}}}))
 
 
 def parked_message(tool: str = "removebg", **fields: Any) -> RetryMessage:

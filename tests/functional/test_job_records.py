@@ -44,8 +44,16 @@ def test_a_waiting_record_is_written_unless_the_record_has_ended(table: Any) -> 
 
     for ended in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED):
         jobs.finish(ref, ended, reason=None if ended is JobStatus.SUCCEEDED else "why")
-        assert jobs.record_waiting(ref, None, "rate limit: quota", {"due_at": "2026-01-01T00:01:00Z"}) is ended
+        kept = jobs.record_waiting(ref, None, "rate limit: quota", {"due_at": "2026-01-01T00:01:00Z"})
+        assert kept is not None
+        assert kept["status"] == ended.value, "the ending is returned"
         record = jobs.get(ref)
         assert record is not None
         assert record["status"] == ended.value, "the ending stays"
         assert "due_at" not in record
+
+    replayed = jobs.record_waiting(ref, None, "replay", {"due_at": "2026-01-01T00:02:00Z"}, keep_ending=False)
+    assert replayed is None
+    record = jobs.get(ref)
+    assert record is not None
+    assert record["status"] == "waiting", "an operator's replay runs again whatever the record says"

@@ -4,7 +4,6 @@ why; a metric counts it."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -14,32 +13,23 @@ from picsart_adapter.credit_floor import VIEW_MAX_AGE_SECONDS, floor_reached
 from picsart_adapter.delay_queue import RetryMessage
 from picsart_adapter.jobs import JobStatus
 from picsart_adapter.observability import metrics
-from picsart_adapter.rules import Rules, parse_rules
 from tests.fakes import (
     ACCEPTED_BODY,
+    FLOOR,
     NOW,
     SUCCESS_BODY,
     UPLOAD,
     answer,
+    floored_rules,
     fresh_metrics,
     only,
     world,
 )
 
-FLOOR = 500
-
 
 @pytest.fixture(autouse=True)
 def _clear_metrics() -> Iterator[None]:
     yield from fresh_metrics()
-
-
-def floored_rules(floor: int | None = FLOOR, tool: str = "removebg") -> Rules:
-    rule: dict[str, object] = {"name": "keep-credits", "pipelines": ["cut"]}
-    if floor is not None:
-        rule["credit_floor"] = floor
-    steps = [{"tool": tool, **({"parameters": {"output_type": "cutout"}} if tool == "removebg" else {})}]
-    return parse_rules(json.dumps({"rules": [rule], "pipelines": {"cut": {"steps": steps}}}))
 
 
 def metric_names() -> set[str]:

@@ -23,14 +23,15 @@ from picsart_adapter.parking import MAX_IN_FLIGHT_SECONDS
 from picsart_adapter.picsart_client import PicsartTransportError, ResultDownloadError
 from picsart_adapter.rate_limit import Denial
 from picsart_adapter.retry_policy import MAX_POLLS, RESET_SPREAD_SECONDS
-from picsart_adapter.rules import parse_rules
 from tests.fakes import (
     ACCEPTED_BODY,
+    FLOOR,
     NOW,
     SUCCESS_BODY,
     UPLOAD,
     World,
     answer,
+    floored_rules,
     fresh_metrics,
     only,
     parked_message,
@@ -228,22 +229,18 @@ def test_a_new_upload_that_must_wait_is_recorded_as_waiting() -> None:
     assert w.jobs.finished[-1]["status"] is JobStatus.WAITING
 
 
-CUTOUT = {"steps": [{"tool": "removebg", "parameters": {"output_type": "cutout"}}]}
-
-
 @pytest.mark.parametrize("held_by", ["known quota denial", "open circuit", "credit floor"])
 def test_a_new_upload_is_recorded_as_waiting_before_its_message_can_be_taken(held_by: str) -> None:
     """Another environment may take the message as soon as it is sent and finish the job: a waiting record
     written after that would overwrite its ending, and the upload would read as waiting for good."""
-    floored = {"rules": [{"name": "r", "pipelines": ["cut"], "credit_floor": 500}], "pipelines": {"cut": CUTOUT}}
     w = world(
         answer(200, SUCCESS_BODY),
         admission=Open(retry_at=NOW + 120, reason="HTTP 401: bad key") if held_by == "open circuit" else None,
-        rules=parse_rules(json.dumps(floored)) if held_by == "credit floor" else None,
+        rules=floored_rules() if held_by == "credit floor" else None,
     )
     if held_by == "known quota denial":
         w.limiter.known = Denial(retry_at=NOW + 10, reason="quota")
-    w.limiter.credits = 500
+    w.limiter.credits = FLOOR
     written_when_sent: list[list[JobStatus]] = []
     send = w.sqs.send_message
 
@@ -268,6 +265,21 @@ def test_a_duplicate_event_of_a_finished_upload_leaves_its_record_as_it_ended() 
     assert w.jobs.get(w.jobs.finished[-1]["ref"]) == {"status": "succeeded"}
     assert w.parked() == [], "nothing parked for a job that has ended"
     assert len(w.client.calls) == 1
+
+
+def test_an_operators_replay_of_an_ended_upload_is_parked_not_taken_for_a_duplicate() -> None:
+    """A replay driven back as a bare upload (no pipeline yet) finds its record ended, as the run it replays
+    left it: it runs again, so it is recorded as waiting and parked."""
+    w = world(answer(200, SUCCESS_BODY))
+    assert only(w.processor.process(UPLOAD)).status is JobStatus.SUCCEEDED
+    w.limiter.known = Denial(retry_at=NOW + 10, reason="quota")
+    bare = parked_message(
+        bucket="input", key=UPLOAD.key, version_id="v1", attempt=0, due_at=NOW, reason="x", replay="replay-1"
+    ).model_copy(update={"rule": None, "pipeline": None, "pipeline_hash": None})
+    result = only(w.processor.resume(bare) or [])
+    assert (result.status, result.duplicate) == (JobStatus.WAITING, False)
+    assert w.jobs.finished[-1]["status"] is JobStatus.WAITING
+    assert RetryMessage.model_validate_json(w.parked()[-1]["MessageBody"]).replay == "replay-1"
 
 
 def test_an_open_circuit_parks_the_job_without_a_call_an_attempt_or_budget() -> None:

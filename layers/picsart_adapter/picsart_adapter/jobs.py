@@ -180,15 +180,21 @@ class JobStore:
         self._update(ref, values, attempt, remove=[name for name in stale if name not in values])
 
     def record_waiting(
-        self, ref: JobRef, attempt: Attempt | None, reason: str, details: dict[str, Any]
-    ) -> JobStatus | None:
-        """Record the job as parked until `details["due_at"]`, unless its record has ended: then the ending stays,
-        and is returned. A job parked before its once-per-step section may have ended elsewhere (an S3 event
-        delivered again after the upload was processed), and a write that came late must not undo an ending
-        (test_a_duplicate_event_of_a_finished_upload_leaves_its_record_as_it_ended)."""
+        self,
+        ref: JobRef,
+        attempt: Attempt | None,
+        reason: str,
+        details: dict[str, Any],
+        keep_ending: bool = True,
+    ) -> dict[str, Any] | None:
+        """Record the job as parked until `details["due_at"]`; None once written. With `keep_ending`, a record
+        that has ended is kept and returned instead: a job parked before its once-per-step section may have ended
+        elsewhere (an S3 event delivered again after the upload was processed), and a write that came late must
+        not undo an ending (test_a_duplicate_event_of_a_finished_upload_leaves_its_record_as_it_ended). An
+        operator's replay runs again whatever the record says."""
         values = {"status": JobStatus.WAITING.value, "reason": reason, **details}
-        written = self._update(ref, values, attempt, unless_ended=True)
-        return None if written.written else JobStatus(str((written.item or {}).get("status")))
+        written = self._update(ref, values, attempt, unless_ended=keep_ending)
+        return None if written.written else dict(written.item or {})
 
     def reopen(self, ref: JobRef, reason: str, details: dict[str, Any]) -> None:
         """An operator sent the job to the delay queue again (`picsart-local redrive` or `reprocess`): it is

@@ -172,7 +172,7 @@ class Parking:
         an attempt; the record keeps `processing` with the steps done)."""
         now = self._clock()
         message = job.message(now, f"{job.step_label} next: left to another invocation")
-        self._park(job, message, now, record=False)
+        self._park(job, message, now, record=False)  # no record written, so none found ended: always parked
         metrics.add_metric(name="JobsHandedBack", unit=MetricUnit.Count, value=1)
         return JobResult(JobStatus.WAITING, reason=message.reason, picsart_correlation_ids=job.correlation_ids)
 
@@ -229,22 +229,31 @@ class Parking:
         if record:
             due = datetime.fromtimestamp(message.due_at, UTC).isoformat(timespec="milliseconds")
             details = {**job.record_identity, **(details or {}), "due_at": due}
-            if (ended := self._jobs.record_waiting(job.ref, attempt, message.reason, details)) is not None:
-                logger.info("the job had ended already: its record is kept, and nothing is parked")
-                metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
-                return JobResult(
-                    ended,
-                    reason=f"already {ended.value}: nothing parked",
-                    duplicate=True,
-                    picsart_correlation_ids=job.correlation_ids,
-                    rule=job.rule_name,
-                    pipeline=job.pipeline_name,
-                )
+            ended = self._jobs.record_waiting(job.ref, attempt, message.reason, details, keep_ending=job.replay is None)
+            if ended is not None:
+                return self._already_ended(job, ended)
         if job.held_messages is None:
             self._send_parked(message, now)
         else:
             job.held_messages.append(message)
         return None
+
+    @staticmethod
+    def _already_ended(job: Job, record: dict[str, Any]) -> JobResult:
+        """The job's record had ended when it was to be parked: the ending, as a duplicate's answer."""
+        status = JobStatus(str(record["status"]))  # present: the write is refused only for an ended status
+        logger.info("the job had ended already: its record is kept, and nothing is parked", extra={"status": status})
+        metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        return JobResult(
+            status,
+            reason=f"already {status.value}: nothing parked",
+            output_key=record.get("output_key"),
+            picsart_correlation_id=record.get("picsart_correlation_id"),
+            picsart_correlation_ids=job.correlation_ids,
+            duplicate=True,
+            rule=job.rule_name,
+            pipeline=job.pipeline_name,
+        )
 
     @staticmethod
     def hold_messages(job: Job) -> None:
