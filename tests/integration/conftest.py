@@ -4,9 +4,9 @@ the runner playing Lambda. Each module gets its own environment, stopped when th
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -76,28 +76,28 @@ def log_lines(log_dir: Path) -> list[str]:
     return [line for path in sorted(log_dir.rglob("*.log")) for line in path.read_text().splitlines()]
 
 
+#: What `not_succeeded` shows of each line a function logged about an upload.
+LOGGED_FIELDS = ("timestamp", "function_name", "message", "reason", "delay_seconds")
+
+
 def not_succeeded(env: LocalEnvironment, outcomes: Mapping[str, UploadOutcome]) -> dict[str, list[str]]:
     """Each upload that did not succeed: where it ended, the runner's counts of failed invocations, and the
     last lines its functions logged about it. Asserted equal to {} so that a rare failure explains itself
     in CI's output rather than as a bare set of statuses."""
     found: dict[str, list[str]] = {}
+    entries: list[dict[str, Any]] | None = None
     for key, outcome in outcomes.items():
         if outcome.status == "succeeded":
             continue
+        if entries is None:
+            entries = env.runner.log_records() if env.runner is not None else []
         record = outcome.record or {}
-        found[key] = [f"{outcome.status}: {outcome.reason}; record status {record.get('status')!r}"]
-        for line in log_lines(env.options.log_dir):
-            if key in line and line.startswith("{"):
-                entry = json.loads(line)
-                if isinstance(entry, dict) and entry.get("key") == key:
-                    found[key].append(
-                        " ".join(
-                            str(entry[field])
-                            for field in ("timestamp", "function_name", "message", "reason", "delay_seconds")
-                            if field in entry
-                        )
-                    )
-        del found[key][1:-12]
+        lines = [
+            " ".join(str(entry[field]) for field in LOGGED_FIELDS if field in entry)
+            for entry in entries
+            if entry.get("key") == key
+        ]
+        found[key] = [f"{outcome.status}: {outcome.reason}; record status {record.get('status')!r}", *lines[-12:]]
     if found and env.runner is not None:
         counters = env.runner.counters()
         found["(runner)"] = [

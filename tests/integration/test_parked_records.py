@@ -3,13 +3,14 @@
 An upload environment that already knows the window's budget is spent parks new uploads before their
 once-per-step section: it records each as waiting and sends its delay-queue message. The message is often due
 at once, so a retry environment may run the job to its end while the upload environment is still busy. Here
-every write that records a job as waiting is applied `SLOW_WAITING_WRITE_S` late, as by an upload invocation
+the first write that records each job as waiting is applied `SLOW_WAITING_WRITE_S` late, as by an upload invocation
 stalled between its two requests for longer than the job takes elsewhere. Sent before that write, a message
 let the job succeed first, and the late "waiting" then stood for good.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -42,11 +43,12 @@ def test_a_late_waiting_record_never_overwrites_a_finished_job(
         prewarm=True,
     ) as env:
         update_item = DynamoDBBackend.update_item  # moto_atomic's serialised write, installed by the stack
-        slowed: list[float] = []
+        slowed: set[str] = set()  # the records whose first "waiting" write was slowed
 
         def late_when_waiting(backend: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            if {"S": "waiting"} in (kwargs.get("expression_attribute_values") or {}).values():
-                slowed.append(time.time())
+            record = json.dumps(key, sort_keys=True)
+            if {"S": "waiting"} in (kwargs.get("expression_attribute_values") or {}).values() and record not in slowed:
+                slowed.add(record)
                 time.sleep(SLOW_WAITING_WRITE_S)
             return update_item(backend, table_name, key, *args, **kwargs)
 
@@ -57,11 +59,18 @@ def test_a_late_waiting_record_never_overwrites_a_finished_job(
             env.upload(key, image)
         outcomes = env.wait_for(keys, timeout=180)
         assert not_succeeded(env, outcomes) == {}, "every upload processed"
-        assert slowed, "some job was recorded as waiting (late)"
+        assert env.runner is not None
+        parked_by_uploads = {
+            entry["key"]
+            for entry in env.runner.log_records("UploadFunction")
+            if entry.get("message") == "job parked in the delay queue"
+        }
+        assert parked_by_uploads, "the upload environment parked new uploads for the budget"
+        assert slowed, "their waiting records came late"
         # A job may be seen to succeed before its late record lands: the records are read again once every
         # invocation, the stalled ones too, has ended.
-        assert env.runner is not None
         env.runner.wait_idle(timeout=60)
+        assert sum(env.runner.counters().timeouts.values()) == 0, "no invocation ran out of time over a slowed write"
         settled = {key: env.outcome(key) for key in keys}
         assert {key: outcome.status if outcome else None for key, outcome in settled.items()} == dict.fromkeys(
             keys, "succeeded"
