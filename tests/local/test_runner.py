@@ -28,6 +28,8 @@ from picsart_local.stack import LocalStack
 
 from .conftest import receive_all, recorded
 
+#: Memory the test process holds while it starts a worker (MB), more than a small worker uses.
+BALLAST_MB = 512
 #: How long a preempted moto request thread waits before it goes on (when nothing lets it go sooner).
 PREEMPTED_FOR_S = 3.0
 
@@ -79,6 +81,21 @@ def test_environment_is_cold_once_then_warm_and_survives_handler_errors(
     assert not third.cold_start
     assert third.payload["invocations"] == 3
     assert third.payload["pid"] == first.payload["pid"]
+
+
+def test_max_memory_used_is_the_workers_own_not_its_parents(fixture_stack: LocalStack, tmp_path: Path) -> None:
+    """Workers are spawned (fork, then exec) and getrusage's peak survives the exec: a worker started by a process
+    holding much memory (the soak's, with moto and the emulator in it) reported that process's peak, beyond the
+    function's memory size, though it used a fraction of it."""
+    ballast = bytearray(BALLAST_MB * 1024 * 1024)
+    for page in range(0, len(ballast), 4096):
+        ballast[page] = 1
+    with environment_of(fixture_stack, "OnUpload", tmp_path) as environment:
+        assert environment.invoke({"action": "none"}).ok
+        report = re.search(r"Max Memory Used: (\d+) MB", log_text(environment))
+    del ballast
+    assert report is not None
+    assert 0 < int(report.group(1)) < BALLAST_MB // 2
 
 
 def test_a_prewarmed_environment_is_initialised_as_provisioned_concurrency(
