@@ -166,8 +166,10 @@ class JobStore:
         attempt: Attempt | None = None,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
-    ) -> None:
-        """Record where the job stands after an attempt (or a check that needed none)."""
+        unless_ended: bool = False,
+    ) -> Written:
+        """Record where the job stands after an attempt (or a check that needed none); with `unless_ended`, only
+        while the record has not ended (what was written, or the ended record)."""
         values: dict[str, Any] = {"status": status.value, **(details or {})}
         if reason is not None:
             values["reason"] = reason
@@ -177,7 +179,8 @@ class JobStore:
         stale = [] if status is JobStatus.WAITING else ["due_at"]
         if status is JobStatus.SUCCEEDED:
             stale.append("reason")
-        self._update(ref, values, attempt, remove=[name for name in stale if name not in values])
+        remove = [name for name in stale if name not in values]
+        return self._update(ref, values, attempt, remove=remove, unless_ended=unless_ended)
 
     def record_waiting(
         self,
@@ -192,8 +195,7 @@ class JobStore:
         elsewhere (an S3 event delivered again after the upload was processed), and a write that came late must
         not undo an ending (test_a_duplicate_event_of_a_finished_upload_leaves_its_record_as_it_ended). An
         operator's replay runs again whatever the record says."""
-        values = {"status": JobStatus.WAITING.value, "reason": reason, **details}
-        written = self._update(ref, values, attempt, unless_ended=keep_ending)
+        written = self.finish(ref, JobStatus.WAITING, attempt, reason, details, unless_ended=keep_ending)
         return None if written.written else dict(written.item or {})
 
     def reopen(self, ref: JobRef, reason: str, details: dict[str, Any]) -> None:
